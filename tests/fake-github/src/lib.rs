@@ -1,0 +1,1 @@
+//! A strict, stateful fake of GitHub's self-hosted runner REST API.
