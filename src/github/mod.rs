@@ -4,6 +4,12 @@
 //! the real implementation lives in [`client`] and owns authentication, base
 //! URLs, retries, rate limits, ETags and pagination in one place.
 
+mod app_auth;
+pub mod client;
+mod etag_cache;
+mod pagination;
+mod rate_limit;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -153,6 +159,10 @@ pub enum GitHubError {
     /// The credential material itself is unusable (bad PEM, empty token, ...).
     #[error("invalid credentials: {0}")]
     InvalidCredentials(String),
+    /// The endpoint configuration is unusable (plain http to a non-loopback
+    /// host, a malformed URL, an unreadable CA bundle, ...).
+    #[error("invalid GitHub endpoint: {0}")]
+    InvalidEndpoint(String),
     #[error("GitHub server error {status}")]
     Server { status: u16 },
     /// Could not reach GitHub or read its answer.
@@ -173,6 +183,7 @@ impl GitHubError {
             GitHubError::RateLimited { .. } => "rate_limited",
             GitHubError::Unauthorized { .. } => "unauthorized",
             GitHubError::InvalidCredentials(_) => "invalid_credentials",
+            GitHubError::InvalidEndpoint(_) => "invalid_endpoint",
             GitHubError::Server { .. } => "server_error",
             GitHubError::Unavailable(_) => "unavailable",
             GitHubError::Protocol(_) => "protocol",
@@ -196,7 +207,12 @@ pub trait GitHubApi: Send + Sync {
     /// `Err(NotFound)` if it is already gone.
     async fn delete_runner(&self, scope: &Scope, id: u64) -> Result<()>;
     /// Replaces all custom labels of a runner; returns the labels it now has.
-    async fn set_custom_labels(&self, scope: &Scope, id: u64, labels: &[String]) -> Result<Vec<RunnerLabel>>;
+    async fn set_custom_labels(
+        &self,
+        scope: &Scope,
+        id: u64,
+        labels: &[String],
+    ) -> Result<Vec<RunnerLabel>>;
     /// Runner groups of an organization or enterprise (all pages).
     async fn list_runner_groups(&self, scope: &Scope) -> Result<Vec<RunnerGroup>>;
 }
@@ -222,7 +238,10 @@ impl fmt::Debug for Credentials {
                 app_id,
                 installation_id,
                 ..
-            } => write!(f, "Credentials::App {{ app_id: {app_id}, installation_id: {installation_id}, private_key_pem: <redacted> }}"),
+            } => write!(
+                f,
+                "Credentials::App {{ app_id: {app_id}, installation_id: {installation_id}, private_key_pem: <redacted> }}"
+            ),
         }
     }
 }
@@ -239,5 +258,9 @@ pub struct Endpoint {
 /// caches clients so installation tokens, ETags and rate-limit state are shared
 /// by every pool that uses the same credential.
 pub trait GitHubConnector: Send + Sync {
-    fn connect(&self, endpoint: &Endpoint, credentials: &Credentials) -> Result<std::sync::Arc<dyn GitHubApi>>;
+    fn connect(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+    ) -> Result<std::sync::Arc<dyn GitHubApi>>;
 }
