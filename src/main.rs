@@ -1,1 +1,221 @@
-fn main() {}
+//! `runnerpool-operator`: parses configuration and wires the parts together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use runnerpool::admin::{self, AdminState};
+use runnerpool::controller::{self, Settings};
+use runnerpool::github::client::{CachingConnector, ClientOptions};
+use runnerpool::metrics::{GitHubRequestLabels, Metrics};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "runnerpool-operator",
+    version,
+    about = "Ephemeral, just-in-time GitHub Actions runners on Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the RunnerPool CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig to use; in-cluster configuration (or the default kubeconfig) when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Watch RunnerPools, pods and Secrets in this namespace only (all namespaces when unset).
+    #[arg(long, env = "RUNNERPOOL_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+
+    /// Identifies this installation in the ownership label of its runners, so
+    /// several clusters can share one organization without touching each other's runners.
+    #[arg(long, env = "RUNNERPOOL_INSTALL_ID", default_value = "default")]
+    install_id: String,
+
+    /// Seconds between listings of a pool's runners on GitHub (conditional
+    /// requests: an unchanged list costs no rate-limit budget).
+    #[arg(
+        long,
+        env = "RUNNERPOOL_GITHUB_SYNC_INTERVAL_SECONDS",
+        default_value_t = 120
+    )]
+    github_sync_interval_seconds: u64,
+
+    /// Seconds a deleted pool waits for GitHub (unreachable, busy runners)
+    /// before it is released with a Warning event.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_CLEANUP_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    cleanup_timeout_seconds: u64,
+
+    /// Runners of one pool registered concurrently.
+    #[arg(long, env = "RUNNERPOOL_CREATE_CONCURRENCY", default_value_t = 16)]
+    create_concurrency: usize,
+
+    /// Timeout of one GitHub request, in seconds.
+    #[arg(long, env = "RUNNERPOOL_GITHUB_TIMEOUT_SECONDS", default_value_t = 30)]
+    github_timeout_seconds: u64,
+
+    /// Address of the admin listener serving /healthz, /readyz and /metrics.
+    #[arg(long, env = "RUNNERPOOL_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    admin_listen: SocketAddr,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "RUNNERPOOL_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", runnerpool::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            init_logging(&args);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    error!(error = %e, "cannot start the async runtime");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %e, "operator stopped");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(args: &RunArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn kube_client(
+    kubeconfig: Option<&PathBuf>,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let observed = metrics.clone();
+    let github = Arc::new(CachingConnector::new(ClientOptions {
+        request_timeout: Duration::from_secs(args.github_timeout_seconds.max(1)),
+        observer: Some(Arc::new(move |record| {
+            observed
+                .github_requests
+                .get_or_create(&GitHubRequestLabels {
+                    endpoint: record.endpoint,
+                    status: record.status.unwrap_or(0),
+                })
+                .inc();
+        })),
+        ..ClientOptions::default()
+    }));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
+    info!(address = %listener.local_addr()?, "admin listener serving /healthz, /readyz and /metrics");
+    let admin_state = AdminState {
+        ready: ready.clone(),
+        metrics: metrics.clone(),
+        github: github.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, admin::router(admin_state)).await {
+            error!(error = %e, "admin listener stopped");
+        }
+    });
+
+    let settings = Settings {
+        install_id: args.install_id,
+        watch_namespace: args.watch_namespace,
+        github_sync_interval: Duration::from_secs(args.github_sync_interval_seconds.max(1)),
+        cleanup_timeout: Duration::from_secs(args.cleanup_timeout_seconds),
+        create_concurrency: args.create_concurrency.max(1),
+    };
+    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool controller");
+    controller::run(client, github, settings, metrics, ready, shutdown_signal()).await;
+    info!("controller stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,290 @@
+//! The RunnerPool controller: wiring, the shared [`Context`], errors and backoff.
+//!
+//! `reconcile` runs the finalizer as its only top-level action: [`reconcile`]
+//! (the pipeline observe → connect → plan → act → status) while the pool
+//! lives, [`cleanup`] when it is deleted.
+
+pub mod cleanup;
+pub mod memory;
+pub mod plan;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use rand::Rng;
+use tracing::{info, instrument, warn};
+
+use crate::RunnerPool;
+use crate::github::{GitHubConnector, GitHubError};
+use crate::metrics::Metrics;
+use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL};
+
+pub const FINALIZER: &str = "actions.runnerpool.dev/cleanup";
+pub const FIELD_MANAGER: &str = "runnerpool-operator";
+
+/// Settings of the controller (from the command line).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Distinguishes this installation's runners from other clusters' in one organization.
+    pub install_id: String,
+    /// Watch only this namespace; all namespaces when `None`.
+    pub watch_namespace: Option<String>,
+    /// How often each pool's runners are listed on GitHub (conditional requests).
+    pub github_sync_interval: Duration,
+    /// How long deleting a pool may wait for GitHub before giving up with a Warning.
+    pub cleanup_timeout: Duration,
+    /// How many runners of one pool are registered at once.
+    pub create_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            install_id: "default".to_string(),
+            watch_namespace: None,
+            github_sync_interval: Duration::from_secs(120),
+            cleanup_timeout: Duration::from_secs(300),
+            create_concurrency: 16,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub github: Arc<dyn GitHubConnector>,
+    pub settings: Settings,
+    pub pods: Store<Pod>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub recorder: Recorder,
+    pub memory: memory::Memory,
+    pub metrics: Arc<Metrics>,
+    /// Set once the watch caches have their first full list.
+    pub synced: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("GitHub API error: {0}")]
+    GitHub(#[source] GitHubError),
+    #[error("RunnerPool has no namespace")]
+    NotNamespaced,
+    #[error("the watch caches did not sync")]
+    CachesNotReady,
+    #[error("still removing {0} runner(s) of the deleted pool")]
+    CleanupPending(usize),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A bounded name for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kubernetes",
+            Error::GitHub(e) => e.category(),
+            Error::NotNamespaced => "not_namespaced",
+            Error::CachesNotReady => "caches_not_ready",
+            Error::CleanupPending(_) => "cleanup_pending",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
+}
+
+impl From<GitHubError> for Error {
+    fn from(e: GitHubError) -> Self {
+        Error::GitHub(e)
+    }
+}
+
+/// A jittered duration, so pools don't come back in lockstep.
+pub fn jittered(base: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..1.1);
+    base.mul_f64(factor)
+}
+
+fn uid(pool: &RunnerPool) -> String {
+    pool.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Context {
+    async fn wait_for_caches(&self) -> Result<(), Error> {
+        if self.synced.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let ready = async {
+            self.pods.wait_until_ready().await.ok();
+            self.secrets.wait_until_ready().await.ok();
+        };
+        tokio::time::timeout(Duration::from_secs(60), ready)
+            .await
+            .map_err(|_| Error::CachesNotReady)?;
+        self.synced.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Publishes an event on the pool; a failure to publish is logged, not fatal.
+    pub async fn event(
+        &self,
+        pool: &RunnerPool,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &pool.object_ref(&())).await {
+            warn!(pool = %pool.name_any(), error = %e, "could not publish event");
+        }
+    }
+}
+
+#[instrument(skip_all, fields(namespace = pool.namespace().unwrap_or_default(), pool = %pool.name_any()))]
+async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.wait_for_caches().await?;
+    let namespace = pool.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, pool, |event| async {
+        match event {
+            FinalizerEvent::Apply(pool) => reconcile::apply(pool, &ctx).await,
+            FinalizerEvent::Cleanup(pool) => cleanup::cleanup(pool, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.observe_reconcile(started.elapsed(), category);
+    result
+}
+
+/// Per-pool exponential backoff with jitter: 1 s, 2 s, 4 s ... up to 5 minutes.
+fn error_policy(pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Action {
+    let streak = ctx.memory.with(&uid(&pool), |m| {
+        m.error_streak = m.error_streak.saturating_add(1);
+        m.error_streak
+    });
+    let delay = match error {
+        Error::CleanupPending(_) => Duration::from_secs(2),
+        Error::GitHub(GitHubError::RateLimited { retry_after, .. }) => *retry_after,
+        _ => {
+            Duration::from_secs(1 << streak.min(8).saturating_sub(1)).min(Duration::from_secs(300))
+        }
+    };
+    warn!(pool = %pool.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(jittered(delay))
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. `ready` is set once the
+/// watch caches are complete, for the readiness probe.
+pub async fn run(
+    client: Client,
+    github: Arc<dyn GitHubConnector>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = settings.watch_namespace.clone();
+    let pools: Api<RunnerPool> = scoped(&client, namespace.as_deref());
+    let pods: Api<Pod> = scoped(&client, namespace.as_deref());
+    // Only the Secrets' metadata is watched: the operator never reads JIT configs back.
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watcher(pods, managed.clone()).modify(|pod: &mut Pod| {
+            // The cache keeps what the planner reads: metadata and status.
+            pod.managed_fields_mut().clear();
+            pod.spec = None;
+        }),
+    )
+    .touched_objects()
+    .default_backoff();
+    let (secret_store, secret_writer) = reflector::store();
+    let secret_events = reflector::reflector(
+        secret_writer,
+        watcher(secrets, managed).modify(|s| s.managed_fields_mut().clear()),
+    )
+    .touched_objects()
+    .default_backoff();
+
+    let reporter = Reporter {
+        controller: "runnerpool-operator".to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        github,
+        settings,
+        pods: pod_store.clone(),
+        secrets: secret_store.clone(),
+        memory: memory::Memory::default(),
+        metrics,
+        synced: AtomicBool::new(false),
+    });
+
+    let controller = Controller::new(pools, watcher::Config::default());
+    let pool_store = controller.store();
+    tokio::spawn(async move {
+        let _ = pool_store.wait_until_ready().await;
+        let _ = pod_store.wait_until_ready().await;
+        let _ = secret_store.wait_until_ready().await;
+        info!("watch caches synced");
+        ready.store(true, Ordering::Relaxed);
+    });
+
+    controller
+        .owns_stream(pod_events)
+        .owns_stream(secret_events)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

@@ -1,0 +1,705 @@
+//! Decides what a pool needs, from what was observed, without touching anything.
+//!
+//! Input: the pool's pods and Secrets (from the watch caches), the last view of
+//! its runners on GitHub, and what this process is still waiting to see. Output:
+//! how many runners to create, which to remove (and whether their GitHub
+//! registration must go first), which need their labels set, the counts for
+//! status, and when to look again. Pure and unit-tested; the reconciler
+//! carries the plan out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::github::{Runner, RunnerStatus};
+
+/// What the planner needs to know of a runner pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    pub runner_id: Option<u64>,
+    pub phase: PodPhase,
+    pub deleting: bool,
+    pub created: Timestamp,
+    pub labels_hash: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl PodPhase {
+    pub fn from_status(phase: Option<&str>) -> Self {
+        match phase {
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded") => PodPhase::Succeeded,
+            Some("Failed") => PodPhase::Failed,
+            _ => PodPhase::Pending,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretView {
+    pub name: String,
+    pub runner_id: Option<u64>,
+}
+
+/// The last list of the pool's scope on GitHub.
+#[derive(Clone, Debug)]
+pub struct GitHubView {
+    pub runners: Vec<Runner>,
+    pub taken: Timestamp,
+}
+
+/// How many runners the pool wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    Fixed(u32),
+    Auto {
+        min: u32,
+        max: u32,
+        idle: u32,
+        scale_down_delay: Duration,
+    },
+}
+
+pub struct Inputs<'a> {
+    pub now: Timestamp,
+    pub scaling: Scaling,
+    pub bootstrap_timeout: Duration,
+    pub ownership_label: &'a str,
+    pub desired_labels: &'a [String],
+    pub desired_labels_hash: &'a str,
+    pub pods: &'a [PodView],
+    pub secrets: &'a [SecretView],
+    pub github: Option<&'a GitHubView>,
+    /// Runners this process created whose pod the cache has not shown yet.
+    pub creating: &'a BTreeSet<String>,
+    /// Runners this process is removing; they are left alone until gone.
+    pub removing: &'a BTreeSet<String>,
+    /// Since when the pool has had more idle runners than it wants.
+    pub surplus_since: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RemovalReason {
+    /// The pod finished its job; GitHub removed the ephemeral runner itself.
+    Finished,
+    /// The pod failed (crash, OOM, eviction that left a Failed pod).
+    Failed,
+    /// The pod is gone (deleted, evicted, node lost) but its Secret remains.
+    Vanished,
+    /// The runner did not come online within the bootstrap timeout.
+    BootstrapTimeout,
+    /// More runners than wanted.
+    ScaleDown,
+    /// A registration of this pool on GitHub with no pod and no Secret.
+    Orphan,
+}
+
+impl RemovalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalReason::Finished => "finished",
+            RemovalReason::Failed => "failed",
+            RemovalReason::Vanished => "vanished",
+            RemovalReason::BootstrapTimeout => "bootstrap_timeout",
+            RemovalReason::ScaleDown => "scale_down",
+            RemovalReason::Orphan => "orphan",
+        }
+    }
+}
+
+/// One runner to remove. When `runner_id` is set its GitHub registration is
+/// deleted first; pod and Secret go only once GitHub confirms (or says it is
+/// already gone). A busy answer keeps everything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub name: String,
+    pub runner_id: Option<u64>,
+    pub reason: RemovalReason,
+    pub pod: bool,
+    pub secret: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relabel {
+    pub name: String,
+    pub runner_id: u64,
+    /// Whether the pod exists to record the new labels hash on.
+    pub pod: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub desired: u32,
+    pub pending: u32,
+    pub idle: u32,
+    pub busy: u32,
+    pub failed: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub create: u32,
+    pub remove: Vec<Removal>,
+    pub relabel: Vec<Relabel>,
+    pub counts: Counts,
+    /// The GitHub view is too old to decide about some runner: list again.
+    pub needs_github_view: bool,
+    /// The pool has more runners than wanted, waiting out the scale-down delay.
+    pub surplus_since: Option<Timestamp>,
+    /// When something will be due without any event (a bootstrap deadline,
+    /// the end of a scale-down delay).
+    pub recheck_in: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LiveState {
+    Pending,
+    Idle,
+    Busy,
+}
+
+pub fn plan(input: &Inputs<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let github_by_id: HashMap<u64, &Runner> = input
+        .github
+        .map(|g| g.runners.iter().map(|r| (r.id, r)).collect())
+        .unwrap_or_default();
+    let pods: BTreeMap<&str, &PodView> = input.pods.iter().map(|p| (p.name.as_str(), p)).collect();
+    let secrets: BTreeMap<&str, &SecretView> =
+        input.secrets.iter().map(|s| (s.name.as_str(), s)).collect();
+
+    // (name, state, created) of runners that count towards the pool's size.
+    let mut live: Vec<(&str, LiveState, Option<Timestamp>, Option<u64>)> = Vec::new();
+
+    for pod in input.pods {
+        if input.removing.contains(&pod.name) || pod.deleting {
+            continue;
+        }
+        let secret = secrets.contains_key(pod.name.as_str());
+        let runner = pod.runner_id.and_then(|id| github_by_id.get(&id).copied());
+        match pod.phase {
+            PodPhase::Succeeded => plan.remove.push(Removal {
+                name: pod.name.clone(),
+                runner_id: None,
+                reason: RemovalReason::Finished,
+                pod: true,
+                secret,
+            }),
+            PodPhase::Failed => {
+                plan.counts.failed += 1;
+                plan.remove.push(Removal {
+                    name: pod.name.clone(),
+                    runner_id: pod.runner_id,
+                    reason: RemovalReason::Failed,
+                    pod: true,
+                    secret,
+                });
+            }
+            PodPhase::Pending | PodPhase::Running => {
+                let state = match runner {
+                    Some(r) if r.busy => LiveState::Busy,
+                    Some(r) if r.status == RunnerStatus::Online => LiveState::Idle,
+                    _ => LiveState::Pending,
+                };
+                if state == LiveState::Pending {
+                    let deadline = pod.created + input.bootstrap_timeout;
+                    if input.now >= deadline {
+                        // A pod that never started needs no GitHub view to be judged;
+                        // a running one is only judged on a view taken after its deadline.
+                        let view_is_recent = input.github.is_some_and(|g| g.taken >= deadline);
+                        if pod.phase == PodPhase::Pending || view_is_recent {
+                            plan.counts.failed += 1;
+                            plan.remove.push(Removal {
+                                name: pod.name.clone(),
+                                runner_id: pod.runner_id,
+                                reason: RemovalReason::BootstrapTimeout,
+                                pod: true,
+                                secret,
+                            });
+                            continue;
+                        }
+                        plan.needs_github_view = true;
+                    } else {
+                        recheck(&mut plan, duration_until(input.now, deadline));
+                    }
+                }
+                if let Some(id) = pod.runner_id {
+                    let drifted = runner.is_some_and(|r| !same_labels(r, input.desired_labels));
+                    if drifted || pod.labels_hash.as_deref() != Some(input.desired_labels_hash) {
+                        plan.relabel.push(Relabel {
+                            name: pod.name.clone(),
+                            runner_id: id,
+                            pod: true,
+                        });
+                    }
+                }
+                live.push((pod.name.as_str(), state, Some(pod.created), pod.runner_id));
+            }
+        }
+    }
+
+    for secret in input.secrets {
+        let name = secret.name.as_str();
+        if pods.contains_key(name) || input.removing.contains(name) || input.creating.contains(name)
+        {
+            continue;
+        }
+        plan.remove.push(Removal {
+            name: secret.name.clone(),
+            runner_id: secret.runner_id,
+            reason: RemovalReason::Vanished,
+            pod: false,
+            secret: true,
+        });
+    }
+
+    for name in input.creating {
+        if !pods.contains_key(name.as_str()) && !input.removing.contains(name) {
+            live.push((name.as_str(), LiveState::Pending, None, None));
+        }
+    }
+
+    if let Some(github) = input.github {
+        for runner in &github.runners {
+            let known = pods.contains_key(runner.name.as_str())
+                || secrets.contains_key(runner.name.as_str())
+                || input.creating.contains(&runner.name)
+                || input.removing.contains(&runner.name);
+            if known || !runner.has_label(input.ownership_label) {
+                continue;
+            }
+            if runner.status == RunnerStatus::Offline && !runner.busy {
+                plan.remove.push(Removal {
+                    name: runner.name.clone(),
+                    runner_id: Some(runner.id),
+                    reason: RemovalReason::Orphan,
+                    pod: false,
+                    secret: false,
+                });
+            }
+        }
+    }
+
+    for (_, state, _, _) in &live {
+        match state {
+            LiveState::Pending => plan.counts.pending += 1,
+            LiveState::Idle => plan.counts.idle += 1,
+            LiveState::Busy => plan.counts.busy += 1,
+        }
+    }
+
+    let (desired, delay) = match input.scaling {
+        Scaling::Fixed(n) => (n, Duration::ZERO),
+        Scaling::Auto {
+            min,
+            max,
+            idle,
+            scale_down_delay,
+        } => (
+            (plan.counts.busy + idle).clamp(min, max.max(min)),
+            scale_down_delay,
+        ),
+    };
+    plan.counts.desired = desired;
+    let current = live.len() as u32;
+
+    if current < desired {
+        plan.create = desired - current;
+    } else if current > desired {
+        let since = input.surplus_since.unwrap_or(input.now);
+        let due = since + delay;
+        if input.now >= due {
+            plan.remove
+                .extend(scale_down_candidates(&live, (current - desired) as usize));
+        } else {
+            plan.surplus_since = Some(since);
+            recheck(&mut plan, duration_until(input.now, due));
+        }
+    }
+    plan
+}
+
+/// Which runners to remove when there are too many: never a busy one, never
+/// one whose pod the cache has not shown yet; the not-yet-online first (they
+/// cost nothing to replace), then idle ones, newest first.
+fn scale_down_candidates(
+    live: &[(&str, LiveState, Option<Timestamp>, Option<u64>)],
+    surplus: usize,
+) -> Vec<Removal> {
+    let mut candidates: Vec<_> = live
+        .iter()
+        .filter(|(_, state, created, _)| *state != LiveState::Busy && created.is_some())
+        .collect();
+    candidates.sort_by_key(|(name, state, created, _)| {
+        (
+            *state == LiveState::Idle,
+            std::cmp::Reverse(*created),
+            *name,
+        )
+    });
+    candidates
+        .into_iter()
+        .take(surplus)
+        .map(|(name, _, _, id)| Removal {
+            name: name.to_string(),
+            runner_id: *id,
+            reason: RemovalReason::ScaleDown,
+            pod: true,
+            secret: true,
+        })
+        .collect()
+}
+
+/// Whether a runner's custom labels are exactly the wanted ones.
+fn same_labels(runner: &Runner, desired: &[String]) -> bool {
+    let have: BTreeSet<&str> = runner.custom_labels().collect();
+    let want: BTreeSet<&str> = desired.iter().map(String::as_str).collect();
+    have == want
+}
+
+fn duration_until(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+fn recheck(plan: &mut Plan, after: Duration) {
+    let after = after.max(Duration::from_secs(1));
+    plan.recheck_in = Some(plan.recheck_in.map_or(after, |d| d.min(after)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::{LabelType, RunnerLabel};
+
+    const OWNER: &str = "runnerpool-abc";
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    fn pod(name: &str, id: u64, phase: PodPhase, created: i64) -> PodView {
+        PodView {
+            name: name.into(),
+            runner_id: Some(id),
+            phase,
+            deleting: false,
+            created: at(created),
+            labels_hash: Some("h".into()),
+        }
+    }
+
+    fn secret(name: &str, id: u64) -> SecretView {
+        SecretView {
+            name: name.into(),
+            runner_id: Some(id),
+        }
+    }
+
+    fn runner(name: &str, id: u64, online: bool, busy: bool) -> Runner {
+        Runner {
+            id,
+            name: name.into(),
+            os: "linux".into(),
+            status: if online {
+                RunnerStatus::Online
+            } else {
+                RunnerStatus::Offline
+            },
+            busy,
+            ephemeral: true,
+            runner_group_id: Some(1),
+            labels: [
+                ("self-hosted", LabelType::ReadOnly),
+                ("gpu", LabelType::Custom),
+                (OWNER, LabelType::Custom),
+            ]
+            .into_iter()
+            .map(|(n, kind)| RunnerLabel {
+                id: None,
+                name: n.into(),
+                kind,
+            })
+            .collect(),
+        }
+    }
+
+    struct Case {
+        scaling: Scaling,
+        pods: Vec<PodView>,
+        secrets: Vec<SecretView>,
+        github: Option<GitHubView>,
+        creating: BTreeSet<String>,
+        removing: BTreeSet<String>,
+        surplus_since: Option<Timestamp>,
+        now: Timestamp,
+    }
+
+    impl Case {
+        fn new(scaling: Scaling) -> Self {
+            Case {
+                scaling,
+                pods: vec![],
+                secrets: vec![],
+                github: None,
+                creating: BTreeSet::new(),
+                removing: BTreeSet::new(),
+                surplus_since: None,
+                now: at(100),
+            }
+        }
+
+        /// A runner with pod, Secret and GitHub registration.
+        fn with_runner(
+            mut self,
+            name: &str,
+            id: u64,
+            phase: PodPhase,
+            online: bool,
+            busy: bool,
+        ) -> Self {
+            self.pods.push(pod(name, id, phase, 0));
+            self.secrets.push(secret(name, id));
+            self.github
+                .get_or_insert(GitHubView {
+                    runners: vec![],
+                    taken: at(99),
+                })
+                .runners
+                .push(runner(name, id, online, busy));
+            self
+        }
+
+        fn plan(&self) -> Plan {
+            let desired = vec!["gpu".to_string(), OWNER.to_string()];
+            plan(&Inputs {
+                now: self.now,
+                scaling: self.scaling,
+                bootstrap_timeout: Duration::from_secs(600),
+                ownership_label: OWNER,
+                desired_labels: &desired,
+                desired_labels_hash: "h",
+                pods: &self.pods,
+                secrets: &self.secrets,
+                github: self.github.as_ref(),
+                creating: &self.creating,
+                removing: &self.removing,
+                surplus_since: self.surplus_since,
+            })
+        }
+    }
+
+    fn reasons(plan: &Plan) -> Vec<(&str, RemovalReason, Option<u64>)> {
+        plan.remove
+            .iter()
+            .map(|r| (r.name.as_str(), r.reason, r.runner_id))
+            .collect()
+    }
+
+    #[test]
+    fn empty_pool_creates_the_desired_runners() {
+        let plan = Case::new(Scaling::Fixed(3)).plan();
+        assert_eq!(plan.create, 3);
+        assert!(plan.remove.is_empty());
+        assert_eq!(plan.counts.desired, 3);
+    }
+
+    #[test]
+    fn runners_being_created_count_until_the_cache_shows_them() {
+        let mut case =
+            Case::new(Scaling::Fixed(3)).with_runner("a", 1, PodPhase::Running, true, false);
+        case.creating.insert("b".into());
+        case.creating.insert("a".into());
+        let plan = case.plan();
+        assert_eq!(plan.create, 1, "a is seen, b is on its way: one more");
+        assert_eq!(plan.counts.pending, 1);
+        assert_eq!(plan.counts.idle, 1);
+    }
+
+    #[test]
+    fn finished_pod_is_removed_without_a_github_call_and_replaced() {
+        let plan = Case::new(Scaling::Fixed(1))
+            .with_runner("a", 1, PodPhase::Succeeded, false, false)
+            .plan();
+        assert_eq!(reasons(&plan), [("a", RemovalReason::Finished, None)]);
+        assert_eq!(plan.create, 1);
+    }
+
+    #[test]
+    fn failed_pod_deletes_its_registration_and_is_replaced() {
+        let plan = Case::new(Scaling::Fixed(1))
+            .with_runner("a", 7, PodPhase::Failed, false, false)
+            .plan();
+        assert_eq!(reasons(&plan), [("a", RemovalReason::Failed, Some(7))]);
+        assert!(plan.remove[0].pod && plan.remove[0].secret);
+        assert_eq!(plan.create, 1);
+        assert_eq!(plan.counts.failed, 1);
+    }
+
+    #[test]
+    fn vanished_pod_deletes_registration_by_the_secret_record() {
+        let mut case =
+            Case::new(Scaling::Fixed(1)).with_runner("a", 7, PodPhase::Running, true, false);
+        case.pods.clear();
+        let plan = case.plan();
+        assert_eq!(reasons(&plan), [("a", RemovalReason::Vanished, Some(7))]);
+        assert!(!plan.remove[0].pod && plan.remove[0].secret);
+        assert_eq!(plan.create, 1);
+    }
+
+    #[test]
+    fn scale_down_never_picks_busy_runners_and_prefers_pending_ones() {
+        let mut case = Case::new(Scaling::Fixed(1))
+            .with_runner("busy", 1, PodPhase::Running, true, true)
+            .with_runner("idle", 2, PodPhase::Running, true, false)
+            .with_runner("pending", 3, PodPhase::Pending, false, false);
+        let plan = case.plan();
+        assert_eq!(plan.create, 0);
+        assert_eq!(
+            reasons(&plan),
+            [
+                ("pending", RemovalReason::ScaleDown, Some(3)),
+                ("idle", RemovalReason::ScaleDown, Some(2))
+            ]
+        );
+        case.scaling = Scaling::Fixed(0);
+        let plan = case.plan();
+        assert!(
+            reasons(&plan).iter().all(|(name, _, _)| *name != "busy"),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn orphans_with_the_mark_are_collected_foreign_and_online_ones_are_not() {
+        let mut case = Case::new(Scaling::Fixed(0));
+        let mut foreign = runner("foreign", 10, false, false);
+        foreign.labels.retain(|l| l.name != OWNER);
+        case.github = Some(GitHubView {
+            runners: vec![
+                runner("orphan", 11, false, false),
+                foreign,
+                runner("online-orphan", 12, true, false),
+                runner("busy-orphan", 13, false, true),
+            ],
+            taken: at(99),
+        });
+        assert_eq!(
+            reasons(&case.plan()),
+            [("orphan", RemovalReason::Orphan, Some(11))]
+        );
+    }
+
+    #[test]
+    fn a_runner_being_created_is_not_an_orphan() {
+        let mut case = Case::new(Scaling::Fixed(1));
+        case.github = Some(GitHubView {
+            runners: vec![runner("new", 11, false, false)],
+            taken: at(99),
+        });
+        case.creating.insert("new".into());
+        let plan = case.plan();
+        assert!(plan.remove.is_empty());
+        assert_eq!(plan.create, 0);
+    }
+
+    #[test]
+    fn bootstrap_timeout_needs_a_recent_view_for_running_pods() {
+        let mut case = Case::new(Scaling::Fixed(2))
+            .with_runner("started", 1, PodPhase::Running, false, false)
+            .with_runner("pulling", 2, PodPhase::Pending, false, false);
+        case.now = at(700);
+        let plan = case.plan();
+        assert_eq!(
+            reasons(&plan),
+            [("pulling", RemovalReason::BootstrapTimeout, Some(2))]
+        );
+        assert!(
+            plan.needs_github_view,
+            "the view is older than started's deadline"
+        );
+        case.github.as_mut().unwrap().taken = at(650);
+        let plan = case.plan();
+        assert_eq!(plan.remove.len(), 2);
+        assert_eq!(plan.create, 2);
+        assert!(!plan.needs_github_view);
+    }
+
+    #[test]
+    fn pending_runner_schedules_a_recheck_at_its_deadline() {
+        let case =
+            Case::new(Scaling::Fixed(1)).with_runner("a", 1, PodPhase::Running, false, false);
+        assert_eq!(case.plan().recheck_in, Some(Duration::from_secs(500)));
+    }
+
+    #[test]
+    fn label_drift_and_spec_changes_are_relabelled() {
+        let mut case = Case::new(Scaling::Fixed(2))
+            .with_runner("a", 1, PodPhase::Running, true, false)
+            .with_runner("b", 2, PodPhase::Running, true, false);
+        assert!(case.plan().relabel.is_empty());
+        case.pods[0].labels_hash = Some("old".into());
+        case.github.as_mut().unwrap().runners[1]
+            .labels
+            .push(RunnerLabel {
+                id: None,
+                name: "by-hand".into(),
+                kind: LabelType::Custom,
+            });
+        let names: Vec<_> = case.plan().relabel.into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn autoscaling_keeps_idle_runners_above_busy_ones_within_bounds() {
+        let auto = Scaling::Auto {
+            min: 1,
+            max: 3,
+            idle: 1,
+            scale_down_delay: Duration::from_secs(60),
+        };
+        let case = Case::new(auto)
+            .with_runner("a", 1, PodPhase::Running, true, true)
+            .with_runner("b", 2, PodPhase::Running, true, true);
+        let plan = case.plan();
+        assert_eq!(plan.counts.desired, 3);
+        assert_eq!(plan.create, 1);
+        let case = Case::new(auto).plan();
+        assert_eq!(case.counts.desired, 1);
+    }
+
+    #[test]
+    fn autoscaling_waits_out_the_scale_down_delay() {
+        let auto = Scaling::Auto {
+            min: 0,
+            max: 5,
+            idle: 0,
+            scale_down_delay: Duration::from_secs(60),
+        };
+        let mut case = Case::new(auto).with_runner("a", 1, PodPhase::Running, true, false);
+        let plan = case.plan();
+        assert!(plan.remove.is_empty());
+        assert_eq!(plan.surplus_since, Some(at(100)));
+        assert_eq!(plan.recheck_in, Some(Duration::from_secs(60)));
+        case.surplus_since = Some(at(30));
+        let plan = case.plan();
+        assert_eq!(reasons(&plan), [("a", RemovalReason::ScaleDown, Some(1))]);
+    }
+
+    #[test]
+    fn runners_being_removed_are_left_alone() {
+        let mut case =
+            Case::new(Scaling::Fixed(0)).with_runner("a", 1, PodPhase::Failed, false, false);
+        case.removing.insert("a".into());
+        let plan = case.plan();
+        assert!(plan.remove.is_empty(), "{plan:?}");
+    }
+}

@@ -1,0 +1,762 @@
+//! One pass over a live pool: observe → connect → plan → act → status.
+//!
+//! Observing reads only the watch caches. Connecting reads the credentials
+//! Secret and resolves the runner group. GitHub is listed only when the last
+//! view is older than the sync interval (or a bootstrap deadline needs a fresh
+//! one); on the hot path a new runner costs one generate-jitconfig call.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde::Serialize;
+use tracing::{debug, info, instrument, warn};
+
+use super::plan::{
+    self, GitHubView, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView,
+};
+use super::status::{self, Problem};
+use super::{Context, Error, FIELD_MANAGER, jittered, uid};
+use crate::crd::RunnerPoolStatus;
+use crate::github::{GitHubApi, GitHubError, JitRequest, Scope};
+use crate::runner::{self, POOL_LABEL};
+use crate::{RunnerPool, connection};
+
+/// The GitHub side of a pool, once connected.
+pub struct Target {
+    pub api: Arc<dyn GitHubApi>,
+    pub scope: Scope,
+    pub runner_group_id: u64,
+}
+
+/// Why the pool cannot reach GitHub, for the Degraded condition.
+pub struct Unreachable {
+    pub problem: Problem,
+    pub message: String,
+    pub retry_in: Option<Duration>,
+}
+
+impl Unreachable {
+    fn new(problem: Problem, message: impl Into<String>) -> Self {
+        Unreachable {
+            problem,
+            message: message.into(),
+            retry_in: None,
+        }
+    }
+
+    fn from_github(error: &GitHubError, what: &str) -> Self {
+        let problem = match error {
+            GitHubError::Unauthorized { .. }
+            | GitHubError::InvalidCredentials(_)
+            | GitHubError::NotFound(_) => Problem::CredentialsInvalid,
+            GitHubError::RateLimited { .. } => Problem::RateLimited,
+            _ => Problem::GitHubUnavailable,
+        };
+        let mut unreachable = Unreachable::new(problem, format!("{what}: {error}"));
+        if let GitHubError::RateLimited { retry_after, .. } = error {
+            unreachable.retry_in = Some(*retry_after);
+        }
+        unreachable
+    }
+}
+
+/// Reads the credentials and resolves scope, endpoint and runner group.
+pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Target, Unreachable> {
+    let spec = &pool.spec.github;
+    let invalid =
+        |e: connection::ConnectionError| Unreachable::new(Problem::InvalidSpec, e.to_string());
+    let scope = connection::scope(spec).map_err(invalid)?;
+    let endpoint = connection::endpoint(spec).map_err(invalid)?;
+
+    let namespace = pool.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret_name = &spec.credentials_secret.name;
+    let secret = match secrets.get_opt(secret_name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(Unreachable::new(
+                Problem::CredentialsInvalid,
+                format!("credentials Secret {secret_name:?} not found in namespace {namespace:?}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Unreachable::new(
+                Problem::CredentialsInvalid,
+                format!("cannot read credentials Secret {secret_name:?}: {e}"),
+            ));
+        }
+    };
+    let credentials = connection::credentials(&secret, &scope)
+        .map_err(|e| Unreachable::new(Problem::CredentialsInvalid, e.to_string()))?;
+    let api = ctx
+        .github
+        .connect(&endpoint, &credentials)
+        .map_err(|e| Unreachable::from_github(&e, "cannot use the credentials"))?;
+
+    let runner_group_id = match (&pool.spec.runner_group_id, &pool.spec.runner_group, &scope) {
+        (Some(id), _, _) => *id as u64,
+        (None, None, _) | (None, Some(_), Scope::Repository { .. }) => DEFAULT_RUNNER_GROUP,
+        (None, Some(name), _) => {
+            let groups = api
+                .list_runner_groups(&scope)
+                .await
+                .map_err(|e| Unreachable::from_github(&e, "cannot list runner groups"))?;
+            match groups.iter().find(|g| g.name == *name) {
+                Some(group) => group.id,
+                None => {
+                    return Err(Unreachable::new(
+                        Problem::RunnerGroupNotFound,
+                        format!("runner group {name:?} does not exist in {scope}"),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Target {
+        api,
+        scope,
+        runner_group_id,
+    })
+}
+
+/// GitHub's default runner group.
+pub const DEFAULT_RUNNER_GROUP: u64 = 1;
+
+/// The pool's pods and Secrets, from the watch caches.
+pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretView>) {
+    let namespace = pool.namespace();
+    let name = pool.name_any();
+    let pool_uid = uid(pool);
+    let mine = |meta: &kube::api::ObjectMeta| {
+        meta.namespace == namespace
+            && meta.labels.as_ref().and_then(|l| l.get(POOL_LABEL)) == Some(&name)
+            && meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == pool_uid && o.controller == Some(true))
+    };
+    let pods = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| mine(&p.metadata))
+        .map(|p| PodView {
+            name: p.name_any(),
+            runner_id: runner::runner_id_of(p.as_ref()),
+            phase: PodPhase::from_status(p.status.as_ref().and_then(|s| s.phase.as_deref())),
+            deleting: p.metadata.deletion_timestamp.is_some(),
+            created: p
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or_else(Timestamp::now),
+            labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
+        })
+        .collect();
+    let secrets = ctx
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| mine(&s.metadata))
+        .map(|s| SecretView {
+            name: s.name_any(),
+            runner_id: runner::runner_id_of(s.as_ref()),
+        })
+        .collect();
+    (pods, secrets)
+}
+
+pub fn scaling(pool: &RunnerPool) -> Scaling {
+    match &pool.spec.autoscaling {
+        Some(auto) => Scaling::Auto {
+            min: auto.min_runners.unwrap_or(0).max(0) as u32,
+            max: auto.max_runners.max(0) as u32,
+            idle: auto.idle_runners.unwrap_or(1).max(0) as u32,
+            scale_down_delay: Duration::from_secs(
+                auto.scale_down_delay_seconds.unwrap_or(60).max(0) as u64,
+            ),
+        },
+        None => Scaling::Fixed(pool.spec.replicas.unwrap_or(1).max(0) as u32),
+    }
+}
+
+/// Lists the scope's runners on GitHub and remembers the view.
+async fn refresh_github_view(
+    pool: &RunnerPool,
+    target: &Target,
+    ctx: &Context,
+) -> Result<(), GitHubError> {
+    let runners = target.api.list_runners(&target.scope).await?;
+    let view = GitHubView {
+        runners,
+        taken: Timestamp::now(),
+    };
+    ctx.memory.with(&uid(pool), |m| m.github = Some(view));
+    Ok(())
+}
+
+fn github_view_is_stale(pool: &RunnerPool, ctx: &Context) -> bool {
+    let interval = ctx.settings.github_sync_interval;
+    ctx.memory.with(&uid(pool), |m| match &m.github {
+        None => true,
+        Some(view) => {
+            Timestamp::now().duration_since(view.taken).as_secs_f64() >= interval.as_secs_f64()
+        }
+    })
+}
+
+#[instrument(skip_all, fields(pool = %pool.name_any()))]
+pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
+    let pool_uid = uid(&pool);
+    let ownership = runner::ownership_label(&ctx.settings.install_id, &pool_uid);
+    let desired_labels = runner::desired_custom_labels(&pool, &ownership);
+    let desired_hash = runner::labels_hash(&desired_labels);
+
+    let target = match connect(&pool, ctx).await {
+        Ok(target) => target,
+        Err(unreachable) => return degraded(&pool, ctx, unreachable, None).await,
+    };
+
+    let mut github_problem = None;
+    let mut listed = false;
+    if github_view_is_stale(&pool, ctx) {
+        match refresh_github_view(&pool, &target, ctx).await {
+            Ok(()) => listed = true,
+            Err(e) => {
+                github_problem = Some(Unreachable::from_github(
+                    &e,
+                    &format!("cannot list runners of {}", target.scope),
+                ))
+            }
+        }
+    }
+
+    let mut plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
+    if plan.needs_github_view && !listed && github_problem.is_none() {
+        match refresh_github_view(&pool, &target, ctx).await {
+            Ok(()) => plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash),
+            Err(e) => {
+                github_problem = Some(Unreachable::from_github(
+                    &e,
+                    &format!("cannot list runners of {}", target.scope),
+                ))
+            }
+        }
+    }
+    ctx.memory
+        .with(&pool_uid, |m| m.surplus_since = plan.surplus_since);
+
+    // Removals first: they free capacity and never depend on creations.
+    let mut first_error: Option<GitHubError> = None;
+    let removed =
+        remove_runners(&pool, &target, ctx, plan.remove.clone(), &mut first_error).await?;
+    let created = create_runners(
+        &pool,
+        &target,
+        ctx,
+        plan.create,
+        &ownership,
+        &desired_hash,
+        &mut first_error,
+    )
+    .await?;
+    relabel_runners(
+        &pool,
+        &target,
+        ctx,
+        &plan.relabel,
+        &desired_labels,
+        &desired_hash,
+        &mut first_error,
+    )
+    .await?;
+
+    if created > 0 {
+        ctx.event(
+            &pool,
+            EventType::Normal,
+            "RunnersCreated",
+            "Scale",
+            format!("Registered {created} runner(s) with new JIT configurations"),
+        )
+        .await;
+    }
+    if !removed.is_empty() {
+        let summary: Vec<String> = removed
+            .iter()
+            .map(|(reason, n)| format!("{n} {}", reason.as_str()))
+            .collect();
+        ctx.event(
+            &pool,
+            EventType::Normal,
+            "RunnersRemoved",
+            "Scale",
+            format!("Removed runner(s): {}", summary.join(", ")),
+        )
+        .await;
+    }
+
+    let problem = github_problem.or_else(|| {
+        first_error
+            .as_ref()
+            .map(|e| Unreachable::from_github(e, "GitHub call failed"))
+    });
+    let counts = plan.counts;
+    ctx.metrics.set_runner_counts(
+        &pool.namespace().unwrap_or_default(),
+        &pool.name_any(),
+        &counts,
+    );
+    match problem {
+        Some(unreachable) => {
+            degraded(
+                &pool,
+                ctx,
+                unreachable,
+                Some((counts, target.runner_group_id)),
+            )
+            .await
+        }
+        None => {
+            ctx.memory.with(&pool_uid, |m| {
+                m.error_streak = 0;
+                m.announced = None;
+            });
+            write_status(
+                &pool,
+                ctx,
+                Some(counts),
+                Some(target.runner_group_id as i64),
+                None,
+            )
+            .await?;
+            let mut next = ctx.settings.github_sync_interval;
+            if let Some(recheck) = plan.recheck_in {
+                next = next.min(recheck);
+            }
+            if created < plan.create {
+                next = next.min(Duration::from_secs(1));
+            }
+            Ok(Action::requeue(jittered(next)))
+        }
+    }
+}
+
+fn make_plan(
+    pool: &RunnerPool,
+    ctx: &Context,
+    ownership: &str,
+    desired_labels: &[String],
+    desired_hash: &str,
+) -> plan::Plan {
+    let (pods, secrets) = observe(pool, ctx);
+    let pod_names: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+    let secret_names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
+    ctx.memory.with(&uid(pool), |m| {
+        m.settle(&pod_names, &secret_names);
+        plan::plan(&Inputs {
+            now: Timestamp::now(),
+            scaling: scaling(pool),
+            bootstrap_timeout: pool.bootstrap_timeout(),
+            ownership_label: ownership,
+            desired_labels,
+            desired_labels_hash: desired_hash,
+            pods: &pods,
+            secrets: &secrets,
+            github: m.github.as_ref(),
+            creating: &m.creating(),
+            removing: &m.removing(),
+            surplus_since: m.surplus_since,
+        })
+    })
+}
+
+/// Registers `count` new runners, each with its own JIT config, Secret and pod.
+async fn create_runners(
+    pool: &RunnerPool,
+    target: &Target,
+    ctx: &Context,
+    count: u32,
+    ownership: &str,
+    labels_hash: &str,
+    first_error: &mut Option<GitHubError>,
+) -> Result<u32, Error> {
+    let results: Vec<Result<(), Error>> = futures::stream::iter(0..count)
+        .map(|_| create_runner(pool, target, ctx, ownership, labels_hash))
+        .buffer_unordered(ctx.settings.create_concurrency.max(1))
+        .collect()
+        .await;
+    let mut created = 0;
+    for result in results {
+        match result {
+            Ok(()) => created += 1,
+            Err(Error::GitHub(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
+
+#[instrument(skip_all, fields(pool = %pool.name_any(), scope = %target.scope))]
+async fn create_runner(
+    pool: &RunnerPool,
+    target: &Target,
+    ctx: &Context,
+    ownership: &str,
+    labels_hash: &str,
+) -> Result<(), Error> {
+    let pool_uid = uid(pool);
+    let mut attempts = 0;
+    let jit = loop {
+        attempts += 1;
+        let request = JitRequest {
+            name: runner::new_runner_name(pool.runner_name_prefix()),
+            runner_group_id: target.runner_group_id,
+            labels: runner::registration_labels(pool, ownership),
+            work_folder: pool.work_folder().to_string(),
+        };
+        // Counted as being created before the call, so a concurrent list never
+        // sees the new registration as an orphan.
+        ctx.memory
+            .with(&pool_uid, |m| m.expect_created(&request.name));
+        let started = Instant::now();
+        match target.api.generate_jitconfig(&target.scope, &request).await {
+            Ok(jit) => {
+                ctx.metrics
+                    .jit_mint_duration
+                    .observe(started.elapsed().as_secs_f64());
+                break jit;
+            }
+            Err(GitHubError::Conflict(_)) if attempts < 3 => {
+                // The name exists: a lost answer to an earlier attempt, or a clash.
+                // An idle registration of ours without a Secret is removed; either
+                // way a new name is tried, as a config can't be fetched twice.
+                ctx.memory
+                    .with(&pool_uid, |m| m.forget_created(&request.name));
+                if let Ok(Some(existing)) = target
+                    .api
+                    .find_runner_by_name(&target.scope, &request.name)
+                    .await
+                    && existing.has_label(ownership)
+                    && !existing.busy
+                {
+                    let _ = target.api.delete_runner(&target.scope, existing.id).await;
+                }
+            }
+            Err(e) => {
+                ctx.memory
+                    .with(&pool_uid, |m| m.forget_created(&request.name));
+                return Err(e.into());
+            }
+        }
+    };
+    let name = jit.runner.name.clone();
+    let runner_id = jit.runner.id;
+    let namespace = pool.namespace().unwrap_or_default();
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Created, never updated: a runner's Secret and pod are immutable once made.
+    let made = async {
+        secrets
+            .create(&PostParams::default(), &runner::runner_secret(pool, &jit))
+            .await?;
+        pods.create(
+            &PostParams::default(),
+            &runner::runner_pod(pool, &name, runner_id, labels_hash),
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = made {
+        // Don't leave a registration nobody will use; the GitHub view's garbage
+        // collection catches it should this fail too.
+        warn!(runner = %name, error = %e, "could not create the runner's Secret or pod; removing its registration");
+        let _ = target.api.delete_runner(&target.scope, runner_id).await;
+        let _ = secrets.delete(&name, &DeleteParams::default()).await;
+        ctx.memory.with(&pool_uid, |m| m.forget_created(&name));
+        return Err(e.into());
+    }
+    ctx.metrics.runners_created.inc();
+    ctx.memory.with(&pool_uid, |m| {
+        let mut runner = jit.runner.clone();
+        if runner.labels.is_empty() {
+            runner.labels = runner::registration_labels(pool, ownership)
+                .into_iter()
+                .map(|name| crate::github::RunnerLabel {
+                    id: None,
+                    kind: if runner::is_read_only_label(&name) {
+                        crate::github::LabelType::ReadOnly
+                    } else {
+                        crate::github::LabelType::Custom
+                    },
+                    name,
+                })
+                .collect();
+        }
+        m.github_runner_added(runner);
+    });
+    info!(runner = %name, runner_id, "runner registered");
+    Ok(())
+}
+
+/// Carries out removals. Returns how many were removed, by reason.
+async fn remove_runners(
+    pool: &RunnerPool,
+    target: &Target,
+    ctx: &Context,
+    removals: Vec<Removal>,
+    first_error: &mut Option<GitHubError>,
+) -> Result<Vec<(RemovalReason, usize)>, Error> {
+    let results: Vec<(RemovalReason, Result<bool, Error>)> = futures::stream::iter(removals)
+        .map(|removal| async move {
+            let reason = removal.reason;
+            (
+                reason,
+                remove_runner(pool, &target.api, &target.scope, ctx, &removal).await,
+            )
+        })
+        .buffer_unordered(ctx.settings.create_concurrency.max(1))
+        .collect()
+        .await;
+    let mut by_reason: std::collections::BTreeMap<RemovalReason, usize> = Default::default();
+    for (reason, result) in results {
+        match result {
+            Ok(true) => *by_reason.entry(reason).or_default() += 1,
+            Ok(false) => {}
+            Err(Error::GitHub(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(by_reason.into_iter().collect())
+}
+
+/// Removes one runner: its GitHub registration first, then pod and Secret.
+/// Returns `Ok(false)` when GitHub says the runner is busy: then nothing is touched.
+#[instrument(skip_all, fields(pool = %pool.name_any(), runner = %removal.name, reason = removal.reason.as_str()))]
+pub async fn remove_runner(
+    pool: &RunnerPool,
+    api: &Arc<dyn GitHubApi>,
+    scope: &Scope,
+    ctx: &Context,
+    removal: &Removal,
+) -> Result<bool, Error> {
+    let pool_uid = uid(pool);
+    ctx.memory
+        .with(&pool_uid, |m| m.expect_removed(&removal.name));
+    if let Some(id) = removal.runner_id {
+        match api.delete_runner(scope, id).await {
+            Ok(()) | Err(GitHubError::NotFound(_)) => {
+                ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id))
+            }
+            Err(GitHubError::Busy) => {
+                info!(runner_id = id, "runner is running a job; keeping it");
+                ctx.metrics.busy_runners_kept.inc();
+                ctx.memory.with(&pool_uid, |m| {
+                    m.forget_removed(&removal.name);
+                    m.github_runner_busy(id);
+                });
+                return Ok(false);
+            }
+            Err(e) => {
+                ctx.memory
+                    .with(&pool_uid, |m| m.forget_removed(&removal.name));
+                return Err(e.into());
+            }
+        }
+    }
+    let namespace = pool.namespace().unwrap_or_default();
+    let gone_ok = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    };
+    if removal.pod {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        gone_ok(
+            pods.delete(&removal.name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    if removal.secret {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        gone_ok(
+            secrets
+                .delete(&removal.name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    ctx.metrics
+        .runners_removed
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: removal.reason.as_str(),
+        })
+        .inc();
+    debug!("runner removed");
+    Ok(true)
+}
+
+/// Sets the pool's custom labels on runners whose labels differ.
+async fn relabel_runners(
+    pool: &RunnerPool,
+    target: &Target,
+    ctx: &Context,
+    relabels: &[plan::Relabel],
+    desired_labels: &[String],
+    desired_hash: &str,
+    first_error: &mut Option<GitHubError>,
+) -> Result<(), Error> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pool_uid = uid(pool);
+    let results: Vec<Result<(), Error>> = futures::stream::iter(relabels.to_vec())
+        .map(|relabel: plan::Relabel| {
+            let pods = pods.clone();
+            let pool_uid = pool_uid.clone();
+            async move {
+                match target.api.set_custom_labels(&target.scope, relabel.runner_id, desired_labels).await {
+                    Ok(labels) => ctx.memory.with(&pool_uid, |m| m.github_runner_labels(relabel.runner_id, labels)),
+                    // Gone already: the next pass removes what is left of it.
+                    Err(GitHubError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                if relabel.pod {
+                    let patch = serde_json::json!({
+                        "metadata": { "annotations": { runner::LABELS_HASH_ANNOTATION: desired_hash } }
+                    });
+                    match pods.patch(&relabel.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                        Ok(_) | Err(kube::Error::Api(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(ctx.settings.create_concurrency.max(1))
+        .collect()
+        .await;
+    let mut relabelled = 0;
+    for result in results {
+        match result {
+            Ok(()) => relabelled += 1,
+            Err(Error::GitHub(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if relabelled > 0 {
+        ctx.event(
+            pool,
+            EventType::Normal,
+            "LabelsSynced",
+            "SetLabels",
+            format!("Set labels on {relabelled} runner(s)"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Records a problem in status and as a Warning event (once per problem), and
+/// retries later with backoff; returns Ok so the reason shows in status rather
+/// than only in the operator's log.
+async fn degraded(
+    pool: &RunnerPool,
+    ctx: &Context,
+    unreachable: Unreachable,
+    counts: Option<(plan::Counts, u64)>,
+) -> Result<Action, Error> {
+    let reason = unreachable.problem.reason();
+    let (streak, announce) = ctx.memory.with(&uid(pool), |m| {
+        m.error_streak = m.error_streak.saturating_add(1);
+        let announce = m.announced.as_deref() != Some(reason);
+        m.announced = Some(reason.to_string());
+        (m.error_streak, announce)
+    });
+    warn!(pool = %pool.name_any(), reason, message = %unreachable.message, "pool degraded");
+    if announce {
+        ctx.event(
+            pool,
+            EventType::Warning,
+            reason,
+            "Reconcile",
+            unreachable.message.clone(),
+        )
+        .await;
+    }
+    write_status(
+        pool,
+        ctx,
+        counts.map(|(c, _)| c),
+        counts.map(|(_, g)| g as i64),
+        Some((unreachable.problem, unreachable.message)),
+    )
+    .await?;
+    let backoff = Duration::from_secs(1 << streak.min(9).saturating_sub(1))
+        .clamp(Duration::from_secs(2), Duration::from_secs(300));
+    Ok(Action::requeue(jittered(
+        unreachable
+            .retry_in
+            .unwrap_or(backoff)
+            .max(Duration::from_secs(1)),
+    )))
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a RunnerPoolStatus,
+}
+
+/// Writes status through server-side apply, only when it changed.
+pub async fn write_status(
+    pool: &RunnerPool,
+    ctx: &Context,
+    counts: Option<plan::Counts>,
+    runner_group_id: Option<i64>,
+    problem: Option<(Problem, String)>,
+) -> Result<(), Error> {
+    let new = status::build(
+        pool.status.as_ref(),
+        pool.metadata.generation,
+        counts,
+        runner_group_id,
+        problem,
+        Timestamp::now(),
+    );
+    if pool.status.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let api: Api<RunnerPool> =
+        Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
+    let patch = StatusPatch {
+        api_version: "actions.runnerpool.dev/v1alpha1",
+        kind: "RunnerPool",
+        status: &new,
+    };
+    api.patch_status(
+        &pool.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The `RunnerPool` custom resource (`actions.runnerpool.dev/v1alpha1`).
+//!
+//! The schema generated from these types is the CRD in `crds/`; the doc
+//! comments are what `kubectl explain runnerpool.spec` prints, and the CEL
+//! rules are what the API server answers when a spec is wrong.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// GitHub allows 100 labels a runner; the operator keeps one for its ownership mark.
+pub const MAX_USER_LABELS: usize = 99;
+/// Runner names are `<prefix>-<5 random chars>` and must fit GitHub's 64
+/// characters and a Kubernetes label value (63).
+pub const MAX_NAME_PREFIX: usize = 57;
+
+/// A pool of ephemeral GitHub Actions runners. Each runner is registered with
+/// its own just-in-time configuration, runs exactly one job in its own pod and
+/// is replaced by a fresh one afterwards.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "actions.runnerpool.dev",
+    version = "v1alpha1",
+    kind = "RunnerPool",
+    namespaced,
+    shortname = "rp",
+    category = "runnerpool",
+    status = "RunnerPoolStatus",
+    derive = "PartialEq",
+    doc = "A pool of ephemeral, just-in-time GitHub Actions runners, one pod per runner.",
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredRunners"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Idle", type_ = "integer", json_path = ".status.idleRunners"),
+    printcolumn(name = "Busy", type_ = "integer", json_path = ".status.busyRunners"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters (it is used as a label value)"),
+    validation = Rule::new("has(self.spec.runnerNamePrefix) || size(self.metadata.name) <= 57").message("metadata.name is longer than 57 characters: set spec.runnerNamePrefix (runner names must fit GitHub's 64-character limit)")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
+#[x_kube(validation = Rule::new("!(has(self.runnerGroup) && has(self.runnerGroupId))").message("set either runnerGroup or runnerGroupId, not both"))]
+pub struct RunnerPoolSpec {
+    /// Where the runners register and the Secret with the credentials to do so.
+    pub github: GitHubSpec,
+
+    /// Name of the runner group the runners join (organization or enterprise
+    /// scope). Resolved to an id through GitHub's runner-groups API. The
+    /// default group when neither this nor runnerGroupId is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub runner_group: Option<String>,
+
+    /// Id of the runner group the runners join, instead of runnerGroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub runner_group_id: Option<i64>,
+
+    /// Labels of every runner, used by workflows' `runs-on`. Standard labels
+    /// such as `self-hosted`, `linux` or `x64` are read-only on GitHub; the
+    /// others are kept in sync on live runners when this list changes.
+    #[schemars(length(min = 1, max = 99), inner(length(min = 1, max = 256)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(l, !l.contains(','))").message("labels must not contain commas"))]
+    pub labels: Vec<String>,
+
+    /// A fixed number of runners. Defaults to 1 when autoscaling is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub replicas: Option<i32>,
+
+    /// Scale between bounds instead of a fixed number of runners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Prefix of runner, pod and Secret names; a random suffix is added.
+    /// Defaults to the pool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 57),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub runner_name_prefix: Option<String>,
+
+    /// The runner's work directory, relative to the runner's home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub work_folder: Option<String>,
+
+    /// How long a runner may take from creation to coming online on GitHub
+    /// (image pull, start-up) before it is removed and replaced. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub bootstrap_timeout_seconds: Option<i32>,
+
+    /// The pod of every runner. The container named `runner` receives the
+    /// just-in-time configuration in `ACTIONS_RUNNER_INPUT_JITCONFIG`, from a
+    /// Secret the operator creates; the official runner image reads it when
+    /// started as `/home/runner/run.sh`. `restartPolicy` is always `Never`.
+    #[x_kube(validation = Rule::new("self.spec.containers.exists(c, c.name == 'runner')").message("template.spec.containers must contain a container named 'runner'"))]
+    pub template: PodTemplateSpec,
+}
+
+/// Where the runners register.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.enterprise), has(self.organization), has(self.repository)].filter(x, x).size() == 1").message("set exactly one of enterprise, organization or repository"))]
+pub struct GitHubSpec {
+    /// Enterprise slug: runners are registered at enterprise level. Needs a
+    /// classic token with `manage_runners:enterprise` (GitHub's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 100),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    )]
+    pub enterprise: Option<String>,
+
+    /// Organization login: runners are registered at organization level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 100),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    )]
+    pub organization: Option<String>,
+
+    /// Repository as `owner/name`: runners are registered for that repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 201),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+    )]
+    pub repository: Option<String>,
+
+    /// The REST API base: `https://api.github.com` (default) or
+    /// `https://HOST/api/v3` for GitHub Enterprise Server. Plain `http` is
+    /// accepted only for loopback addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("apiUrl must start with https:// (or http:// for a loopback address)"))]
+    pub api_url: Option<String>,
+
+    /// PEM bundle of extra certificate authorities to trust for apiUrl
+    /// (GitHub Enterprise Server with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
+    pub ca_bundle: Option<String>,
+
+    /// The Secret in the pool's namespace that holds the credentials: either
+    /// key `token` (a personal access token), or keys `appId`,
+    /// `installationId` and `privateKey` (a GitHub App installation).
+    pub credentials_secret: SecretReference,
+}
+
+/// A Secret in the pool's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// Scale the number of runners with demand.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minRunners) || self.minRunners <= self.maxRunners").message("minRunners must not exceed maxRunners"))]
+pub struct AutoscalingSpec {
+    /// Never fewer runners than this. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub min_runners: Option<i32>,
+
+    /// Never more runners than this.
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_runners: i32,
+
+    /// Idle runners to keep ready on top of the busy ones. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub idle_runners: Option<i32>,
+
+    /// How long a surplus of idle runners must last before they are removed,
+    /// so short lulls don't churn runners. Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_delay_seconds: Option<i32>,
+}
+
+/// What the operator observed, for people, `kubectl wait` and GitOps health checks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerPoolStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many runners the pool should have now.
+    #[serde(default)]
+    pub desired_runners: i32,
+    /// Runners whose pod exists but which are not yet online on GitHub.
+    #[serde(default)]
+    pub pending_runners: i32,
+    /// Runners online on GitHub and waiting for a job.
+    #[serde(default)]
+    pub idle_runners: i32,
+    /// Runners running a job.
+    #[serde(default)]
+    pub busy_runners: i32,
+    /// Runners whose pod failed and that are being removed.
+    #[serde(default)]
+    pub failed_runners: i32,
+    /// The runner group the runners join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_group_id: Option<i64>,
+    /// `Ready` (all desired runners exist and GitHub answers) and `Degraded`
+    /// (with a reason such as CredentialsInvalid, RunnerGroupNotFound,
+    /// RateLimited or GitHubUnavailable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CRD to install. The pod template's schema is Kubernetes' own
+/// PodTemplateSpec with its descriptions dropped: with them the CRD is over
+/// 500 KB, too large for client-side `kubectl apply`, and `kubectl explain pod`
+/// documents those fields already.
+pub fn custom_resource_definition()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = RunnerPool::crd();
+    for version in &mut crd.spec.versions {
+        let template = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+            .and_then(|spec| spec.properties.as_mut())
+            .and_then(|p| p.get_mut("template"));
+        if let Some(template) = template {
+            for property in template.properties.iter_mut().flat_map(|p| p.values_mut()) {
+                strip_descriptions(property);
+            }
+        }
+    }
+    crd
+}
+
+fn strip_descriptions(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    schema.description = None;
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        strip_descriptions(child);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        strip_descriptions(items);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(extra)) =
+        schema.additional_properties.as_mut()
+    {
+        strip_descriptions(extra);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        for child in list.iter_mut().flatten() {
+            strip_descriptions(child);
+        }
+    }
+}
+
+impl RunnerPool {
+    pub fn runner_name_prefix(&self) -> &str {
+        self.spec
+            .runner_name_prefix
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or("runner")
+    }
+
+    pub fn work_folder(&self) -> &str {
+        self.spec.work_folder.as_deref().unwrap_or("_work")
+    }
+
+    pub fn bootstrap_timeout(&self) -> std::time::Duration {
+        let secs = self.spec.bootstrap_timeout_seconds.unwrap_or(600).max(1);
+        std::time::Duration::from_secs(secs as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    /// The committed CRD must be exactly what the types produce.
+    #[test]
+    fn committed_crd_is_generated_from_the_types() {
+        let generated = crate::crd_yaml();
+        let committed = include_str!("../crds/runnerpool.yaml");
+        assert!(
+            committed == generated,
+            "crds/runnerpool.yaml is stale: run `make crd` and commit the result"
+        );
+    }
+
+    #[test]
+    fn crd_has_status_subresource_short_name_and_columns() {
+        let crd = RunnerPool::crd();
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["rp".to_string()][..])
+        );
+        let version = &crd.spec.versions[0];
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Desired", "Ready", "Idle", "Busy", "Age"]);
+    }
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Label values are bounded: error categories and removal reasons are fixed
+//! sets, endpoints are route templates, pools are the pools that exist.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabels {
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolStateLabels {
+    pub namespace: String,
+    pub pool: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitHubRequestLabels {
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// A short hash of the credential, never the credential.
+    pub credential: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_errors: Family<CategoryLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub runners: Family<PoolStateLabels, Gauge>,
+    pub runners_created: Counter,
+    pub runners_removed: Family<ReasonLabels, Counter>,
+    pub busy_runners_kept: Counter,
+    pub jit_mint_duration: Histogram,
+    pub runner_start_duration: Histogram,
+    pub github_requests: Family<GitHubRequestLabels, Counter>,
+    pub rate_limit_remaining: Family<CredentialLabels, Gauge>,
+    pub rate_limit_limit: Family<CredentialLabels, Gauge>,
+    pub rate_limit_reset: Family<CredentialLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("runnerpool");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles of RunnerPools by result",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::<CategoryLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error category",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile of a RunnerPool takes",
+            reconcile_duration.clone(),
+        );
+        let runners = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "runners",
+            "Runners by pool and state (pending, idle, busy, failed)",
+            runners.clone(),
+        );
+        let runners_created = Counter::default();
+        registry.register(
+            "runners_created",
+            "Runners registered with a new JIT config",
+            runners_created.clone(),
+        );
+        let runners_removed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "runners_removed",
+            "Runners removed, by reason",
+            runners_removed.clone(),
+        );
+        let busy_runners_kept = Counter::default();
+        registry.register(
+            "busy_runners_kept",
+            "Removals GitHub refused because the runner was running a job",
+            busy_runners_kept.clone(),
+        );
+        let jit_mint_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        registry.register(
+            "jit_mint_duration_seconds",
+            "Latency of generate-jitconfig calls",
+            jit_mint_duration.clone(),
+        );
+        let runner_start_duration = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        registry.register(
+            "runner_start_duration_seconds",
+            "Time from a runner's creation to its pod running",
+            runner_start_duration.clone(),
+        );
+        let github_requests = Family::<GitHubRequestLabels, Counter>::default();
+        registry.register(
+            "github_requests",
+            "GitHub API requests by endpoint and status code (304s included)",
+            github_requests.clone(),
+        );
+        let rate_limit_remaining = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "github_rate_limit_remaining",
+            "GitHub rate-limit budget left, per credential",
+            rate_limit_remaining.clone(),
+        );
+        let rate_limit_limit = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "github_rate_limit_limit",
+            "GitHub rate-limit budget per hour, per credential",
+            rate_limit_limit.clone(),
+        );
+        let rate_limit_reset = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "github_rate_limit_reset_timestamp_seconds",
+            "When GitHub resets the rate-limit budget, per credential (Unix time)",
+            rate_limit_reset.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            runners,
+            runners_created,
+            runners_removed,
+            busy_runners_kept,
+            jit_mint_duration,
+            runner_start_duration,
+            github_requests,
+            rate_limit_remaining,
+            rate_limit_limit,
+            rate_limit_reset,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn observe_reconcile(&self, took: Duration, error_category: Option<&'static str>) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+        let result = if error_category.is_some() {
+            "error"
+        } else {
+            "ok"
+        };
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        if let Some(category) = error_category {
+            self.reconcile_errors
+                .get_or_create(&CategoryLabels { category })
+                .inc();
+        }
+    }
+
+    pub fn set_runner_counts(
+        &self,
+        namespace: &str,
+        pool: &str,
+        counts: &crate::controller::plan::Counts,
+    ) {
+        for (state, value) in [
+            ("pending", counts.pending),
+            ("idle", counts.idle),
+            ("busy", counts.busy),
+            ("failed", counts.failed),
+        ] {
+            self.runners
+                .get_or_create(&PoolStateLabels {
+                    namespace: namespace.to_string(),
+                    pool: pool.to_string(),
+                    state,
+                })
+                .set(value as i64);
+        }
+    }
+
+    pub fn forget_pool(&self, namespace: &str, pool: &str) {
+        for state in ["pending", "idle", "busy", "failed"] {
+            self.runners.remove(&PoolStateLabels {
+                namespace: namespace.to_string(),
+                pool: pool.to_string(),
+                state,
+            });
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! A runner's identity and the Kubernetes objects that carry it.
+//!
+//! Every runner is three things with one name: a registration on GitHub, a
+//! Secret holding its just-in-time configuration, and a pod that uses it. This
+//! module names them, marks them as the pool's, and builds the Secret and the
+//! pod. The builders are pure: no client, unit-tested.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod, PodSpec, Secret, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::RunnerPool;
+use crate::github::JitConfig;
+
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "runnerpool-operator";
+/// The pool a pod or Secret belongs to (the pool's name).
+pub const POOL_LABEL: &str = "actions.runnerpool.dev/pool";
+/// The GitHub runner id a pod or Secret stands for.
+pub const RUNNER_ID_LABEL: &str = "actions.runnerpool.dev/runner-id";
+/// Hash of the custom labels last set on the runner, so label changes are
+/// pushed once per runner rather than on every reconcile.
+pub const LABELS_HASH_ANNOTATION: &str = "actions.runnerpool.dev/labels-hash";
+/// The Secret key holding the encoded JIT configuration.
+pub const JIT_CONFIG_KEY: &str = "jitconfig";
+/// The variable the official runner image reads its JIT configuration from.
+pub const JIT_CONFIG_ENV: &str = "ACTIONS_RUNNER_INPUT_JITCONFIG";
+pub const RUNNER_CONTAINER: &str = "runner";
+pub const DEFAULT_RUNNER_COMMAND: &str = "/home/runner/run.sh";
+
+/// Labels GitHub gives every self-hosted runner and types `read-only`: they
+/// can be set when a runner registers but not changed on a live runner.
+pub const READ_ONLY_LABELS: &[&str] = &[
+    "self-hosted",
+    "linux",
+    "windows",
+    "macos",
+    "x64",
+    "arm",
+    "arm64",
+];
+
+pub fn is_read_only_label(label: &str) -> bool {
+    READ_ONLY_LABELS
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(label))
+}
+
+/// The label that marks a GitHub runner as registered by this pool of this
+/// operator installation. Garbage collection only ever touches runners that
+/// carry it. It is derived from the pool's UID (unique per object, so a pool
+/// deleted and recreated under the same name is a different owner) and the
+/// install id (so clusters sharing an organization never collect each other's).
+pub fn ownership_label(install_id: &str, pool_uid: &str) -> String {
+    let digest = Sha256::digest(format!("{install_id}/{pool_uid}").as_bytes());
+    format!("runnerpool-{}", &hex::encode(digest)[..16])
+}
+
+/// A fresh runner name: the pool's prefix and five random characters.
+pub fn new_runner_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let prefix = prefix.trim_end_matches('-');
+    let prefix = &prefix[..prefix.len().min(crate::crd::MAX_NAME_PREFIX)];
+    format!("{prefix}-{suffix}")
+}
+
+/// The labels a new runner registers with: the pool's labels, then the ownership mark.
+pub fn registration_labels(pool: &RunnerPool, ownership: &str) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::with_capacity(pool.spec.labels.len() + 1);
+    for label in &pool.spec.labels {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    labels.push(ownership.to_string());
+    labels
+}
+
+/// The custom labels a live runner should carry: the pool's labels that GitHub
+/// lets us change, plus the ownership mark. Sorted, so it compares as a set.
+pub fn desired_custom_labels(pool: &RunnerPool, ownership: &str) -> Vec<String> {
+    let mut labels: Vec<String> = pool
+        .spec
+        .labels
+        .iter()
+        .filter(|l| !is_read_only_label(l))
+        .cloned()
+        .chain(std::iter::once(ownership.to_string()))
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+pub fn labels_hash(custom_labels: &[String]) -> String {
+    let mut hasher = Sha256::new();
+    for label in custom_labels {
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// Labels shared by a runner's pod and Secret.
+fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (POOL_LABEL.to_string(), pool.name_any()),
+        (RUNNER_ID_LABEL.to_string(), runner_id.to_string()),
+    ])
+}
+
+/// The label selector that finds every pod and Secret of a pool.
+pub fn pool_selector(pool_name: &str) -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{POOL_LABEL}={pool_name}")
+}
+
+/// The Secret that holds one runner's JIT configuration. It is owned by the
+/// pool (so it outlives its pod and tells the operator which registration to
+/// remove when the pod vanishes) and immutable (a config is used once).
+pub fn runner_secret(pool: &RunnerPool, jit: &JitConfig) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(jit.runner.name.clone()),
+            namespace: pool.namespace(),
+            labels: Some(runner_labels(pool, jit.runner.id)),
+            owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        immutable: Some(true),
+        type_: Some("Opaque".to_string()),
+        data: Some(BTreeMap::from([(
+            JIT_CONFIG_KEY.to_string(),
+            ByteString(jit.encoded_jit_config.clone().into_bytes()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The pod of one runner, from the pool's template. The `runner` container gets
+/// the JIT configuration from the runner's Secret, never as a literal.
+pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_hash: &str) -> Pod {
+    let template = &pool.spec.template;
+    let template_meta = template.metadata.clone().unwrap_or_default();
+
+    let mut labels = template_meta.labels.unwrap_or_default();
+    labels.extend(runner_labels(pool, runner_id));
+    let mut annotations = template_meta.annotations.unwrap_or_default();
+    annotations.insert(LABELS_HASH_ANNOTATION.to_string(), labels_hash.to_string());
+
+    let mut spec: PodSpec = template.spec.clone().unwrap_or_default();
+    // One job, then the pod is done: a restarted container would reuse the config.
+    spec.restart_policy = Some("Never".to_string());
+    for container in spec
+        .containers
+        .iter_mut()
+        .filter(|c| c.name == RUNNER_CONTAINER)
+    {
+        let env = container.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.name != JIT_CONFIG_ENV);
+        env.push(EnvVar {
+            name: JIT_CONFIG_ENV.to_string(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: runner_name.to_string(),
+                    key: JIT_CONFIG_KEY.to_string(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        });
+        if container.command.as_ref().is_none_or(|c| c.is_empty()) && container.args.is_none() {
+            container.command = Some(vec![DEFAULT_RUNNER_COMMAND.to_string()]);
+        }
+    }
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(runner_name.to_string()),
+            namespace: pool.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The GitHub runner id recorded on a pod or Secret.
+pub fn runner_id_of<K: Resource>(object: &K) -> Option<u64> {
+    object
+        .meta()
+        .labels
+        .as_ref()?
+        .get(RUNNER_ID_LABEL)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::{Runner, RunnerStatus};
+
+    pub(crate) fn pool_from_yaml(yaml: &str) -> RunnerPool {
+        let mut pool: RunnerPool = serde_yaml::from_str(yaml).expect("fixture parses");
+        pool.metadata.uid = Some("0b0e6f7e-1111-2222-3333-444455556666".to_string());
+        pool
+    }
+
+    const POOL: &str = r#"
+apiVersion: actions.runnerpool.dev/v1alpha1
+kind: RunnerPool
+metadata: { name: ci, namespace: builds }
+spec:
+  github: { organization: acme, credentialsSecret: { name: gh } }
+  labels: [self-hosted, linux, gpu, big]
+  replicas: 2
+  template:
+    metadata: { labels: { team: infra }, annotations: { note: kept } }
+    spec:
+      restartPolicy: Always
+      containers:
+        - name: runner
+          image: ghcr.io/actions/actions-runner:latest
+          env: [{ name: ACTIONS_RUNNER_INPUT_JITCONFIG, value: "literal-must-go" }, { name: KEEP, value: "1" }]
+        - name: sidecar
+          image: busybox
+"#;
+
+    fn jit(name: &str, id: u64) -> JitConfig {
+        JitConfig {
+            runner: Runner {
+                id,
+                name: name.to_string(),
+                os: "unknown".to_string(),
+                status: RunnerStatus::Offline,
+                busy: false,
+                ephemeral: true,
+                runner_group_id: Some(1),
+                labels: vec![],
+            },
+            encoded_jit_config: "c2VjcmV0LWNvbmZpZw==".to_string(),
+        }
+    }
+
+    #[test]
+    fn pod_gets_jit_config_from_its_secret_never_as_literal() {
+        let pool = pool_from_yaml(POOL);
+        let pod = runner_pod(&pool, "ci-abcde", 42, "h");
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let runner = spec.containers.iter().find(|c| c.name == "runner").unwrap();
+        let env = runner.env.as_ref().unwrap();
+        let jit: Vec<_> = env.iter().filter(|e| e.name == JIT_CONFIG_ENV).collect();
+        assert_eq!(jit.len(), 1, "exactly one JIT variable");
+        assert!(jit[0].value.is_none(), "no literal value");
+        let secret_ref = jit[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(secret_ref.name, "ci-abcde");
+        assert_eq!(secret_ref.key, JIT_CONFIG_KEY);
+        assert!(env.iter().any(|e| e.name == "KEEP"));
+        assert_eq!(
+            runner.command.as_deref(),
+            Some(&[DEFAULT_RUNNER_COMMAND.to_string()][..])
+        );
+        let sidecar = spec
+            .containers
+            .iter()
+            .find(|c| c.name == "sidecar")
+            .unwrap();
+        assert!(
+            sidecar.env.is_none(),
+            "other containers never see the config"
+        );
+        let serialized = serde_json::to_string(&pod).unwrap();
+        assert!(!serialized.contains("literal-must-go"));
+        assert!(!serialized.contains("c2VjcmV0LWNvbmZpZw=="));
+    }
+
+    #[test]
+    fn pod_and_secret_are_marked_and_owned_by_the_pool() {
+        let pool = pool_from_yaml(POOL);
+        let pod = runner_pod(&pool, "ci-abcde", 42, "hash1");
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.get(POOL_LABEL).map(String::as_str), Some("ci"));
+        assert_eq!(labels.get(RUNNER_ID_LABEL).map(String::as_str), Some("42"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("infra"));
+        let annotations = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.get("note").map(String::as_str), Some("kept"));
+        assert_eq!(
+            annotations.get(LABELS_HASH_ANNOTATION).map(String::as_str),
+            Some("hash1")
+        );
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("builds"));
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "RunnerPool");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(runner_id_of(&pod), Some(42));
+
+        let secret = runner_secret(&pool, &jit("ci-abcde", 42));
+        assert_eq!(secret.metadata.name.as_deref(), Some("ci-abcde"));
+        assert_eq!(secret.immutable, Some(true));
+        assert_eq!(runner_id_of(&secret), Some(42));
+        assert_eq!(
+            secret.data.as_ref().unwrap()[JIT_CONFIG_KEY].0,
+            b"c2VjcmV0LWNvbmZpZw==".to_vec()
+        );
+        assert_eq!(
+            secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            pool.metadata.uid.clone().unwrap()
+        );
+    }
+
+    #[test]
+    fn runner_command_is_kept_when_the_template_sets_one() {
+        let yaml = POOL.replace(
+            "image: ghcr.io/actions/actions-runner:latest",
+            "image: x\n          command: [/bin/sh, -c, run]",
+        );
+        let pod = runner_pod(&pool_from_yaml(&yaml), "ci-abcde", 1, "h");
+        let runner = &pod.spec.unwrap().containers[0];
+        assert_eq!(runner.command.as_ref().unwrap()[0], "/bin/sh");
+    }
+
+    #[test]
+    fn names_fit_github_and_kubernetes_limits() {
+        let long = "a".repeat(80);
+        for prefix in ["ci", "ci-", long.as_str()] {
+            let name = new_runner_name(prefix);
+            assert!(name.len() <= 63, "{name}");
+            assert!(name.starts_with(&prefix[..prefix.len().min(2)]));
+            assert!(!name.contains("--"));
+        }
+        assert_ne!(new_runner_name("ci"), new_runner_name("ci"));
+    }
+
+    #[test]
+    fn ownership_label_depends_on_install_and_pool() {
+        let a = ownership_label("cluster-a", "uid-1");
+        assert_eq!(a, ownership_label("cluster-a", "uid-1"));
+        assert_ne!(a, ownership_label("cluster-b", "uid-1"));
+        assert_ne!(a, ownership_label("cluster-a", "uid-2"));
+        assert!(a.starts_with("runnerpool-") && a.len() < 64);
+    }
+
+    #[test]
+    fn registration_and_custom_labels() {
+        let pool = pool_from_yaml(POOL);
+        assert_eq!(
+            registration_labels(&pool, "runnerpool-x"),
+            ["self-hosted", "linux", "gpu", "big", "runnerpool-x"]
+        );
+        assert_eq!(
+            desired_custom_labels(&pool, "runnerpool-x"),
+            ["big", "gpu", "runnerpool-x"]
+        );
+        assert_ne!(
+            labels_hash(&["a".into(), "bc".into()]),
+            labels_hash(&["ab".into(), "c".into()])
+        );
+    }
+}
