@@ -1089,3 +1089,6 @@ impl GitHubConnector for CachingConnector {
         Ok(self.client(endpoint, credentials)?)
     }
 }
+
+#[cfg(test)]
+mod tests;
