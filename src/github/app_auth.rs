@@ -25,7 +25,25 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
 pub(crate) struct JwtClaims {
     pub iat: u64,
     pub exp: u64,
-    pub iss: String,
+    pub iss: Issuer,
+}
+
+/// GitHub takes the App's numeric id as a JSON integer, or its client id
+/// (`Iv1.…`) as a string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Issuer {
+    AppId(u64),
+    ClientId(String),
+}
+
+impl Issuer {
+    fn of(app_id: &str) -> Self {
+        app_id
+            .parse()
+            .map(Issuer::AppId)
+            .unwrap_or_else(|_| Issuer::ClientId(app_id.to_owned()))
+    }
 }
 
 impl JwtClaims {
@@ -34,7 +52,7 @@ impl JwtClaims {
         JwtClaims {
             iat: now.saturating_sub(JWT_BACKDATE).as_secs(),
             exp: (now + JWT_LIFETIME).as_secs(),
-            iss: app_id.to_owned(),
+            iss: Issuer::of(app_id),
         }
     }
 }
@@ -256,9 +274,15 @@ pub(crate) mod tests {
             JwtClaims {
                 iat: 1_700_000_000 - 60,
                 exp: 1_700_000_000 + 540,
-                iss: "12345".into()
+                iss: Issuer::AppId(12345)
             }
         );
+        assert_eq!(
+            JwtClaims::new("Iv1.abc", now).iss,
+            Issuer::ClientId("Iv1.abc".into())
+        );
+        let json = serde_json::to_value(JwtClaims::new("12345", now)).unwrap();
+        assert_eq!(json["iss"], serde_json::json!(12345));
     }
 
     #[tokio::test]
@@ -268,9 +292,9 @@ pub(crate) mod tests {
         let jwt = app.sign_jwt(SystemTime::now()).await.unwrap();
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
         let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
-        validation.set_issuer(&["4242"]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        validation.set_required_spec_claims(&["exp", "iat"]);
         let decoded = jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &validation).unwrap();
+        assert_eq!(decoded.claims["iss"], serde_json::json!(4242));
         let iat = decoded.claims["iat"].as_u64().unwrap();
         let exp = decoded.claims["exp"].as_u64().unwrap();
         assert_eq!(exp - iat, 600);

@@ -788,11 +788,12 @@ impl AppServer {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or_default();
             if seen.path == "/app/installations/77/access_tokens" {
-                let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-                validation.set_issuer(&["1234"]);
+                let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+                let claims =
+                    jsonwebtoken::decode::<serde_json::Value>(bearer, &decoding_key, &validation)
+                        .map(|jwt| jwt.claims);
                 if seen.method != "POST"
-                    || jsonwebtoken::decode::<serde_json::Value>(bearer, &decoding_key, &validation)
-                        .is_err()
+                    || claims.map_or(true, |claims| claims["iss"] != serde_json::json!(1234))
                 {
                     return reply(
                         401,
