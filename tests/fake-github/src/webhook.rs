@@ -1,0 +1,110 @@
+//! `workflow_job` webhook deliveries, signed like GitHub's.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::util;
+
+/// Where and how webhooks are sent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// HMAC secret; without it no `X-Hub-Signature-256` is sent.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+pub(crate) struct WebhookEvent {
+    pub event: &'static str,
+    pub action: &'static str,
+    pub job_id: u64,
+    pub payload: Vec<u8>,
+}
+
+/// One webhook the fake sent (or tried to send).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// `X-GitHub-Delivery`.
+    pub delivery_id: String,
+    /// `X-GitHub-Event` (`workflow_job`).
+    pub event: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub action: String,
+    pub job_id: u64,
+    /// Where it went (`None`: no webhook URL configured, not sent).
+    pub url: Option<String>,
+    /// HTTP status the receiver answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
+pub fn signature_256(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", util::hex(&mac.finalize().into_bytes()))
+}
+
+pub(crate) struct Webhooks {
+    pub config: Mutex<Option<WebhookConfig>>,
+    pub deliveries: Mutex<Vec<WebhookDelivery>>,
+}
+
+/// Sends events one at a time, in order.
+pub(crate) async fn run(hooks: Arc<Webhooks>, mut rx: UnboundedReceiver<WebhookEvent>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("http client");
+    while let Some(ev) = rx.recv().await {
+        let config = hooks.config.lock().expect("lock").clone();
+        let mut d = WebhookDelivery {
+            delivery_id: util::uuid_v4(),
+            event: ev.event.to_string(),
+            action: ev.action.to_string(),
+            job_id: ev.job_id,
+            url: None,
+            status: None,
+            error: None,
+        };
+        if let Some(cfg) = config {
+            d.url = Some(cfg.url.clone());
+            let mut req = client
+                .post(&cfg.url)
+                .header("content-type", "application/json")
+                .header("user-agent", "GitHub-Hookshot/fake")
+                .header("x-github-event", ev.event)
+                .header("x-github-delivery", &d.delivery_id)
+                .header("x-github-hook-id", "1")
+                .header("x-github-hook-installation-target-type", "organization");
+            if let Some(secret) = &cfg.secret {
+                req = req.header("x-hub-signature-256", signature_256(secret, &ev.payload));
+            }
+            match req.body(ev.payload).send().await {
+                Ok(resp) => d.status = Some(resp.status().as_u16()),
+                Err(e) => d.error = Some(e.to_string()),
+            }
+        }
+        hooks.deliveries.lock().expect("lock").push(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_like_github() {
+        // The example from GitHub's "Validating webhook deliveries" page.
+        assert_eq!(
+            signature_256("It's a Secret to Everybody", b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+}
