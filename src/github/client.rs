@@ -1091,4 +1091,6 @@ impl GitHubConnector for CachingConnector {
 }
 
 #[cfg(test)]
+mod fake_tests;
+#[cfg(test)]
 mod tests;
