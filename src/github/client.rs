@@ -7,6 +7,13 @@
 //! blocking, mapping GitHub's answers to [`GitHubError`], and request counters
 //! for metrics. Secrets (tokens, JWTs, private keys, JIT configs) never reach an
 //! error message, a log line or a `Debug` output.
+//!
+//! Wiring: build one `CachingConnector::new(ClientOptions { observer, .. })` at
+//! startup and share it; each reconcile calls `connect(&endpoint, &credentials)`,
+//! which returns the same client for the same host and credential. For metrics,
+//! `CachingConnector::clients()` yields every live client with its
+//! `rate_limit()` snapshot and `request_counts()`, labelled by `api_base()` and
+//! `credential_fingerprint()`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -412,6 +419,12 @@ impl GitHubClient {
     }
 
     fn record(&self, endpoint: &'static str, status: Option<u16>, elapsed: Duration) {
+        tracing::debug!(
+            endpoint,
+            status,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "GitHub request"
+        );
         *lock(&self.request_counts)
             .entry((endpoint, status))
             .or_insert(0) += 1;
@@ -788,7 +801,14 @@ impl GitHubApi for GitHubClient {
     #[tracing::instrument(skip_all, fields(scope = %scope, runner = %name))]
     async fn find_runner_by_name(&self, scope: &Scope, name: &str) -> Result<Option<Runner>> {
         let runners = self.runners_matching(scope, Some(name)).await?;
-        Ok(runners.into_iter().find(|runner| runner.name == name))
+        // GitHub's filter may match case-insensitively; an exact match wins.
+        let exact = runners.iter().position(|runner| runner.name == name);
+        let loose = || {
+            runners
+                .iter()
+                .position(|runner| runner.name.eq_ignore_ascii_case(name))
+        };
+        Ok(exact.or_else(loose).map(|at| runners[at].clone()))
     }
 
     #[tracing::instrument(skip_all, fields(scope = %scope, runner_id = id))]

@@ -1059,3 +1059,60 @@ async fn clients_sharing_a_credential_share_its_rate_limit() {
     ));
     assert_eq!(server.hits(), 1);
 }
+
+#[test]
+fn request_urls_keep_the_base_path_with_or_without_a_trailing_slash() {
+    for base in [
+        "https://ghes.example.com/api/v3",
+        "https://ghes.example.com/api/v3/",
+    ] {
+        let endpoint = Endpoint {
+            api_base: Url::parse(base).unwrap(),
+            ca_bundle: None,
+        };
+        let client = GitHubClient::new(&endpoint, &token(), ClientOptions::default()).unwrap();
+        let url = client.scope_url(&org(), &["actions", "runners", "7"]);
+        assert_eq!(
+            url.as_str(),
+            "https://ghes.example.com/api/v3/orgs/acme/actions/runners/7"
+        );
+    }
+    let github = Endpoint {
+        api_base: Url::parse("https://api.github.com").unwrap(),
+        ca_bundle: None,
+    };
+    let client = GitHubClient::new(&github, &token(), ClientOptions::default()).unwrap();
+    let odd = Scope::Repository {
+        owner: "o".into(),
+        repo: "r/../../x".into(),
+    };
+    // A name can never climb out of its path segment.
+    assert_eq!(
+        client.scope_url(&odd, &["actions", "runners"]).as_str(),
+        "https://api.github.com/repos/o/r%2F..%2F..%2Fx/actions/runners"
+    );
+}
+
+#[tokio::test]
+async fn find_runner_by_name_prefers_an_exact_match() {
+    let server = ScriptedServer::start(|_| {
+        let mut upper = runner_json(1);
+        upper["name"] = "RUNNER-1".into();
+        reply(
+            200,
+            serde_json::json!({"total_count": 2, "runners": [upper, runner_json(2)]}),
+        )
+    })
+    .await;
+    let client = server.token_client();
+    let by_case = client
+        .find_runner_by_name(&org(), "runner-1")
+        .await
+        .unwrap();
+    assert_eq!(by_case.map(|r| r.id), Some(1));
+    let exact = client
+        .find_runner_by_name(&org(), "runner-2")
+        .await
+        .unwrap();
+    assert_eq!(exact.map(|r| r.id), Some(2));
+}
