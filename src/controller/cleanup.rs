@@ -114,6 +114,7 @@ async fn remove_everything(pool: &RunnerPool, ctx: &Context) -> Result<usize, St
             name,
             runner_id,
             reason: RemovalReason::ScaleDown,
+            deregister: true,
             pod,
             secret,
         };

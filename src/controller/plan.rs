@@ -116,7 +116,7 @@ impl RemovalReason {
     }
 }
 
-/// One runner to remove. When `runner_id` is set its GitHub registration is
+/// One runner to remove. When `deregister` is set its GitHub registration is
 /// deleted first; pod and Secret go only once GitHub confirms (or says it is
 /// already gone). A busy answer keeps everything.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +124,9 @@ pub struct Removal {
     pub name: String,
     pub runner_id: Option<u64>,
     pub reason: RemovalReason,
+    /// Delete the GitHub registration first. Not for finished runners: GitHub
+    /// removed those itself when their job ended.
+    pub deregister: bool,
     pub pod: bool,
     pub secret: bool,
 }
@@ -189,8 +192,9 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         match pod.phase {
             PodPhase::Succeeded => plan.remove.push(Removal {
                 name: pod.name.clone(),
-                runner_id: None,
+                runner_id: pod.runner_id,
                 reason: RemovalReason::Finished,
+                deregister: false,
                 pod: true,
                 secret,
             }),
@@ -200,6 +204,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     name: pod.name.clone(),
                     runner_id: pod.runner_id,
                     reason: RemovalReason::Failed,
+                    deregister: true,
                     pod: true,
                     secret,
                 });
@@ -222,6 +227,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                                 name: pod.name.clone(),
                                 runner_id: pod.runner_id,
                                 reason: RemovalReason::BootstrapTimeout,
+                                deregister: true,
                                 pod: true,
                                 secret,
                             });
@@ -257,6 +263,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             name: secret.name.clone(),
             runner_id: secret.runner_id,
             reason: RemovalReason::Vanished,
+            deregister: true,
             pod: false,
             secret: true,
         });
@@ -282,6 +289,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     name: runner.name.clone(),
                     runner_id: Some(runner.id),
                     reason: RemovalReason::Orphan,
+                    deregister: true,
                     pod: false,
                     secret: false,
                 });
@@ -353,6 +361,7 @@ fn scale_down_candidates(
             name: name.to_string(),
             runner_id: *id,
             reason: RemovalReason::ScaleDown,
+            deregister: true,
             pod: true,
             secret: true,
         })
@@ -529,7 +538,11 @@ mod tests {
         let plan = Case::new(Scaling::Fixed(1))
             .with_runner("a", 1, PodPhase::Succeeded, false, false)
             .plan();
-        assert_eq!(reasons(&plan), [("a", RemovalReason::Finished, None)]);
+        assert_eq!(reasons(&plan), [("a", RemovalReason::Finished, Some(1))]);
+        assert!(
+            !plan.remove[0].deregister,
+            "GitHub removed the finished runner itself"
+        );
         assert_eq!(plan.create, 1);
     }
 

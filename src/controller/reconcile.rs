@@ -58,6 +58,7 @@ impl Unreachable {
             | GitHubError::InvalidCredentials(_)
             | GitHubError::NotFound(_) => Problem::CredentialsInvalid,
             GitHubError::RateLimited { .. } => Problem::RateLimited,
+            GitHubError::InvalidEndpoint(_) => Problem::InvalidSpec,
             _ => Problem::GitHubUnavailable,
         };
         let mut unreachable = Unreachable::new(problem, format!("{what}: {error}"));
@@ -558,7 +559,10 @@ pub async fn remove_runner(
     let pool_uid = uid(pool);
     ctx.memory
         .with(&pool_uid, |m| m.expect_removed(&removal.name));
-    if let Some(id) = removal.runner_id {
+    if let (Some(id), false) = (removal.runner_id, removal.deregister) {
+        ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id));
+    }
+    if let (Some(id), true) = (removal.runner_id, removal.deregister) {
         match api.delete_runner(scope, id).await {
             Ok(()) | Err(GitHubError::NotFound(_)) => {
                 ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id))

@@ -1,0 +1,715 @@
+//! The operator end to end: the real binary against the local control plane
+//! and the GitHub fake, asserting the invariants of PRODUCT.md.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, EvictParams, ListParams};
+use runnerpool::runner::{JIT_CONFIG_ENV, JIT_CONFIG_KEY, RUNNER_ID_LABEL, ownership_label};
+use support::cluster::{kubectl, wait_for};
+use support::operator::{Base, Env, INSTALL_ID, create_secret, pool_yaml};
+
+const T: Duration = Duration::from_secs(40);
+
+fn runner_id(pod: &Pod) -> u64 {
+    pod.labels()[RUNNER_ID_LABEL].parse().unwrap()
+}
+
+fn condition(pool: &runnerpool::RunnerPool, type_: &str) -> Option<(String, String, String)> {
+    pool.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// N runners come up with the right labels, group, Secrets and pods, with one
+/// generate-jitconfig call each and nothing else beyond listing.
+async fn runners_come_up(scope: &str, base: Base, fake_scope: fake_github::Scope) {
+    let env = Env::start("up").await;
+    let yaml = pool_yaml(
+        "ci",
+        scope,
+        &env.api_url(base),
+        3,
+        &["self-hosted", "linux", "gpu"],
+        "",
+    );
+    let pool = env.apply_pool(&yaml).await;
+    let ids = env.wait_for_online_runners("ci", 3, T).await;
+
+    let owner = ownership_label(INSTALL_ID, &pool.uid().unwrap());
+    let runners = env.fake.runners(&fake_scope);
+    assert_eq!(
+        runners.len(),
+        3,
+        "exactly the pool's runners are registered"
+    );
+    for runner in &runners {
+        assert!(ids.contains(&runner.id));
+        assert!(runner.name.starts_with("ci-"));
+        assert_eq!(runner.runner_group_id, 1, "default group");
+        let mut labels: Vec<_> = runner.labels.iter().map(|l| l.name.clone()).collect();
+        labels.sort();
+        let mut want = vec![
+            "gpu".to_string(),
+            "linux".into(),
+            "self-hosted".into(),
+            owner.clone(),
+        ];
+        want.sort();
+        assert_eq!(labels, want);
+    }
+    for pod in env.live_pods("ci").await {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let env_var = spec.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == JIT_CONFIG_ENV)
+            .expect("JIT variable");
+        assert!(env_var.value.is_none(), "never a literal");
+        let secret = env
+            .secrets()
+            .get(&pod.name_any())
+            .await
+            .expect("runner Secret");
+        assert_eq!(secret.immutable, Some(true));
+        let jit = String::from_utf8(secret.data.unwrap()[JIT_CONFIG_KEY].0.clone()).unwrap();
+        let info = fake_github::decode_jit_config(&jit).unwrap();
+        assert_eq!(
+            info.id,
+            runner_id(&pod),
+            "the Secret holds this pod's own runner"
+        );
+    }
+
+    let ready = wait_for("Ready condition", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        let c = condition(&pool, "Ready")?;
+        (c.0 == "True").then_some(pool)
+    })
+    .await;
+    let status = ready.status.unwrap();
+    assert_eq!(status.desired_runners, 3);
+    assert_eq!(status.runner_group_id, Some(1));
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+
+    let calls = env.calls_by_endpoint();
+    let jit_calls = env.calls("generate-jitconfig");
+    assert_eq!(jit_calls, 3, "one JIT call per runner: {calls:?}");
+    assert_eq!(env.calls("DELETE"), 0, "{calls:?}");
+    assert_eq!(env.calls("labels"), 0, "{calls:?}");
+    env.assert_no_secret_leaked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_runners_come_up_with_labels_group_and_secrets() {
+    runners_come_up(
+        "organization: acme",
+        Base::Root,
+        fake_github::Scope::org("acme"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_runners_come_up_on_a_ghes_base() {
+    runners_come_up(
+        "repository: acme/app",
+        Base::Ghes,
+        fake_github::Scope::repo("acme", "app"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enterprise_runners_come_up() {
+    runners_come_up(
+        "enterprise: bigcorp",
+        Base::Root,
+        fake_github::Scope::enterprise("bigcorp"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_app_credentials_and_named_runner_group() {
+    let env = Env::start("app").await;
+    let key = std::process::Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .expect("openssl genrsa");
+    let pem = String::from_utf8(key.stdout).unwrap();
+    env.fake
+        .add_app(fake_github::AppSpec {
+            app_id: 4242,
+            client_id: None,
+            key_pem: pem.clone(),
+            installations: vec![fake_github::InstallationSpec::new(77, Some("acme"))],
+        })
+        .unwrap();
+    let group = env
+        .fake
+        .create_group(&fake_github::Scope::org("acme"), "linux-builders")
+        .unwrap();
+    create_secret(
+        &env.client,
+        &env.ns,
+        "app",
+        &[
+            ("appId", "4242"),
+            ("installationId", "77"),
+            ("privateKey", &pem),
+        ],
+    )
+    .await;
+    let yaml = pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Ghes),
+        2,
+        &["linux"],
+        "  runnerGroup: linux-builders",
+    )
+    .replace("name: gh", "name: app");
+    env.apply_pool(&yaml).await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    for runner in env.fake.runners(&fake_github::Scope::org("acme")) {
+        assert_eq!(runner.runner_group_id, group.id);
+    }
+    assert!(
+        env.calls("access_tokens") >= 1,
+        "an installation token was minted"
+    );
+    let logs = env.operator.logs();
+    assert!(
+        !logs.contains("PRIVATE KEY"),
+        "the App key appears in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_job_replaces_the_runner_with_a_new_jit_config() {
+    let env = Env::start("job").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let first = env.wait_for_online_runners("ci", 1, T).await[0];
+    let old_pod = env.live_pods("ci").await.remove(0).name_any();
+
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        (env.fake.job(job)?.runner_id == Some(first)).then_some(())
+    })
+    .await;
+    env.fake.finish_job(job).unwrap();
+
+    let second = wait_for("a replacement runner", T, || async {
+        let ids = env
+            .wait_for_online_runners("ci", 1, Duration::from_secs(5))
+            .await;
+        (ids[0] != first).then_some(ids[0])
+    })
+    .await;
+    assert_ne!(second, first);
+    wait_for("the finished pod and its Secret to go", T, || async {
+        let pod_gone = env.pods().get_opt(&old_pod).await.ok()?.is_none();
+        let secret_gone = env.secrets().get_opt(&old_pod).await.ok()?.is_none();
+        (pod_gone && secret_gone).then_some(())
+    })
+    .await;
+    // The happy path costs one JIT call per runner; GitHub removed the finished runner itself.
+    assert_eq!(env.calls("generate-jitconfig"), 2);
+    assert_eq!(env.calls("DELETE"), 0, "{:?}", env.calls_by_endpoint());
+    env.assert_no_secret_leaked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_evicted_pods_are_deregistered_and_replaced() {
+    let env = Env::start("vanish").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let before = env.wait_for_online_runners("ci", 2, T).await;
+    let pods = env.live_pods("ci").await;
+
+    env.pods()
+        .delete(&pods[0].name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    env.pods()
+        .evict(&pods[1].name_any(), &EvictParams::default())
+        .await
+        .unwrap();
+
+    let after = wait_for("two new runners", Duration::from_secs(60), || async {
+        let ids = env
+            .wait_for_online_runners("ci", 2, Duration::from_secs(10))
+            .await;
+        ids.iter().all(|id| !before.contains(id)).then_some(ids)
+    })
+    .await;
+    for id in &before {
+        wait_for("the old registration to be deleted", T, || async {
+            env.fake.runner(*id).is_none().then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        env.fake.runners(&fake_github::Scope::org("acme")).len(),
+        2,
+        "runners == pods: {after:?}"
+    );
+    for pod in &pods {
+        wait_for("the old Secret to go", T, || async {
+            env.secrets()
+                .get_opt(&pod.name_any())
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_is_never_deleted_on_scale_down() {
+    let env = Env::start("busy").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    let busy = wait_for("the job to start", T, || async {
+        env.fake.job(job)?.runner_id
+    })
+    .await;
+    // Let a GitHub list show the busy flag, then scale to zero.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        0,
+        &["linux"],
+        "",
+    ))
+    .await;
+
+    wait_for("the idle runner to go", T, || async {
+        let runners = env.fake.runners(&fake_github::Scope::org("acme"));
+        (runners.len() == 1 && runners[0].id == busy).then_some(())
+    })
+    .await;
+    // Give the operator time to try something it should not.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        env.fake.runner(busy).is_some_and(|r| r.busy),
+        "the busy runner is still registered"
+    );
+    let pods = env.live_pods("ci").await;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(runner_id(&pods[0]), busy, "the busy runner's pod is kept");
+
+    env.fake.finish_job(job).unwrap();
+    wait_for("the pool to be empty after the job", T, || async {
+        (env.live_pods("ci").await.is_empty()
+            && env
+                .fake
+                .runners(&fake_github::Scope::org("acme"))
+                .is_empty())
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_edits_reach_live_runners_and_drift_is_corrected() {
+    let env = Env::start("labels").await;
+    let url = env.api_url(Base::Root);
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &url,
+        2,
+        &["self-hosted", "linux", "small"],
+        "",
+    ))
+    .await;
+    let ids = env.wait_for_online_runners("ci", 2, T).await;
+
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &url,
+        2,
+        &["self-hosted", "linux", "large", "fast"],
+        "",
+    ))
+    .await;
+    let has = |id: u64, label: &str| {
+        env.fake
+            .runner(id)
+            .is_some_and(|r| r.labels.iter().any(|l| l.name == label))
+    };
+    wait_for("new labels on live runners", T, || async {
+        ids.iter()
+            .all(|id| {
+                has(*id, "large") && has(*id, "fast") && !has(*id, "small") && has(*id, "linux")
+            })
+            .then_some(())
+    })
+    .await;
+    let ids_now = env.wait_for_online_runners("ci", 2, T).await;
+    assert_eq!(
+        ids, ids_now,
+        "the same runners were relabelled, not replaced"
+    );
+
+    // Someone edits a runner's labels by hand on GitHub.
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(format!("{url}/orgs/acme/actions/runners/{}/labels", ids[0]))
+        .bearer_auth(support::operator::TOKEN)
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "test")
+        .json(&serde_json::json!({"labels": ["hand-made"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(has(ids[0], "hand-made"));
+    wait_for("the drift to be corrected", T, || async {
+        (has(ids[0], "large") && !has(ids[0], "hand-made")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_registrations_are_collected_and_foreign_ones_are_not() {
+    let env = Env::start("gc").await;
+    let pool = env
+        .apply_pool(&pool_yaml(
+            "ci",
+            "organization: acme",
+            &env.api_url(Base::Root),
+            1,
+            &["linux"],
+            "",
+        ))
+        .await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    let org = fake_github::Scope::org("acme");
+    let owner = ownership_label(INSTALL_ID, &pool.uid().unwrap());
+    let orphan = env
+        .fake
+        .register_runner(&org, "ci-orphan", &["linux", &owner], true)
+        .unwrap();
+    let foreign = env
+        .fake
+        .register_runner(&org, "someone-else", &["linux"], true)
+        .unwrap();
+    let other_install = ownership_label("another-cluster", &pool.uid().unwrap());
+    let neighbour = env
+        .fake
+        .register_runner(&org, "ci-neighbour", &["linux", &other_install], true)
+        .unwrap();
+
+    wait_for("the orphan to be collected", T, || async {
+        env.fake.runner(orphan.id).is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        env.fake.runner(foreign.id).is_some(),
+        "a runner without the mark is never touched"
+    );
+    assert!(
+        env.fake.runner(neighbour.id).is_some(),
+        "another installation's runner is never touched"
+    );
+    assert_eq!(env.live_pods("ci").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_pool_cleans_up_everything() {
+    let env = Env::start("delete").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        3,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 3, T).await;
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the pool to be gone", T, || async {
+        env.pools()
+            .get_opt("ci")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.fake
+            .runners(&fake_github::Scope::org("acme"))
+            .is_empty(),
+        "no registration is left"
+    );
+    wait_for("pods and Secrets to go", T, || async {
+        let pods = env.live_pods("ci").await.is_empty();
+        let secrets = env
+            .secrets()
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+            .ok()?
+            .items
+            .is_empty();
+        (pods && secrets).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_pool_completes_when_github_is_down() {
+    let env = Env::start("down").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    env.fake.set_unavailable(true);
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The operator runs with a 15 s cleanup timeout.
+    wait_for(
+        "the pool to be released",
+        Duration::from_secs(60),
+        || async {
+            env.pools()
+                .get_opt("ci")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let events = kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]);
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("CleanupIncomplete"),
+        "a Warning event tells what was left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_show_in_status_and_events() {
+    let env = Env::start("creds").await;
+    create_secret(&env.client, &env.ns, "bad", &[("token", "ghp_wrong")]).await;
+    let url = env.api_url(Base::Root);
+    env.apply_pool(
+        &pool_yaml("ci", "organization: acme", &url, 1, &["linux"], "")
+            .replace("name: gh", "name: bad"),
+    )
+    .await;
+    let (status, reason, message) = wait_for("Degraded", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "CredentialsInvalid"),
+        "{message}"
+    );
+    assert!(!message.contains("ghp_wrong"));
+
+    env.apply_pool(
+        &pool_yaml("missing", "organization: acme", &url, 1, &["linux"], "")
+            .replace("name: gh", "name: nope"),
+    )
+    .await;
+    let (_, reason, message) = wait_for("Degraded for a missing Secret", T, || async {
+        let pool = env.pools().get("missing").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "CredentialsInvalid");
+    assert!(message.contains("\"nope\" not found"), "{message}");
+    let events =
+        String::from_utf8_lossy(&kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]).stdout)
+            .into_owned();
+    assert!(events.contains("CredentialsInvalid"));
+    assert!(!events.contains("ghp_wrong"));
+    assert!(env.live_pods("ci").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_rejected_by_the_api_server() {
+    let env = Env::start("invalid").await;
+    let url = env.api_url(Base::Root);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            pool_yaml(
+                "a",
+                "organization: acme\n    enterprise: bigcorp",
+                &url,
+                1,
+                &["linux"],
+                "",
+            ),
+            "exactly one of enterprise, organization or repository",
+        ),
+        (
+            pool_yaml("b", "organization: acme", &url, 1, &[], ""),
+            "spec.labels",
+        ),
+        (
+            pool_yaml("c", "organization: acme", &url, 1, &["linux", "linux"], ""),
+            "duplicate entries",
+        ),
+        (
+            pool_yaml("d", "organization: acme", &url, 1, &[&"x".repeat(257)], ""),
+            "spec.labels[0]",
+        ),
+        (
+            pool_yaml(
+                "e",
+                "organization: acme",
+                &url,
+                1,
+                &["linux"],
+                "  autoscaling: {minRunners: 5, maxRunners: 2}",
+            )
+            .replace("  replicas: 1\n", ""),
+            "minRunners must not exceed maxRunners",
+        ),
+        (
+            pool_yaml("f", "organization: acme", &url, 1, &["linux"], "")
+                .replace("name: runner", "name: main"),
+            "container named 'runner'",
+        ),
+        (
+            pool_yaml(
+                &"g".repeat(60),
+                "organization: acme",
+                &url,
+                1,
+                &["linux"],
+                "",
+            ),
+            "set spec.runnerNamePrefix",
+        ),
+        (
+            pool_yaml("h", "repository: not-a-repo", &url, 1, &["linux"], ""),
+            "spec.github.repository",
+        ),
+        (
+            pool_yaml("i", "organization: acme", &url, 1, &["linux"], "")
+                .replace("name: gh", "name: Not_A_Name"),
+            "spec.github.credentialsSecret.name",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
+        std::fs::write(&path, &yaml).unwrap();
+        let out = kubectl(&[
+            "apply",
+            "--server-side",
+            "-n",
+            &env.ns,
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+    let list = env.pools().list(&ListParams::default()).await.unwrap();
+    assert!(list.items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_restart_neither_leaks_nor_duplicates() {
+    let mut env = Env::start("restart").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        3,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let before = env.wait_for_online_runners("ci", 3, T).await;
+    env.operator.kill();
+    // While it is down, a pod vanishes and a registration is orphaned.
+    let victim = env.live_pods("ci").await.remove(0);
+    env.pods()
+        .delete(
+            &victim.name_any(),
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.operator.restart();
+    let after = wait_for("three runners again", Duration::from_secs(60), || async {
+        let ids = env
+            .wait_for_online_runners("ci", 3, Duration::from_secs(10))
+            .await;
+        (!ids.contains(&runner_id(&victim))).then_some(ids)
+    })
+    .await;
+    let kept = before.iter().filter(|id| after.contains(id)).count();
+    assert_eq!(kept, 2, "the two surviving runners were kept, not replaced");
+    wait_for("runners == pods on GitHub", T, || async {
+        (env.fake.runners(&fake_github::Scope::org("acme")).len() == 3).then_some(())
+    })
+    .await;
+}

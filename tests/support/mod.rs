@@ -1,0 +1,3 @@
+//! Shared support for the integration tests (`mod support;` in a test file).
+pub mod cluster;
+pub mod operator;

@@ -1,0 +1,443 @@
+//! An operator under test: the real binary, watching one fresh namespace of the
+//! local control plane, talking to an in-process GitHub fake, with a runner
+//! simulator playing the runner processes that kwok does not run.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fake_github::{Config, FakeGitHub};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use runnerpool::RunnerPool;
+use runnerpool::runner::{JIT_CONFIG_KEY, POOL_LABEL, RUNNER_ID_LABEL};
+
+use super::cluster::{self, wait_for};
+
+pub const TOKEN: &str = "ghp_integrationtesttoken0000000000000000";
+pub const INSTALL_ID: &str = "it";
+/// The kwok stage annotation that finishes a runner pod (tests/cluster/README.md).
+pub const COMPLETE_ANNOTATION: &str = "kwok.runnerpool.dev/complete";
+
+/// Which GitHub base the pool uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    Root,
+    Ghes,
+}
+
+pub struct Env {
+    pub client: kube::Client,
+    pub ns: String,
+    pub fake: FakeGitHub,
+    pub operator: Operator,
+    /// Every JIT config the operator wrote into a Secret (to grep logs for).
+    pub seen_jit_configs: Arc<Mutex<BTreeSet<String>>>,
+    simulator: tokio::task::JoinHandle<()>,
+}
+
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Operator {
+    pub fn start(ns: &str, extra: &[&str]) -> Operator {
+        let log_dir = cluster::repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join(format!("operator-{ns}.log"));
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--kubeconfig".into(),
+            cluster::test_cluster().kubeconfig.display().to_string(),
+            "--watch-namespace".into(),
+            ns.into(),
+            "--install-id".into(),
+            INSTALL_ID.into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+            "--github-sync-interval-seconds".into(),
+            "2".into(),
+            "--cleanup-timeout-seconds".into(),
+            "15".into(),
+            "--log".into(),
+            "info,runnerpool=debug".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut operator = Operator {
+            child: None,
+            log,
+            args,
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&mut self) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_runnerpool-operator"))
+            .args(&self.args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("starting the operator");
+        self.child = Some(child);
+    }
+
+    /// Kills the process (no graceful shutdown) and starts it again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Env {
+    /// A namespace, a fake GitHub with org `acme` (repo `acme/app`) and
+    /// enterprise `bigcorp`, a credentials Secret `gh` holding a token with
+    /// every runner scope, and the operator watching the namespace.
+    pub async fn start(prefix: &str) -> Env {
+        Self::start_with(prefix, &[]).await
+    }
+
+    pub async fn start_with(prefix: &str, operator_args: &[&str]) -> Env {
+        install_crd();
+        let client = cluster::client().await;
+        let ns = cluster::fresh_namespace(&client, prefix).await;
+        let fake = FakeGitHub::start(Config::default())
+            .await
+            .expect("fake GitHub starts");
+        fake.add_token(TOKEN, &["repo", "admin:org", "manage_runners:enterprise"]);
+        fake.add_enterprise("bigcorp");
+        fake.add_org("acme");
+        fake.add_org_to_enterprise("bigcorp", "acme");
+        fake.add_repo("acme", "app");
+        create_secret(&client, &ns, "gh", &[("token", TOKEN)]).await;
+        let operator = Operator::start(&ns, operator_args);
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
+        let simulator = tokio::spawn(simulate_runners(
+            client.clone(),
+            ns.clone(),
+            fake.clone(),
+            seen.clone(),
+        ));
+        Env {
+            client,
+            ns,
+            fake,
+            operator,
+            seen_jit_configs: seen,
+            simulator,
+        }
+    }
+
+    pub fn api_url(&self, base: Base) -> String {
+        match base {
+            Base::Root => self.fake.base_url(),
+            Base::Ghes => self.fake.ghes_url(),
+        }
+    }
+
+    pub fn pools(&self) -> Api<RunnerPool> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Applies a RunnerPool from YAML (namespace filled in) with server-side apply.
+    pub async fn apply_pool(&self, yaml: &str) -> RunnerPool {
+        let mut value: serde_json::Value = serde_yaml::from_str(yaml).expect("pool YAML");
+        value["metadata"]["namespace"] = self.ns.clone().into();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("pool name")
+            .to_string();
+        self.pools()
+            .patch(
+                &name,
+                &PatchParams::apply("integration-test").force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying pool {name}: {e}"))
+    }
+
+    /// Pods of a pool that are not being deleted.
+    pub async fn live_pods(&self, pool: &str) -> Vec<Pod> {
+        let lp = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));
+        self.pods()
+            .list(&lp)
+            .await
+            .expect("list pods")
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// Waits until the pool has exactly `n` live pods that are Running and
+    /// whose runners are online on GitHub; returns their runner ids.
+    pub async fn wait_for_online_runners(
+        &self,
+        pool: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<u64> {
+        wait_for(
+            &format!("{n} online runners in pool {pool}"),
+            timeout,
+            || async {
+                let pods = self.live_pods(pool).await;
+                if pods.len() != n {
+                    return None;
+                }
+                let mut ids = vec![];
+                for pod in &pods {
+                    let id: u64 = pod
+                        .metadata
+                        .labels
+                        .as_ref()?
+                        .get(RUNNER_ID_LABEL)?
+                        .parse()
+                        .ok()?;
+                    let runner = self.fake.runner(id)?;
+                    if runner.status != fake_github::RunnerStatus::Online {
+                        return None;
+                    }
+                    ids.push(id);
+                }
+                ids.sort();
+                Some(ids)
+            },
+        )
+        .await
+    }
+
+    /// The request count of one fake endpoint (`METHOD /route/{template}`).
+    pub fn calls(&self, endpoint_contains: &str) -> u64 {
+        self.fake
+            .counters()
+            .by_endpoint
+            .iter()
+            .filter(|(k, _)| k.contains(endpoint_contains))
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    pub fn calls_by_endpoint(&self) -> BTreeMap<String, u64> {
+        self.fake.counters().by_endpoint
+    }
+
+    /// Asserts no JIT config seen in a Secret appears in the operator's log or
+    /// the namespace's events.
+    pub async fn assert_no_secret_leaked(&self) {
+        let logs = self.operator.logs();
+        let events = cluster::kubectl(&["get", "events", "-n", &self.ns, "-o", "yaml"]);
+        let events = String::from_utf8_lossy(&events.stdout).into_owned();
+        let pools = cluster::kubectl(&["get", "runnerpools", "-n", &self.ns, "-o", "yaml"]);
+        let pools = String::from_utf8_lossy(&pools.stdout).into_owned();
+        let seen = self.seen_jit_configs.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "the simulator saw no JIT config at all");
+        for jit in seen {
+            // Any 24-character slice would do; the whole config is the obvious leak.
+            let probe = &jit[..jit.len().min(40)];
+            assert!(
+                !logs.contains(probe),
+                "a JIT config appears in the operator log"
+            );
+            assert!(!events.contains(probe), "a JIT config appears in an event");
+            assert!(
+                !pools.contains(probe),
+                "a JIT config appears in a RunnerPool"
+            );
+        }
+        assert!(
+            !logs.contains(TOKEN),
+            "the token appears in the operator log"
+        );
+        assert!(!events.contains(TOKEN), "the token appears in an event");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.simulator.abort();
+    }
+}
+
+/// Installs the committed CRD (server-side apply, so every test process may)
+/// and waits until the API server serves it.
+pub fn install_crd() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let crd = cluster::repo_path("crds/runnerpool.yaml");
+        let crd = crd.to_str().expect("UTF-8 path");
+        let out = cluster::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crd]);
+        cluster::expect_success("installing the CRD", &out);
+        let out = cluster::kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/runnerpools.actions.runnerpool.dev",
+        ]);
+        cluster::expect_success("waiting for the CRD", &out);
+    });
+}
+
+pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, pairs: &[(&str, &str)]) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("creating Secret {name}: {e}"));
+}
+
+/// Plays the runner processes: a Running pod's runner reads its JIT config and
+/// comes online; once GitHub has removed an ephemeral runner after its job,
+/// the process exits 0 and the pod completes (through the kwok stage).
+async fn simulate_runners(
+    client: kube::Client,
+    ns: String,
+    fake: FakeGitHub,
+    seen: Arc<Mutex<BTreeSet<String>>>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    // runner id → came online once
+    let mut started: BTreeSet<u64> = BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(list) = pods
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+        else {
+            continue;
+        };
+        let jobs = fake.jobs();
+        for pod in list.items {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if !running || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let Some(id) = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(RUNNER_ID_LABEL))
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !started.contains(&id) {
+                let Ok(secret) = secrets.get(&name).await else {
+                    continue;
+                };
+                let Some(data) = secret.data.as_ref().and_then(|d| d.get(JIT_CONFIG_KEY)) else {
+                    continue;
+                };
+                let encoded = String::from_utf8_lossy(&data.0).into_owned();
+                let Ok(info) = fake_github::decode_jit_config(&encoded) else {
+                    continue;
+                };
+                seen.lock().unwrap().insert(encoded);
+                // The runner's own identity must be the pod's: one config, one pod.
+                if info.id == id && fake.set_online(id, true).is_ok() {
+                    started.insert(id);
+                }
+                continue;
+            }
+            let job_done = jobs
+                .iter()
+                .any(|j| j.runner_id == Some(id) && j.status == fake_github::JobStatus::Completed);
+            if job_done && fake.runner(id).is_none() {
+                let patch = serde_json::json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "succeeded"}}});
+                let _ = pods
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            }
+        }
+    }
+}
+
+/// A pool manifest for the fake: `scope` is e.g. `organization: acme`.
+pub fn pool_yaml(
+    name: &str,
+    scope: &str,
+    api_url: &str,
+    replicas: u32,
+    labels: &[&str],
+    extra: &str,
+) -> String {
+    let labels = labels
+        .iter()
+        .map(|l| format!("\"{l}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+apiVersion: actions.runnerpool.dev/v1alpha1
+kind: RunnerPool
+metadata:
+  name: {name}
+spec:
+  github:
+    {scope}
+    apiUrl: "{api_url}"
+    credentialsSecret:
+      name: gh
+  labels: [{labels}]
+  replicas: {replicas}
+{extra}
+  template:
+    spec:
+      containers:
+        - name: runner
+          image: ghcr.io/actions/actions-runner:latest
+"#
+    )
+}
