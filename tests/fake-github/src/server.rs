@@ -780,7 +780,26 @@ impl State {
             "remaining": limit.saturating_sub(used),
             "reset": util::unix_secs(reset),
         });
-        Reply::json(200, &json!({"resources": {"core": core}, "rate": core}))
+        let fresh = |limit: u32, secs: u64| {
+            json!({
+                "limit": limit,
+                "used": 0,
+                "remaining": limit,
+                "reset": util::unix_secs(now + Duration::from_secs(secs)),
+            })
+        };
+        Reply::json(
+            200,
+            &json!({
+                "resources": {
+                    "core": core,
+                    "search": fresh(30, 60),
+                    "graphql": fresh(5000, 3600),
+                    "actions_runner_registration": fresh(10_000, 3600),
+                },
+                "rate": core,
+            }),
+        )
     }
 }
 
