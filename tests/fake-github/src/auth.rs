@@ -104,8 +104,14 @@ pub(crate) struct InstallationToken {
 #[derive(Clone, Debug)]
 pub(crate) enum Credential {
     Anonymous,
-    Token { key: String, scopes: Vec<String> },
-    AppJwt { app_id: u64 },
+    Token {
+        key: String,
+        scopes: Vec<String>,
+        rate_limit: Option<u32>,
+    },
+    AppJwt {
+        app_id: u64,
+    },
     Installation(InstallationToken),
 }
 
@@ -208,6 +214,7 @@ impl Auth {
             return Ok(Credential::Token {
                 key: t.key.clone(),
                 scopes: t.scopes.clone(),
+                rate_limit: t.rate_limit,
             });
         }
         if let Some(t) = self.installation_tokens.get(secret) {

@@ -338,6 +338,20 @@ pub(crate) struct Model {
     next_label_id: u64,
     next_job_id: u64,
     pub webhook: Option<tokio::sync::mpsc::UnboundedSender<WebhookEvent>>,
+    /// Bumped whenever any runner may change (invalidates `list_cache`).
+    pub version: u64,
+    /// Serialized runner-list pages: (scope, name filter, page, per_page) →
+    /// (version, body, ETag). Lists are the hot path of every client.
+    pub list_cache: HashMap<ListKey, CachedPage>,
+}
+
+pub(crate) type ListKey = (ScopeKey, Option<String>, usize, usize);
+
+pub(crate) struct CachedPage {
+    pub version: u64,
+    pub total: usize,
+    pub body: axum::body::Bytes,
+    pub etag: String,
 }
 
 /// Everything a handler needs to know about where the request came in.
@@ -369,6 +383,8 @@ impl Model {
             next_label_id: 1,
             next_job_id: 1,
             webhook: None,
+            version: 0,
+            list_cache: HashMap::new(),
         }
     }
 
@@ -443,6 +459,7 @@ impl Model {
     }
 
     fn runner_set_mut(&mut self, key: &ScopeKey) -> Option<&mut RunnerSet> {
+        self.version += 1;
         match key {
             ScopeKey::Ent(e) => self.enterprises.get_mut(e).map(|a| &mut a.runners),
             ScopeKey::Org(o) => self.orgs.get_mut(o).map(|a| &mut a.runners),

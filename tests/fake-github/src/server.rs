@@ -48,8 +48,9 @@ impl Shared {
 /// What the locked part of a request decided.
 struct Outcome {
     status: u16,
-    body: Option<Vec<u8>>,
+    body: Option<Bytes>,
     headers: Vec<(&'static str, String)>,
+    etag_value: Option<String>,
     credential: String,
     /// Rate-limit budget: (key, per-credential limit) when the credential has one.
     budget: Option<(String, Option<u32>)>,
@@ -65,8 +66,9 @@ impl Outcome {
         let body = serde_json::to_vec(&e.body()).expect("json");
         Outcome {
             status: e.status,
-            body: Some(body),
+            body: Some(Bytes::from(body)),
             headers: e.headers,
+            etag_value: None,
             credential: "anonymous".into(),
             budget: None,
             charged: false,
@@ -79,16 +81,19 @@ impl Outcome {
 
 struct Reply {
     status: u16,
-    body: Option<Vec<u8>>,
+    body: Option<Bytes>,
     headers: Vec<(&'static str, String)>,
+    /// Precomputed ETag (cached list pages).
+    etag: Option<String>,
 }
 
 impl Reply {
     fn json<T: Serialize>(status: u16, v: &T) -> Self {
         Reply {
             status,
-            body: Some(serde_json::to_vec(v).expect("json")),
+            body: Some(Bytes::from(serde_json::to_vec(v).expect("json"))),
             headers: vec![],
+            etag: None,
         }
     }
     fn empty(status: u16) -> Self {
@@ -96,6 +101,7 @@ impl Reply {
             status,
             body: None,
             headers: vec![],
+            etag: None,
         }
     }
 }
@@ -332,7 +338,18 @@ impl State {
     ) -> Outcome {
         let now = SystemTime::now();
         let authz = headers.get("authorization").and_then(|h| h.to_str().ok());
-        let cred = match self.auth.identify(authz, now) {
+        let identified = self.auth.identify(authz, now);
+        if unavailable {
+            // GitHub is down: nothing else is looked at.
+            self.acct.faults_injected += 1;
+            let mut o = Outcome::error(ApiError::new(503, "Service Unavailable"));
+            o.credential = identified
+                .map(|c| c.key())
+                .unwrap_or_else(|_| "invalid".into());
+            o.injected = true;
+            return o;
+        }
+        let cred = match identified {
             Ok(c) => c,
             Err(e) => {
                 let mut o = Outcome::error(e);
@@ -341,20 +358,8 @@ impl State {
             }
         };
         let cred_key = cred.key();
-        if unavailable {
-            self.acct.faults_injected += 1;
-            let mut o = Outcome::error(ApiError::new(503, "Service Unavailable"));
-            o.credential = cred_key;
-            o.injected = true;
-            return o;
-        }
         let limit_override = match &cred {
-            Credential::Token { key, .. } => self
-                .auth
-                .tokens
-                .values()
-                .find(|t| &t.key == key)
-                .and_then(|t| t.rate_limit),
+            Credential::Token { rate_limit, .. } => *rate_limit,
             _ => None,
         };
         let oauth_scopes = match &cred {
@@ -369,6 +374,7 @@ impl State {
             status: 200,
             body: None,
             headers: vec![],
+            etag_value: None,
             credential: cred_key.clone(),
             budget: budget.clone(),
             charged: false,
@@ -460,6 +466,7 @@ impl State {
             Ok(reply) => {
                 out.status = reply.status;
                 out.body = reply.body;
+                out.etag_value = reply.etag;
                 out.headers.extend(reply.headers);
                 out.etag = method == "GET" && reply.status == 200 && route.op != Op::RateLimit;
                 if route.op == Op::RateLimit {
@@ -531,24 +538,53 @@ impl State {
         let reply = match r.op {
             Op::ListRunners => {
                 let (page, per_page) = q.paging();
-                let all = m.list_runners(&key, q.get("name"))?;
-                let items: Vec<RunnerJson<'_>> = page_of(&all, page, per_page)
-                    .iter()
-                    .map(|r| RunnerJson::from(*r))
-                    .collect();
-                #[derive(Serialize)]
-                struct Page<'a> {
-                    total_count: usize,
-                    runners: Vec<RunnerJson<'a>>,
-                }
-                let mut reply = Reply::json(
-                    200,
-                    &Page {
-                        total_count: all.len(),
-                        runners: items,
-                    },
-                );
-                if let Some(l) = link_header(ctx.api_base, path, q, page, per_page, all.len()) {
+                let name = q.get("name");
+                let cache_key = (key.clone(), name.map(str::to_string), page, per_page);
+                let (total, body, etag) = match m.list_cache.get(&cache_key) {
+                    Some(c) if c.version == m.version => (c.total, c.body.clone(), c.etag.clone()),
+                    _ => {
+                        let all = m.list_runners(&key, name)?;
+                        let items: Vec<RunnerJson<'_>> = page_of(&all, page, per_page)
+                            .iter()
+                            .map(|r| RunnerJson::from(*r))
+                            .collect();
+                        #[derive(Serialize)]
+                        struct Page<'a> {
+                            total_count: usize,
+                            runners: Vec<RunnerJson<'a>>,
+                        }
+                        let total = all.len();
+                        let body = Bytes::from(
+                            serde_json::to_vec(&Page {
+                                total_count: total,
+                                runners: items,
+                            })
+                            .expect("json"),
+                        );
+                        let etag = etag_of(&body);
+                        if m.list_cache.len() > 4096 {
+                            m.list_cache.clear();
+                        }
+                        let version = m.version;
+                        m.list_cache.insert(
+                            cache_key,
+                            crate::model::CachedPage {
+                                version,
+                                total,
+                                body: body.clone(),
+                                etag: etag.clone(),
+                            },
+                        );
+                        (total, body, etag)
+                    }
+                };
+                let mut reply = Reply {
+                    status: 200,
+                    body: Some(body),
+                    headers: vec![],
+                    etag: Some(etag),
+                };
+                if let Some(l) = link_header(ctx.api_base, path, q, page, per_page, total) {
                     reply.headers.push(("link", l));
                 }
                 reply
@@ -762,12 +798,7 @@ impl State {
             _ => {
                 let key = cred.key();
                 let lim = match cred {
-                    Credential::Token { key, .. } => self
-                        .auth
-                        .tokens
-                        .values()
-                        .find(|t| &t.key == key)
-                        .and_then(|t| t.rate_limit),
+                    Credential::Token { rate_limit, .. } => *rate_limit,
                     _ => None,
                 };
                 let b = self.limits.budget(&key, lim, now);
@@ -810,6 +841,11 @@ fn to_validation(e: ApiError) -> ApiError {
     } else {
         e
     }
+}
+
+/// GitHub-style weak ETag of a body.
+fn etag_of(body: &[u8]) -> String {
+    format!("W/\"{}\"", util::sha256_hex(body))
 }
 
 fn if_none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
@@ -877,7 +913,7 @@ pub(crate) async fn api(
     if out.etag
         && let Some(b) = &out.body
     {
-        let tag = format!("W/\"{}\"", util::sha256_hex(b));
+        let tag = out.etag_value.take().unwrap_or_else(|| etag_of(b));
         if if_none_match_hits(&headers, &tag) {
             out.status = 304;
             out.body = None;
