@@ -1,0 +1,74 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "runnerpool-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name; cluster-scoped objects (ClusterRole,
+ClusterRoleBinding) carry it too, so two releases never collide.
+*/}}
+{{- define "runnerpool-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "runnerpool-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "runnerpool-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "runnerpool-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "runnerpool-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "runnerpool-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "runnerpool-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "runnerpool-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The rules the operator needs where RunnerPools live, and nothing more:
+- runnerpools: watch, the finalizer (patch), status (server-side apply);
+  finalizers/update lets its children's ownerReferences block deletion;
+- pods and Secrets: watch, create and delete runners, relabel pods (patch);
+  the credentials Secret is read with get;
+- events.k8s.io events: kube-rs's Recorder creates them and patches series.
+*/}}
+{{- define "runnerpool-operator.rules" -}}
+- apiGroups: ["actions.runnerpool.dev"]
+  resources: ["runnerpools"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["actions.runnerpool.dev"]
+  resources: ["runnerpools/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["actions.runnerpool.dev"]
+  resources: ["runnerpools/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -1,0 +1,374 @@
+//! The Helm chart (`charts/runnerpool-operator`) and the plain manifests
+//! rendered from it (`deploy/`): the CRD they ship is the generated one, the
+//! chart lints, installs, upgrades and uninstalls on the local control plane,
+//! and bad values are refused at install time by `values.schema.json`.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::Api;
+use support::cluster::{self, expect_success, fresh_namespace, helm, kubectl, repo_path, wait_for};
+use support::operator::install_crd;
+
+const CHART: &str = "charts/runnerpool-operator";
+
+fn chart() -> String {
+    repo_path(CHART).display().to_string()
+}
+
+/// A release name unique to this test run: cluster-scoped objects carry it.
+fn release(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+#[test]
+fn the_chart_ships_the_generated_crd() {
+    let root = std::fs::read_to_string(repo_path("crds/runnerpool.yaml")).unwrap();
+    let chart = std::fs::read_to_string(repo_path(format!("{CHART}/crds/runnerpool.yaml")))
+        .expect("the chart's crds/runnerpool.yaml");
+    assert!(
+        root == chart,
+        "{CHART}/crds/runnerpool.yaml differs from crds/runnerpool.yaml: \
+         run `cp crds/runnerpool.yaml {CHART}/crds/` and commit the result"
+    );
+    assert_eq!(
+        chart,
+        runnerpool::crd_yaml(),
+        "the CRD is stale: run `make crd`"
+    );
+}
+
+#[test]
+fn deploy_manifests_are_the_rendered_chart() {
+    let rendered = expect_success(
+        "helm template",
+        &helm(&[
+            "template",
+            "runnerpool-operator",
+            &chart(),
+            "--namespace",
+            "runnerpool-system",
+            "--include-crds",
+        ]),
+    );
+    let expected = format!(
+        "# Rendered by scripts/render-manifests.sh from charts/runnerpool-operator. Do not edit.\n{rendered}"
+    );
+    let committed = std::fs::read_to_string(repo_path("deploy/runnerpool-operator.yaml"))
+        .expect("deploy/runnerpool-operator.yaml");
+    assert!(
+        committed == expected,
+        "deploy/runnerpool-operator.yaml is stale: run scripts/render-manifests.sh and commit the result"
+    );
+    // The kustomization builds, and holds the namespace and every rendered object.
+    let built = expect_success(
+        "kubectl kustomize deploy",
+        &kubectl(&["kustomize", &repo_path("deploy").display().to_string()]),
+    );
+    for kind in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+    ] {
+        assert!(
+            built.contains(&format!("\nkind: {kind}\n")),
+            "no {kind} in deploy/"
+        );
+    }
+}
+
+#[test]
+fn helm_lint_passes() {
+    expect_success("helm lint", &helm(&["lint", "--strict", &chart()]));
+    expect_success(
+        "helm lint (namespaced, three replicas, ServiceMonitor)",
+        &helm(&[
+            "lint",
+            "--strict",
+            &chart(),
+            "--set",
+            "watchNamespace=team-a,replicaCount=3,leaderElection.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ]),
+    );
+}
+
+#[test]
+fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
+    let out = expect_success(
+        "helm template",
+        &helm(&[
+            "template",
+            "rp",
+            &chart(),
+            "--show-only",
+            "templates/deployment.yaml",
+            "--set",
+            "installId=prod-eu,watchNamespace=ci",
+        ]),
+    );
+    let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    let container = &pod.containers[0];
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        security.capabilities.unwrap().drop,
+        Some(vec!["ALL".into()])
+    );
+    let resources = container.resources.clone().unwrap();
+    assert!(resources.requests.is_some() && resources.limits.is_some());
+    assert_eq!(
+        container.image.as_deref(),
+        Some("ghcr.io/runnerpool/runnerpool-operator:0.1.0"),
+        "the tag defaults to the chart's appVersion"
+    );
+    let args = container.args.clone().unwrap();
+    for want in [
+        "run",
+        "--install-id=prod-eu",
+        "--watch-namespace=ci",
+        "--log-format=json",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    let env = container.env.clone().unwrap();
+    let pod_name = env.iter().find(|e| e.name == "POD_NAME").expect("POD_NAME");
+    assert_eq!(
+        pod_name
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
+    );
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone()
+    };
+    assert_eq!(
+        probe_path(&container.liveness_probe).as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        probe_path(&container.readiness_probe).as_deref(),
+        Some("/readyz")
+    );
+    let port = &container.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("admin"), 8080)
+    );
+}
+
+#[test]
+fn bad_values_are_refused_by_the_schema() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "replicaCount=0"], "/replicaCount"),
+        (&["--set", "logFormat=xml"], "/logFormat"),
+        (
+            &["--set", "watchNamespace=Not_A_Namespace"],
+            "/watchNamespace",
+        ),
+        (&["--set", "installId="], "/installId"),
+        (
+            &["--set", "image.pullPolicy=Sometimes"],
+            "/image/pullPolicy",
+        ),
+        (
+            &["--set", "metrics.service.port=70000"],
+            "/metrics/service/port",
+        ),
+        (&["--set", "replicas=2"], "'replicas' not allowed"),
+        (
+            &["--set", "replicaCount=2"],
+            "replicaCount > 1 needs leaderElection.enabled=true",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = vec!["template", "rp", CHART];
+        let chart = chart();
+        cmd[2] = &chart;
+        cmd.extend_from_slice(args);
+        let out = helm(&cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted: {args:?}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} for {args:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_upgrade_and_uninstall_on_the_cluster() {
+    install_crd();
+    let client = cluster::client().await;
+    let ns = fresh_namespace(&client, "chart").await;
+    let watched = fresh_namespace(&client, "chart-watched").await;
+    let rel = release("rp");
+    let full = format!("{rel}-runnerpool-operator");
+
+    // Bad values never reach the cluster.
+    let out = helm(&[
+        "install",
+        &rel,
+        &chart(),
+        "--namespace",
+        &ns,
+        "--set",
+        "logFormat=xml",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/logFormat"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(deployments.get_opt(&full).await.unwrap().is_none());
+
+    expect_success(
+        "helm install",
+        &helm(&[
+            "install",
+            &rel,
+            &chart(),
+            "--namespace",
+            &ns,
+            "--set",
+            "installId=chart-test",
+        ]),
+    );
+    expect_success(
+        "the CRD is established",
+        &kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/runnerpools.actions.runnerpool.dev",
+        ]),
+    );
+    let deployment = deployments.get(&full).await.expect("the Deployment");
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(full.as_str()));
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        args.contains(&"--install-id=chart-test".to_string()),
+        "{args:?}"
+    );
+    assert!(!args.iter().any(|a| a.starts_with("--watch-namespace")));
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .get(&full)
+        .await
+        .expect("the ServiceAccount");
+    let service = Api::<Service>::namespaced(client.clone(), &ns)
+        .get(&format!("{full}-metrics"))
+        .await
+        .expect("the metrics Service");
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 8080);
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    let role = cluster_roles.get(&full).await.expect("the ClusterRole");
+    assert!(
+        role.rules
+            .unwrap()
+            .iter()
+            .any(|r| r.resources.as_deref() == Some(&["runnerpools".to_string()][..]))
+    );
+    let binding = Api::<ClusterRoleBinding>::all(client.clone())
+        .get(&full)
+        .await
+        .expect("the ClusterRoleBinding");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        (full.as_str(), Some(ns.as_str()))
+    );
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        pdbs.get_opt(&full).await.unwrap().is_none(),
+        "no PDB for one replica"
+    );
+
+    // Upgrade: namespaced, two replicas with leader election.
+    expect_success(
+        "helm upgrade",
+        &helm(&[
+            "upgrade",
+            &rel,
+            &chart(),
+            "--namespace",
+            &ns,
+            "--reuse-values",
+            "--set",
+            &format!("watchNamespace={watched},replicaCount=2,leaderElection.enabled=true"),
+        ]),
+    );
+    let spec = deployments.get(&full).await.unwrap().spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let args = spec.template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.contains(&format!("--watch-namespace={watched}")),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--install-id=chart-test".to_string()));
+    pdbs.get(&full).await.expect("a PDB for two replicas");
+    Api::<Role>::namespaced(client.clone(), &watched)
+        .get(&full)
+        .await
+        .expect("the Role in the watched namespace");
+    Api::<RoleBinding>::namespaced(client.clone(), &watched)
+        .get(&full)
+        .await
+        .expect("the RoleBinding in the watched namespace");
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .get(&format!("{full}-leader-election"))
+        .await
+        .expect("the leader-election Role in the release namespace");
+    wait_for("the ClusterRole to go", Duration::from_secs(30), || async {
+        cluster_roles
+            .get_opt(&full)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    expect_success(
+        "helm uninstall",
+        &helm(&["uninstall", &rel, "--namespace", &ns, "--wait"]),
+    );
+    assert!(deployments.get_opt(&full).await.unwrap().is_none());
+    assert!(
+        Api::<Role>::namespaced(client.clone(), &watched)
+            .get_opt(&full)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    expect_success(
+        "the CRD outlives the release (helm never deletes CRDs)",
+        &kubectl(&["get", "crd", "runnerpools.actions.runnerpool.dev"]),
+    );
+}
