@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,14 +47,20 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// The operator with the cluster's admin credentials.
     pub fn start(ns: &str, extra: &[&str]) -> Operator {
+        Self::start_with_kubeconfig(ns, &cluster::test_cluster().kubeconfig, extra)
+    }
+
+    /// The operator with the credentials of `kubeconfig` (e.g. a ServiceAccount token).
+    pub fn start_with_kubeconfig(ns: &str, kubeconfig: &Path, extra: &[&str]) -> Operator {
         let log_dir = cluster::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = log_dir.join(format!("operator-{ns}.log"));
         let mut args: Vec<String> = vec![
             "run".into(),
             "--kubeconfig".into(),
-            cluster::test_cluster().kubeconfig.display().to_string(),
+            kubeconfig.display().to_string(),
             "--watch-namespace".into(),
             ns.into(),
             "--install-id".into(),
@@ -127,6 +134,24 @@ impl Env {
     }
 
     pub async fn start_with(prefix: &str, operator_args: &[&str]) -> Env {
+        Self::start_with_kubeconfig(prefix, operator_args, |_, _| async {
+            cluster::test_cluster().kubeconfig.clone()
+        })
+        .await
+    }
+
+    /// Like [`Env::start_with`], with the operator using the kubeconfig that
+    /// `kubeconfig(admin_client, namespace)` returns once the namespace and
+    /// the credentials Secret exist (e.g. a ServiceAccount's, after its RBAC is installed).
+    pub async fn start_with_kubeconfig<F, Fut>(
+        prefix: &str,
+        operator_args: &[&str],
+        kubeconfig: F,
+    ) -> Env
+    where
+        F: FnOnce(kube::Client, String) -> Fut,
+        Fut: Future<Output = PathBuf>,
+    {
         install_crd();
         let client = cluster::client().await;
         let ns = cluster::fresh_namespace(&client, prefix).await;
@@ -139,7 +164,8 @@ impl Env {
         fake.add_org_to_enterprise("bigcorp", "acme");
         fake.add_repo("acme", "app");
         create_secret(&client, &ns, "gh", &[("token", TOKEN)]).await;
-        let operator = Operator::start(&ns, operator_args);
+        let kubeconfig = kubeconfig(client.clone(), ns.clone()).await;
+        let operator = Operator::start_with_kubeconfig(&ns, &kubeconfig, operator_args);
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let simulator = tokio::spawn(simulate_runners(
             client.clone(),

@@ -1,0 +1,326 @@
+//! Least privilege: the operator runs with nothing but the ServiceAccount and
+//! RBAC objects of the Helm chart, authenticated by a token from the
+//! TokenRequest API, and still carries a pool through its whole life; in
+//! namespaced mode that ServiceAccount sees nothing outside its namespace.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use runnerpool::RunnerPool;
+use runnerpool::runner::RUNNER_ID_LABEL;
+use support::cluster::{self, client_with_token, expect_success, helm, kubectl, wait_for};
+use support::operator::{Base, Env, create_secret, pool_yaml};
+
+const T: Duration = Duration::from_secs(40);
+
+/// The chart's RBAC, installed for one test: removes its cluster-scoped
+/// objects on drop (namespaced ones go with the test namespace).
+struct ChartRbac {
+    release: String,
+    token: String,
+    kubeconfig: PathBuf,
+}
+
+impl ChartRbac {
+    /// Renders the ServiceAccount and RBAC templates of the chart for a
+    /// release in `ns` (`watchNamespace=ns` when `namespaced`), applies them
+    /// and mints a token for the ServiceAccount.
+    async fn install(client: &kube::Client, ns: &str, namespaced: bool) -> ChartRbac {
+        let release = format!("rbac-{:08x}", rand::random::<u32>());
+        let chart = cluster::repo_path("charts/runnerpool-operator");
+        let watch = format!("watchNamespace={}", if namespaced { ns } else { "" });
+        let rendered = expect_success(
+            "helm template (RBAC only)",
+            &helm(&[
+                "template",
+                &release,
+                chart.to_str().unwrap(),
+                "--namespace",
+                ns,
+                "--set",
+                &watch,
+                "--show-only",
+                "templates/serviceaccount.yaml",
+                "--show-only",
+                "templates/rbac.yaml",
+            ]),
+        );
+        let dir = cluster::repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join(format!("{release}-rbac.yaml"));
+        std::fs::write(&manifest, &rendered).unwrap();
+        expect_success(
+            "kubectl apply (chart RBAC)",
+            &kubectl(&["apply", "-f", manifest.to_str().unwrap()]),
+        );
+        let sa_name = format!("{release}-runnerpool-operator");
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .create_token_request(&sa_name, &PostParams::default(), &request)
+            .await
+            .expect("a ServiceAccount token")
+            .status
+            .expect("TokenRequest status")
+            .token
+            .expect("a token in the TokenRequest status");
+        let (server, ca) = cluster::server_and_ca();
+        let kubeconfig = dir.join(format!("{release}-kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa_name}\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: {sa_name}\n    namespace: {ns}\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        ChartRbac {
+            release,
+            token,
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for ChartRbac {
+    fn drop(&mut self) {
+        let name = format!("{}-runnerpool-operator", self.release);
+        let _ = kubectl(&[
+            "delete",
+            "--ignore-not-found",
+            "clusterrole,clusterrolebinding",
+            &name,
+        ]);
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
+/// Starts the usual test environment with the operator running as the chart's
+/// ServiceAccount; returns it with that ServiceAccount's RBAC.
+async fn env_with_chart_rbac(prefix: &str, namespaced: bool) -> (Env, ChartRbac) {
+    let rbac = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = rbac.clone();
+    let env = Env::start_with_kubeconfig(prefix, &[], |client, ns| async move {
+        let installed = ChartRbac::install(&client, &ns, namespaced).await;
+        let kubeconfig = installed.kubeconfig.clone();
+        *slot.lock().unwrap() = Some(installed);
+        kubeconfig
+    })
+    .await;
+    let rbac = rbac.lock().unwrap().take().expect("RBAC installed");
+    (env, rbac)
+}
+
+fn assert_nothing_was_forbidden(env: &Env) {
+    let logs = env.operator.logs();
+    let forbidden: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("forbidden"))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "the operator hit RBAC denials:\n{}",
+        forbidden.join("\n")
+    );
+}
+
+/// A pool of two comes up, a finished job's runner is replaced, deleting the
+/// pool cleans up: all with the ClusterRole of the chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
+    let (env, rbac) = env_with_chart_rbac("rbac", false).await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let ids = env.wait_for_online_runners("ci", 2, T).await;
+
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    let busy = wait_for("the job to start", T, || async {
+        env.fake.job(job)?.runner_id
+    })
+    .await;
+    env.fake.finish_job(job).unwrap();
+    wait_for("a replacement runner", T, || async {
+        let now = env
+            .wait_for_online_runners("ci", 2, Duration::from_secs(10))
+            .await;
+        (!now.contains(&busy) && ids.iter().any(|id| now.contains(id))).then_some(())
+    })
+    .await;
+
+    // The operator published its events (events.k8s.io/v1) as the ServiceAccount.
+    let events = expect_success(
+        "kubectl get events",
+        &kubectl(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            &env.ns,
+            "-o",
+            "yaml",
+        ]),
+    );
+    assert!(events.contains("RunnersCreated"), "no RunnersCreated event");
+
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the pool to be gone", T, || async {
+        env.pools()
+            .get_opt("ci")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.fake
+            .runners(&fake_github::Scope::org("acme"))
+            .is_empty(),
+        "no registration is left"
+    );
+    wait_for("pods and Secrets to go", T, || async {
+        let pods = env.live_pods("ci").await.is_empty();
+        let secrets = env
+            .secrets()
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+            .ok()?
+            .items
+            .is_empty();
+        (pods && secrets).then_some(())
+    })
+    .await;
+    assert_nothing_was_forbidden(&env);
+
+    // In cluster mode the ServiceAccount may watch across namespaces...
+    let sa = client_with_token(&rbac.token).await;
+    Api::<RunnerPool>::all(sa.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("listing RunnerPools in all namespaces");
+    Api::<Pod>::all(sa.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("listing pods in all namespaces");
+    // ...but gets nothing it does not use.
+    let forbidden =
+        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(ref s)) if s.code == 403);
+    assert!(forbidden(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(sa.clone(), &env.ns)
+            .list(&ListParams::default())
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(sa.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        Api::<RunnerPool>::namespaced(sa.clone(), &env.ns)
+            .delete("ci", &DeleteParams::default())
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        Api::<Pod>::namespaced(sa, &env.ns)
+            .evict("any", &Default::default())
+            .await
+            .map(|_| ())
+    ));
+}
+
+/// With `watchNamespace` the chart grants a Role in that namespace only: the
+/// operator works there and its ServiceAccount reads nothing elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_mode_cannot_read_other_namespaces() {
+    let (env, rbac) = env_with_chart_rbac("rbac-ns", true).await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    assert_nothing_was_forbidden(&env);
+
+    let elsewhere = cluster::fresh_namespace(&env.client, "rbac-other").await;
+    create_secret(&env.client, &elsewhere, "gh", &[("token", "ghp_other")]).await;
+    let sa = client_with_token(&rbac.token).await;
+    let forbidden = |what: &str, r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    };
+    forbidden(
+        "get a Secret in another namespace",
+        Api::<Secret>::namespaced(sa.clone(), &elsewhere)
+            .get("gh")
+            .await
+            .map(|_| ()),
+    );
+    forbidden(
+        "list Secrets in another namespace",
+        Api::<Secret>::namespaced(sa.clone(), &elsewhere)
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+    );
+    forbidden(
+        "list pods in another namespace",
+        Api::<Pod>::namespaced(sa.clone(), &elsewhere)
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+    );
+    forbidden(
+        "list pods in all namespaces",
+        Api::<Pod>::all(sa.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+    );
+    forbidden(
+        "list RunnerPools in all namespaces",
+        Api::<RunnerPool>::all(sa.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|_| ()),
+    );
+    // In its own namespace it reads what it needs.
+    let pods = Api::<Pod>::namespaced(sa.clone(), &env.ns)
+        .list(&ListParams::default())
+        .await
+        .expect("listing pods in the watched namespace");
+    assert!(
+        pods.items
+            .iter()
+            .any(|p| p.labels().contains_key(RUNNER_ID_LABEL))
+    );
+    Api::<Secret>::namespaced(sa, &env.ns)
+        .get("gh")
+        .await
+        .expect("reading the credentials Secret in the watched namespace");
+}
