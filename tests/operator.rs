@@ -713,3 +713,29 @@ async fn controller_restart_neither_leaks_nor_duplicates() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_pools_are_accepted_by_the_api_server() {
+    let env = Env::start("examples").await;
+    let dir = support::cluster::repo_path("examples/pools");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-n",
+            &env.ns,
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+}

@@ -1,3 +1,4 @@
 //! Shared support for the integration tests (`mod support;` in a test file).
 pub mod cluster;
 pub mod operator;
+pub mod simulator;

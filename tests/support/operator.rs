@@ -14,14 +14,13 @@ use fake_github::{Config, FakeGitHub};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use runnerpool::RunnerPool;
-use runnerpool::runner::{JIT_CONFIG_KEY, POOL_LABEL, RUNNER_ID_LABEL};
+use runnerpool::runner::{POOL_LABEL, RUNNER_ID_LABEL};
 
 use super::cluster::{self, wait_for};
+use super::simulator;
 
 pub const TOKEN: &str = "ghp_integrationtesttoken0000000000000000";
 pub const INSTALL_ID: &str = "it";
-/// The kwok stage annotation that finishes a runner pod (tests/cluster/README.md).
-pub const COMPLETE_ANNOTATION: &str = "kwok.runnerpool.dev/complete";
 
 /// Which GitHub base the pool uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,6 +113,17 @@ impl Operator {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory of the operator process, in KiB (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -167,7 +177,7 @@ impl Env {
         let kubeconfig = kubeconfig(client.clone(), ns.clone()).await;
         let operator = Operator::start_with_kubeconfig(&ns, &kubeconfig, operator_args);
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
-        let simulator = tokio::spawn(simulate_runners(
+        let simulator = tokio::spawn(simulator::simulate_runners(
             client.clone(),
             ns.clone(),
             fake.clone(),
@@ -360,74 +370,6 @@ pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, pairs: &
         .create(&PostParams::default(), &secret)
         .await
         .unwrap_or_else(|e| panic!("creating Secret {name}: {e}"));
-}
-
-/// Plays the runner processes: a Running pod's runner reads its JIT config and
-/// comes online; once GitHub has removed an ephemeral runner after its job,
-/// the process exits 0 and the pod completes (through the kwok stage).
-async fn simulate_runners(
-    client: kube::Client,
-    ns: String,
-    fake: FakeGitHub,
-    seen: Arc<Mutex<BTreeSet<String>>>,
-) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
-    // runner id → came online once
-    let mut started: BTreeSet<u64> = BTreeSet::new();
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(list) = pods
-            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-            .await
-        else {
-            continue;
-        };
-        let jobs = fake.jobs();
-        for pod in list.items {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if !running || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let Some(id) = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(RUNNER_ID_LABEL))
-                .and_then(|v| v.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if !started.contains(&id) {
-                let Ok(secret) = secrets.get(&name).await else {
-                    continue;
-                };
-                let Some(data) = secret.data.as_ref().and_then(|d| d.get(JIT_CONFIG_KEY)) else {
-                    continue;
-                };
-                let encoded = String::from_utf8_lossy(&data.0).into_owned();
-                let Ok(info) = fake_github::decode_jit_config(&encoded) else {
-                    continue;
-                };
-                seen.lock().unwrap().insert(encoded);
-                // The runner's own identity must be the pod's: one config, one pod.
-                if info.id == id && fake.set_online(id, true).is_ok() {
-                    started.insert(id);
-                }
-                continue;
-            }
-            let job_done = jobs
-                .iter()
-                .any(|j| j.runner_id == Some(id) && j.status == fake_github::JobStatus::Completed);
-            if job_done && fake.runner(id).is_none() {
-                let patch = serde_json::json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "succeeded"}}});
-                let _ = pods
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await;
-            }
-        }
-    }
 }
 
 /// A pool manifest for the fake: `scope` is e.g. `organization: acme`.

@@ -1,0 +1,86 @@
+//! The runner side of a runner pod, which kwok does not run: a Running pod's
+//! runner reads its JIT config and comes online on the GitHub fake; once the
+//! fake has removed an ephemeral runner after its job, the process "exits 0"
+//! and the pod completes through the rig's kwok stage. Shared by the
+//! integration tests, the demo and the benchmarks (included with `#[path]`).
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fake_github::FakeGitHub;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use runnerpool::runner::{JIT_CONFIG_KEY, RUNNER_ID_LABEL};
+
+/// The kwok stage annotation that finishes a runner pod (tests/cluster/README.md).
+pub const COMPLETE_ANNOTATION: &str = "kwok.runnerpool.dev/complete";
+
+/// Plays the runner processes: a Running pod's runner reads its JIT config and
+/// comes online; once GitHub has removed an ephemeral runner after its job,
+/// the process exits 0 and the pod completes (through the kwok stage).
+pub async fn simulate_runners(
+    client: kube::Client,
+    ns: String,
+    fake: FakeGitHub,
+    seen: Arc<Mutex<BTreeSet<String>>>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    // runner id → came online once
+    let mut started: BTreeSet<u64> = BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(list) = pods
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+        else {
+            continue;
+        };
+        let jobs = fake.jobs();
+        for pod in list.items {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if !running || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let Some(id) = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(RUNNER_ID_LABEL))
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !started.contains(&id) {
+                let Ok(secret) = secrets.get(&name).await else {
+                    continue;
+                };
+                let Some(data) = secret.data.as_ref().and_then(|d| d.get(JIT_CONFIG_KEY)) else {
+                    continue;
+                };
+                let encoded = String::from_utf8_lossy(&data.0).into_owned();
+                let Ok(info) = fake_github::decode_jit_config(&encoded) else {
+                    continue;
+                };
+                seen.lock().unwrap().insert(encoded);
+                // The runner's own identity must be the pod's: one config, one pod.
+                if info.id == id && fake.set_online(id, true).is_ok() {
+                    started.insert(id);
+                }
+                continue;
+            }
+            let job_done = jobs
+                .iter()
+                .any(|j| j.runner_id == Some(id) && j.status == fake_github::JobStatus::Completed);
+            if job_done && fake.runner(id).is_none() {
+                let patch = serde_json::json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "succeeded"}}});
+                let _ = pods
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            }
+        }
+    }
+}
