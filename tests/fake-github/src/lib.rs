@@ -267,7 +267,7 @@ impl FakeGitHub {
                 }
             })
         };
-        let sender = tokio::spawn(webhook::run(hooks, hook_rx));
+        let sender = tokio::spawn(webhook::run(hooks, hook_rx, shutdown_rx));
         fake.tasks
             .handles
             .lock()

@@ -1445,14 +1445,13 @@ impl Model {
         }
         for (jid, rid, key) in assigned {
             self.queue.retain(|j| *j != jid);
-            let group_name;
             let (rname, gid) = {
                 let r = self.runner_mut(&key, rid).expect("runner exists");
                 r.busy = true;
                 r.job_id = Some(jid);
                 (r.name.clone(), r.runner_group_id)
             };
-            group_name = match &key {
+            let group_name = match &key {
                 ScopeKey::Repo(_) => "Default".to_string(),
                 _ => self.group_name(&key, gid),
             };

@@ -56,13 +56,24 @@ pub(crate) struct Webhooks {
 }
 
 /// Sends events one at a time, in order.
-pub(crate) async fn run(hooks: Arc<Webhooks>, mut rx: UnboundedReceiver<WebhookEvent>) {
+pub(crate) async fn run(
+    hooks: Arc<Webhooks>,
+    mut rx: UnboundedReceiver<WebhookEvent>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()
         .expect("http client");
-    while let Some(ev) = rx.recv().await {
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
         let config = hooks.config.lock().expect("lock").clone();
         let mut d = WebhookDelivery {
             delivery_id: util::uuid_v4(),

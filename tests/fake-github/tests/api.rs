@@ -1320,7 +1320,8 @@ async fn counters_and_log_never_hold_secrets() {
 async fn jobs_go_to_matching_runners_and_webhooks_are_signed() {
     use std::sync::{Arc, Mutex};
     // A webhook receiver on loopback.
-    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+    type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+    let received: Received = Arc::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
         "/hook",
