@@ -194,21 +194,48 @@ reserved_port() { # a port handed to a cluster that is not down yet
   local f=$cache_root/ports/$1 owner
   [[ -f $f ]] || return 1
   owner=$(<"$f")
-  # The reservation is stale when its cluster has no pid file left.
-  if [[ -d $owner/rig/run ]] && compgen -G "$owner/rig/run/*.pid" >/dev/null; then
+  # The reservation is stale when no process of its cluster is left (it was
+  # stopped with `down`, or killed, or the machine restarted).
+  local pf pid
+  for pf in "$owner"/rig/run/*.pid; do
+    [[ -f $pf ]] || continue
+    pid=$(<"$pf")
+    [[ $pid =~ ^[0-9]+$ && -d /proc/$pid ]] && return 0
+  done
+  # Still being started: `up` holds the directory's lock (ports are picked
+  # before the first process runs).
+  if [[ -f $owner/rig/lock ]] && ! flock -n "$owner/rig/lock" true 2>/dev/null; then
     return 0
   fi
   rm -f "$f"
   return 1
 }
 
+# Ports come from below the kernel's ephemeral range, so an outgoing
+# connection cannot take one between the check and the bind.
+port_range() {
+  local lo=32768
+  [[ -r /proc/sys/net/ipv4/ip_local_port_range ]] && read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+  if ((lo > 12000)); then
+    echo "10000 $((lo - 10000))"
+  else # an unusual ephemeral range: take ports above it
+    echo "61000 4000"
+  fi
+}
+
 pick_ports() { # count -> free ports on 127.0.0.1, reserved for $dir
-  local n=$1 p tries=0
+  local n=$1 p tries=0 base span
+  read -r base span < <(port_range)
   picked=()
   mkdir -p "$cache_root/ports"
+  # Sweep reservations of clusters that vanished without `down`.
+  local f
+  for f in "$cache_root"/ports/*; do
+    [[ -f $f ]] && { reserved_port "${f##*/}" || true; }
+  done
   while ((${#picked[@]} < n)); do
     ((tries++ < 1000)) || die "no free port found"
-    p=$((20000 + RANDOM % 30000))
+    p=$((base + (RANDOM * 32768 + RANDOM) % span))
     [[ " ${picked[*]} " == *" $p "* ]] && continue
     port_in_use "$p" && continue
     reserved_port "$p" && continue
@@ -389,12 +416,32 @@ cmd_up() {
     echo "$kubeconfig"
     return 0
   fi
+  local t0=$SECONDS attempt
+  rm -rf "$rig"/logs.attempt*
+  for attempt in 1 2 3; do
+    if start_cluster; then
+      exec 9>&-
+      log "cluster ready in $((SECONDS - t0))s: kubectl --kubeconfig $kubeconfig"
+      echo "$kubeconfig"
+      return 0
+    fi
+    stop_all
+    # Keep the failed attempt's logs for debugging.
+    rm -rf "$rig/logs.attempt$attempt"
+    mv "$logs" "$rig/logs.attempt$attempt" 2>/dev/null || true
+    log "attempt $attempt failed (logs in $rig/logs.attempt$attempt)"
+  done
+  die "could not start a cluster in $dir"
+}
+
+# One attempt at a fresh cluster in $dir; returns non-zero on failure.
+start_cluster() {
   local t0=$SECONDS
   # Leftovers of an earlier cluster in DIR (crashed, or half started): clear them.
   stop_all
   rm -rf "$pki" "$rig/etcd" "$logs" "$run" "$rig"/*.kubeconfig "$kubeconfig"
   mkdir -p "$pki" "$run" "$logs"
-  make_pki
+  make_pki || { log "certificates could not be made"; return 1; }
 
   # Ports: chosen free at start, reserved in the cache until `down`.
   exec 8>"$cache_root/ports.lock"
@@ -408,7 +455,6 @@ cmd_up() {
   write_kubeconfig "$rig/controller-manager.kubeconfig" controller-manager "$server"
   write_kubeconfig "$rig/scheduler.kubeconfig" scheduler "$server"
   write_kubeconfig "$rig/kwok.kubeconfig" kwok "$server"
-
   log "starting etcd on 127.0.0.1:$etcd_port"
   start etcd --name=rig --data-dir="$rig/etcd" \
     --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
@@ -416,7 +462,7 @@ cmd_up() {
     --initial-cluster="rig=http://127.0.0.1:$etcd_peer_port" --initial-cluster-state=new \
     --unsafe-no-fsync --snapshot-count=10000 --quota-backend-bytes=2147483648 \
     --log-level=warn --logger=zap --log-outputs=stderr
-  wait_for "etcd" 30 tcp_open "$etcd_port" || { stop_all; die "etcd did not start (logs in $logs)"; }
+  wait_for "etcd" 30 tcp_open "$etcd_port" || return 1
 
   log "starting kube-apiserver on $server"
   start kube-apiserver \
@@ -436,7 +482,7 @@ cmd_up() {
     --endpoint-reconciler-type=none \
     --profiling=false \
     --v=1
-  wait_for "kube-apiserver /readyz" "$ready_timeout" readyz_ok || { stop_all; die "kube-apiserver did not become ready (logs in $logs)"; }
+  wait_for "kube-apiserver /readyz" "$ready_timeout" readyz_ok || return 1
   log "kube-apiserver ready after $((SECONDS - t0))s"
 
   start kube-controller-manager \
@@ -472,13 +518,11 @@ cmd_up() {
     --v=INFO
 
   # create, not apply: a Node's status is kept on create (as a kubelet registers).
-  node_manifest | kubectl_admin create -f - >&2 ||
-    { stop_all; die "could not create the fake nodes"; }
-  wait_for "the default ServiceAccount" "$ready_timeout" default_sa || { stop_all; die "no default ServiceAccount (logs in $logs)"; }
-  wait_for "$node_count Ready fake nodes" "$ready_timeout" nodes_ready || { stop_all; die "fake nodes not Ready (logs in $logs)"; }
-  exec 9>&-
-  log "cluster ready in $((SECONDS - t0))s: kubectl --kubeconfig $kubeconfig"
-  echo "$kubeconfig"
+  node_manifest | kubectl_admin create -f - >&2 || { log "could not create the fake nodes"; return 1; }
+  wait_for "the default ServiceAccount" "$ready_timeout" default_sa || return 1
+  wait_for "$node_count Ready, untainted fake nodes" "$ready_timeout" nodes_ready || return 1
+  # A last look: every component still running after the checks.
+  check_alive
 }
 
 # Controllers of kube-controller-manager the rig runs. Node lifecycle watches
