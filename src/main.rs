@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::FutureExt;
 use runnerpool::admin::{self, AdminState};
 use runnerpool::controller::{self, Settings};
 use runnerpool::github::client::{CachingConnector, ClientOptions};
+use runnerpool::leader::{LeaderElector, LeaseConfig};
 use runnerpool::metrics::{GitHubRequestLabels, Metrics};
+use tokio::sync::Notify;
 use tracing::{error, info};
 
 #[derive(Parser)]
@@ -27,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the RunnerPool CustomResourceDefinition as YAML.
     Crd,
 }
@@ -83,6 +86,28 @@ struct RunArgs {
     #[arg(long, env = "RUNNERPOOL_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
 
+    /// Elect a leader through a coordination.k8s.io Lease: only the leader
+    /// reconciles, other replicas stand by (and report not ready).
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// Namespace of the leader-election Lease; defaults to $POD_NAMESPACE,
+    /// then the watched namespace, then "default".
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the leader-election Lease (one per installation).
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_LEASE",
+        default_value = "runnerpool-operator"
+    )]
+    leader_election_lease: String,
+
+    /// This replica's identity in the Lease; defaults to $POD_NAME, else a random name.
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
+
     /// Log format.
     #[arg(
         long,
@@ -116,7 +141,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = %e, "operator stopped");
@@ -186,6 +211,18 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    let shutdown = shutdown_signal().boxed().shared();
+    let elector = if args.leader_elect {
+        let mut elector = LeaderElector::new(client.clone(), lease_config(&args));
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = shutdown.clone() => return Ok(()),
+        }
+        Some(elector)
+    } else {
+        None
+    };
+
     let settings = Settings {
         install_id: args.install_id,
         watch_namespace: args.watch_namespace,
@@ -194,9 +231,64 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         create_concurrency: args.create_concurrency.max(1),
     };
     info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool controller");
-    controller::run(client, github, settings, metrics, ready, shutdown_signal()).await;
+    let Some(mut elector) = elector else {
+        controller::run(client, github, settings, metrics, ready, shutdown).await;
+        info!("controller stopped");
+        return Ok(());
+    };
+    // The controller runs while the Lease is held; losing it stops the
+    // controller and the process (its pod restarts as a candidate). On an
+    // ordinary shutdown the Lease is released only after the controller stopped.
+    let lost = Arc::new(Notify::new());
+    let stop_holding = Arc::new(Notify::new());
+    let holder = tokio::spawn({
+        let (lost, stop_holding, ready) = (lost.clone(), stop_holding.clone(), ready.clone());
+        async move {
+            let held = elector.hold(stop_holding.notified()).await;
+            if held.is_err() {
+                ready.store(false, Ordering::Relaxed);
+                lost.notify_one();
+            }
+            (elector, held)
+        }
+    });
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = lost.notified() => {}
+        }
+    };
+    controller::run(client, github, settings, metrics, ready.clone(), stop).await;
+    ready.store(false, Ordering::Relaxed);
+    stop_holding.notify_one();
+    let (mut elector, held) = holder.await?;
     info!("controller stopped");
-    Ok(())
+    match held {
+        Ok(()) => {
+            elector.release().await;
+            Ok(())
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+fn lease_config(args: &RunArgs) -> LeaseConfig {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| args.watch_namespace.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let identity = args
+        .leader_election_identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("runnerpool-operator-{:08x}", rand::random::<u32>()));
+    LeaseConfig::new(&namespace, &args.leader_election_lease, &identity)
 }
 
 async fn shutdown_signal() {

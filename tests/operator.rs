@@ -739,3 +739,134 @@ async fn example_pools_are_accepted_by_the_api_server() {
     }
     assert_eq!(checked, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_pods_are_deregistered_and_replaced() {
+    let env = Env::start("failed").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let first = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0).name_any();
+    // The runner process crashes: the pod fails with a non-zero exit code.
+    let patch = serde_json::json!({"metadata": {"annotations": {support::simulator::COMPLETE_ANNOTATION: "failed"}}});
+    env.pods()
+        .patch(
+            &pod,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let second = wait_for("a replacement runner", T, || async {
+        let ids = env
+            .wait_for_online_runners("ci", 1, Duration::from_secs(10))
+            .await;
+        (ids[0] != first).then_some(ids[0])
+    })
+    .await;
+    assert!(
+        env.fake.runner(first).is_none(),
+        "the failed runner's registration was deleted"
+    );
+    assert!(env.fake.runner(second).is_some());
+    wait_for("the failed pod and its Secret to go", T, || async {
+        let gone = env.pods().get_opt(&pod).await.ok()?.is_none()
+            && env.secrets().get_opt(&pod).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_that_never_come_online_are_replaced_after_the_bootstrap_timeout() {
+    let env = Env::start("bootstrap").await;
+    let yaml = pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        "  bootstrapTimeoutSeconds: 30",
+    )
+    .replace(
+        "  template:\n    spec:",
+        &format!(
+            "  template:\n    metadata:\n      annotations: {{ {}: \"yes\" }}\n    spec:",
+            support::simulator::STAY_OFFLINE_ANNOTATION
+        ),
+    );
+    env.apply_pool(&yaml).await;
+    let first = wait_for("a runner pod", T, || async {
+        let pods = env.live_pods("ci").await;
+        pods.first().map(runner_id)
+    })
+    .await;
+    let replaced = wait_for(
+        "the stuck runner to be replaced",
+        Duration::from_secs(75),
+        || async {
+            let pods = env.live_pods("ci").await;
+            let id = pods.first().map(runner_id)?;
+            (pods.len() == 1 && id != first).then_some(id)
+        },
+    )
+    .await;
+    assert!(
+        env.fake.runner(first).is_none(),
+        "the stuck registration was deleted"
+    );
+    assert!(env.fake.runner(replaced).is_some());
+    let pool = env.pools().get("ci").await.unwrap();
+    assert!(pool.status.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_rate_limit_shows_in_status_and_sends_nothing() {
+    let env = Env::start("ratelimit").await;
+    let url = env.api_url(Base::Root);
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &url,
+        1,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    env.fake
+        .exhaust_rate_limit(&env.fake.token_key(support::operator::TOKEN));
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &url,
+        3,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let (_, reason, message) = wait_for("Degraded RateLimited", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "RateLimited", "{message}");
+    // Blocked until the reset: the operator must not keep hammering GitHub.
+    let before = env.fake.counters().total;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = env.fake.counters().total;
+    assert!(
+        after - before <= 1,
+        "{} requests sent while rate limited",
+        after - before
+    );
+    env.fake
+        .reset_rate_limit(&env.fake.token_key(support::operator::TOKEN));
+}

@@ -24,6 +24,8 @@ const EXPECTATION_TTL: Duration = Duration::from_secs(60);
 pub struct PoolMemory {
     creating: BTreeMap<String, Instant>,
     removing: BTreeMap<String, Instant>,
+    /// Pods whose start time was already recorded in the metrics.
+    started: BTreeSet<String>,
     pub github: Option<GitHubView>,
     pub surplus_since: Option<Timestamp>,
     pub error_streak: u32,
@@ -57,9 +59,15 @@ impl PoolMemory {
         self.removing.remove(name);
     }
 
+    /// True the first time it is asked about a started pod.
+    pub fn first_seen_started(&mut self, name: &str) -> bool {
+        self.started.insert(name.to_string())
+    }
+
     /// Drops expectations the caches have caught up with, or that are too old.
     pub fn settle(&mut self, pod_names: &BTreeSet<String>, secret_names: &BTreeSet<String>) {
         let now = Instant::now();
+        self.started.retain(|name| pod_names.contains(name));
         self.creating.retain(|name, since| {
             !pod_names.contains(name) && now.duration_since(*since) < EXPECTATION_TTL
         });

@@ -215,6 +215,21 @@ where
     }
 }
 
+/// Waits until `store` holds its first full list. Its readiness signal wakes
+/// only the waiter that polled it last (kube-runtime's `DelayedInit` keeps one
+/// waker) and the controller's applier polls the same signal, so ask again now
+/// and then instead of waiting for a wake-up that may never come.
+async fn store_ready<K>(store: &Store<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
 /// Runs the controller until `shutdown` resolves. `ready` is set once the
 /// watch caches are complete, for the readiness probe.
 pub async fn run(
@@ -273,9 +288,9 @@ pub async fn run(
     let controller = Controller::new(pools, watcher::Config::default());
     let pool_store = controller.store();
     tokio::spawn(async move {
-        let _ = pool_store.wait_until_ready().await;
-        let _ = pod_store.wait_until_ready().await;
-        let _ = secret_store.wait_until_ready().await;
+        store_ready(&pool_store).await;
+        store_ready(&pod_store).await;
+        store_ready(&secret_store).await;
         info!("watch caches synced");
         ready.store(true, Ordering::Relaxed);
     });

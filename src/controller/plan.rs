@@ -22,6 +22,8 @@ pub struct PodView {
     pub phase: PodPhase,
     pub deleting: bool,
     pub created: Timestamp,
+    /// When the pod became Ready (its runner process started).
+    pub started: Option<Timestamp>,
     pub labels_hash: Option<String>,
 }
 
@@ -402,6 +404,7 @@ mod tests {
             phase,
             deleting: false,
             created: at(created),
+            started: None,
             labels_hash: Some("h".into()),
         }
     }

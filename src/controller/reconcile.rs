@@ -161,6 +161,13 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
                 .as_ref()
                 .map(|t| t.0)
                 .unwrap_or_else(Timestamp::now),
+            started: p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0),
             labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
         })
         .collect();
@@ -365,6 +372,14 @@ fn make_plan(
     let secret_names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
     ctx.memory.with(&uid(pool), |m| {
         m.settle(&pod_names, &secret_names);
+        for pod in &pods {
+            if let Some(started) = pod.started
+                && m.first_seen_started(&pod.name)
+            {
+                let took = started.duration_since(pod.created).as_secs_f64().max(0.0);
+                ctx.metrics.runner_start_duration.observe(took);
+            }
+        }
         plan::plan(&Inputs {
             now: Timestamp::now(),
             scaling: scaling(pool),

@@ -16,6 +16,8 @@ use runnerpool::runner::{JIT_CONFIG_KEY, RUNNER_ID_LABEL};
 
 /// The kwok stage annotation that finishes a runner pod (tests/cluster/README.md).
 pub const COMPLETE_ANNOTATION: &str = "kwok.runnerpool.dev/complete";
+/// A pod with this annotation plays a runner that never manages to come online.
+pub const STAY_OFFLINE_ANNOTATION: &str = "simulator.runnerpool.dev/stay-offline";
 
 /// Plays the runner processes: a Running pod's runner reads its JIT config and
 /// comes online; once GitHub has removed an ephemeral runner after its job,
@@ -43,6 +45,14 @@ pub async fn simulate_runners(
             let name = pod.metadata.name.clone().unwrap_or_default();
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             if !running || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if pod
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(STAY_OFFLINE_ANNOTATION))
+            {
                 continue;
             }
             let Some(id) = pod
