@@ -942,6 +942,13 @@ pub(crate) async fn api(
             injected: out.injected,
         });
     }
+    tracing::debug!(
+        method = m,
+        path = full_path,
+        status = out.status,
+        credential = %out.credential,
+        "api request"
+    );
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     let h = resp.headers_mut().expect("builder");
