@@ -118,7 +118,13 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
         ]),
     );
     let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let spec = deployment.spec.unwrap();
+    assert_eq!(
+        spec.strategy.unwrap().type_.as_deref(),
+        Some("Recreate"),
+        "never two operators at once, and no rollout waiting on a standby"
+    );
+    let pod = spec.template.spec.unwrap();
     let pod_security = pod.security_context.unwrap();
     assert_eq!(pod_security.run_as_non_root, Some(true));
     assert_eq!(
@@ -146,6 +152,8 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
         "--install-id=prod-eu",
         "--watch-namespace=ci",
         "--log-format=json",
+        "--leader-elect",
+        "--leader-election-lease=rp-runnerpool-operator",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
@@ -200,8 +208,12 @@ fn bad_values_are_refused_by_the_schema() {
         ),
         (&["--set", "replicas=2"], "'replicas' not allowed"),
         (
-            &["--set", "replicaCount=2"],
+            &["--set", "replicaCount=2,leaderElection.enabled=false"],
             "replicaCount > 1 needs leaderElection.enabled=true",
+        ),
+        (
+            &["--set", "updateStrategy.type=Surge"],
+            "/updateStrategy/type",
         ),
     ];
     for (args, expected) in cases {
@@ -301,6 +313,15 @@ async fn install_upgrade_and_uninstall_on_the_cluster() {
         (subject.name.as_str(), subject.namespace.as_deref()),
         (full.as_str(), Some(ns.as_str()))
     );
+    let lease_role = Api::<Role>::namespaced(client.clone(), &ns)
+        .get(&format!("{full}-leader-election"))
+        .await
+        .expect("the leader-election Role in the release namespace");
+    let lease_rule = &lease_role.rules.unwrap()[0];
+    assert_eq!(
+        lease_rule.resources.as_deref(),
+        Some(&["leases".to_string()][..])
+    );
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     assert!(
         pdbs.get_opt(&full).await.unwrap().is_none(),
@@ -318,7 +339,7 @@ async fn install_upgrade_and_uninstall_on_the_cluster() {
             &ns,
             "--reuse-values",
             "--set",
-            &format!("watchNamespace={watched},replicaCount=2,leaderElection.enabled=true"),
+            &format!("watchNamespace={watched},replicaCount=2"),
         ]),
     );
     let spec = deployments.get(&full).await.unwrap().spec.unwrap();
@@ -332,7 +353,13 @@ async fn install_upgrade_and_uninstall_on_the_cluster() {
         "{args:?}"
     );
     assert!(args.contains(&"--install-id=chart-test".to_string()));
-    pdbs.get(&full).await.expect("a PDB for two replicas");
+    let pdb = pdbs.get(&full).await.expect("a PDB for two replicas");
+    let pdb = pdb.spec.unwrap();
+    assert_eq!(
+        pdb.unhealthy_pod_eviction_policy.as_deref(),
+        Some("AlwaysAllow")
+    );
+    assert!(pdb.min_available.is_none() && pdb.max_unavailable.is_some());
     Api::<Role>::namespaced(client.clone(), &watched)
         .get(&full)
         .await

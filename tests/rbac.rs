@@ -49,6 +49,8 @@ impl ChartRbac {
                 "templates/serviceaccount.yaml",
                 "--show-only",
                 "templates/rbac.yaml",
+                "--show-only",
+                "templates/leader-election-rbac.yaml",
             ]),
         );
         let dir = cluster::repo_root().join("target/test-logs");
@@ -110,7 +112,7 @@ impl Drop for ChartRbac {
 async fn env_with_chart_rbac(prefix: &str, namespaced: bool) -> (Env, ChartRbac) {
     let rbac = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = rbac.clone();
-    let env = Env::start_with_kubeconfig(prefix, &[], |client, ns| async move {
+    let env = Env::start_with_kubeconfig(prefix, &["--leader-elect"], |client, ns| async move {
         let installed = ChartRbac::install(&client, &ns, namespaced).await;
         let kubeconfig = installed.kubeconfig.clone();
         *slot.lock().unwrap() = Some(installed);
@@ -210,6 +212,10 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
     })
     .await;
     assert_nothing_was_forbidden(&env);
+    assert!(
+        env.operator.logs().contains("acquired the leader Lease"),
+        "the operator led through the chart's leader-election Role"
+    );
 
     // In cluster mode the ServiceAccount may watch across namespaces...
     let sa = client_with_token(&rbac.token).await;

@@ -1,0 +1,245 @@
+//! Leader election on the local control plane: the Lease rules of
+//! `src/leader.rs` (client-go's), and two operator processes of which only the
+//! leader reconciles and reports ready, the other taking over when it dies.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use runnerpool::leader::{Attempt, LeaderElector, LeaseConfig};
+use support::cluster::{self, fresh_namespace, wait_for};
+use support::operator::{Base, Env, Operator, pool_yaml};
+
+fn fast(ns: &str, identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(200),
+        ..LeaseConfig::new(ns, "election", identity)
+    }
+}
+
+fn holder(lease: &Lease) -> Option<String> {
+    lease.spec.as_ref()?.holder_identity.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_held_renewed_released_and_taken_over_after_expiry() {
+    let client = cluster::client().await;
+    let ns = fresh_namespace(&client, "lease").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let mut a = LeaderElector::new(client.clone(), fast(&ns, "a"));
+    let mut b = LeaderElector::new(client.clone(), fast(&ns, "b"));
+
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
+    assert_eq!(
+        b.try_acquire_or_renew().await.unwrap(),
+        Attempt::HeldBy("a".into())
+    );
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
+    let lease = leases.get("election").await.unwrap();
+    let spec = lease.spec.clone().unwrap();
+    assert_eq!(holder(&lease).as_deref(), Some("a"));
+    assert_eq!(spec.lease_duration_seconds, Some(3));
+    assert_eq!(spec.lease_transitions, Some(0));
+
+    // A released Lease is taken at once.
+    a.release().await;
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), Attempt::Held);
+    let lease = leases.get("election").await.unwrap();
+    assert_eq!(holder(&lease).as_deref(), Some("b"));
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+
+    // A holder that stops renewing is replaced once the Lease expired, by the
+    // candidate's own clock: not before the lease duration.
+    assert_eq!(
+        a.try_acquire_or_renew().await.unwrap(),
+        Attempt::HeldBy("b".into())
+    );
+    let since = Instant::now();
+    loop {
+        if a.try_acquire_or_renew().await.unwrap() == Attempt::Held {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "a never took the expired Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "taken after {waited:?}, before the 3 s lease expired"
+    );
+    assert_eq!(
+        holder(&leases.get("election").await.unwrap()).as_deref(),
+        Some("a")
+    );
+
+    // The leader steps down as soon as it sees someone else's claim.
+    let mut lease = leases.get("election").await.unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+    leases
+        .replace("election", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(5), a.hold(std::future::pending::<()>()))
+        .await
+        .expect("hold returns");
+    assert!(
+        matches!(lost, Err(runnerpool::leader::Error::TakenOver(ref h)) if h == "intruder"),
+        "{lost:?}"
+    );
+
+    // hold() renews until told to stop.
+    let mut c = LeaderElector::new(client.clone(), fast(&ns, "c"));
+    let mut lease = leases.get("election").await.unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = None;
+    leases
+        .replace("election", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    assert_eq!(c.try_acquire_or_renew().await.unwrap(), Attempt::Held);
+    let before = leases
+        .get("election")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .renew_time;
+    let held = c.hold(tokio::time::sleep(Duration::from_secs(1))).await;
+    assert!(held.is_ok(), "{held:?}");
+    let after = leases
+        .get("election")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .renew_time;
+    assert_ne!(before, after, "the Lease was renewed while held");
+}
+
+async fn readyz(port: u16) -> Option<u16> {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
+}
+
+/// The admin ports the operators of one log file listen on.
+fn admin_ports(logs: &str) -> Vec<u16> {
+    logs.lines()
+        .filter(|l| l.contains("admin listener serving"))
+        .filter_map(|l| {
+            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let mut env = Env::start_with(
+        "leader",
+        &["--leader-elect", "--leader-election-identity", "first"],
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_for("first to lead", Duration::from_secs(20), || async {
+        let lease = leases.get_opt("runnerpool-operator").await.ok()??;
+        (holder(&lease)? == "first").then_some(())
+    })
+    .await;
+    let second = Operator::start(
+        &env.ns,
+        &["--leader-elect", "--leader-election-identity", "second"],
+    );
+    let ports = wait_for("both admin listeners", Duration::from_secs(20), || async {
+        let ports = admin_ports(&env.operator.logs());
+        (ports.len() == 2).then_some(ports)
+    })
+    .await;
+
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    ))
+    .await;
+    env.wait_for_online_runners("ci", 2, Duration::from_secs(40))
+        .await;
+    // Ready: the leader only.
+    let statuses = wait_for(
+        "leader ready, standby not",
+        Duration::from_secs(20),
+        || async {
+            let mut s = vec![readyz(ports[0]).await?, readyz(ports[1]).await?];
+            s.sort();
+            (s == [200, 503]).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(statuses, [200, 503]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        2,
+        "one operator registered the runners: {:?}",
+        env.calls_by_endpoint()
+    );
+
+    // The leader dies without releasing the Lease: the standby takes over
+    // once it expired, and reconciles.
+    env.operator.kill();
+    let victim = env.live_pods("ci").await.remove(0);
+    env.pods()
+        .delete(&victim.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    let took_over = Instant::now();
+    wait_for("second to lead", Duration::from_secs(30), || async {
+        let lease = leases.get_opt("runnerpool-operator").await.ok()??;
+        (holder(&lease)? == "second").then_some(())
+    })
+    .await;
+    assert!(
+        took_over.elapsed() >= Duration::from_secs(10),
+        "the standby took an unexpired Lease after {:?}",
+        took_over.elapsed()
+    );
+    wait_for(
+        "the replacement runner",
+        Duration::from_secs(40),
+        || async {
+            let pods = env.live_pods("ci").await;
+            (pods.len() == 2 && pods.iter().all(|p| p.name_any() != victim.name_any()))
+                .then_some(())
+        },
+    )
+    .await;
+    env.wait_for_online_runners("ci", 2, Duration::from_secs(40))
+        .await;
+    wait_for(
+        "the new leader to be ready",
+        Duration::from_secs(20),
+        || async {
+            for port in &ports {
+                if readyz(*port).await == Some(200) {
+                    return Some(());
+                }
+            }
+            None
+        },
+    )
+    .await;
+
+    drop(second);
+}
