@@ -704,7 +704,7 @@ async fn classic_token_scopes_are_enforced() {
 #[tokio::test]
 async fn github_app_installation_tokens() {
     let fake = start_with(Config {
-        app_token_ttl: Duration::from_secs(2),
+        app_token_ttl: Duration::from_secs(3),
         ..Config::default()
     })
     .await;
@@ -732,6 +732,7 @@ async fn github_app_installation_tokens() {
     let (s, v) = json_of(call(&c, Method::POST, &token_url(77), Some(&good), None).await).await;
     assert_eq!(s, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
+    let issued = std::time::Instant::now();
     assert!(token.starts_with("ghs_"));
     assert!(v["expires_at"].as_str().unwrap().ends_with('Z'));
     // The token works on the installation's organization and repositories.
@@ -929,7 +930,7 @@ async fn github_app_installation_tokens() {
     // The installation's budget is shared by its tokens.
     assert!(fake.counters().credential("installation:77") >= 4);
     // After the TTL the token is refused.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep_until((issued + Duration::from_millis(3100)).into()).await;
     let (s, v) = json_of(
         call(
             &c,
@@ -1094,7 +1095,7 @@ async fn rate_limits_primary_and_secondary() {
         credential: Some(fake.token_key(ORG_TOKEN)),
         endpoint: Some("POST *".into()),
         requests: None,
-        duration_secs: Some(0.3),
+        duration_secs: Some(1.5),
         status: 429,
         retry_after_secs: 0,
     });
@@ -1119,7 +1120,7 @@ async fn rate_limits_primary_and_secondary() {
         200,
         "GETs are not limited"
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         call(
             &c,
@@ -1213,7 +1214,7 @@ async fn faults_latency_and_outage() {
     fake.clear_faults();
     fake.set_endpoint_latency(
         "GET /orgs/{org}/actions/runners",
-        Duration::from_millis(150),
+        Duration::from_millis(400),
     );
     let t = std::time::Instant::now();
     assert_eq!(
@@ -1222,7 +1223,7 @@ async fn faults_latency_and_outage() {
             .status(),
         200
     );
-    assert!(t.elapsed() >= Duration::from_millis(150));
+    assert!(t.elapsed() >= Duration::from_millis(400));
     let t = std::time::Instant::now();
     call(
         &c,
@@ -1232,7 +1233,7 @@ async fn faults_latency_and_outage() {
         None,
     )
     .await;
-    assert!(t.elapsed() < Duration::from_millis(150));
+    assert!(t.elapsed() < Duration::from_millis(400));
     fake.set_endpoint_latency("GET /orgs/{org}/actions/runners", Duration::ZERO);
     fake.set_unavailable(true);
     assert_eq!(
@@ -1872,7 +1873,7 @@ async fn runner_group_endpoints() {
 #[tokio::test]
 async fn jit_runners_that_never_come_online_expire() {
     let fake = start_with(Config {
-        jit_offline_expiry: Duration::from_millis(300),
+        jit_offline_expiry: Duration::from_millis(800),
         ..Config::default()
     })
     .await;
@@ -1883,7 +1884,7 @@ async fn jit_runners_that_never_come_online_expire() {
     let registered = fake
         .register_runner(&Scope::org("acme"), "classic", &["x"], false)
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(fake.runner(never).is_none(), "background sweep removed it");
     assert!(fake.runner(came).is_some());
     assert!(fake.runner(registered.id).is_some());
