@@ -197,15 +197,7 @@ async fn github_app_credentials_and_named_runner_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_job_replaces_the_runner_with_a_new_jit_config() {
     let env = Env::start("job").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        1,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 1).await;
     let first = env.wait_for_online_runners("ci", 1, T).await[0];
     let old_pod = env.live_pods("ci").await.remove(0).name_any();
 
@@ -239,15 +231,7 @@ async fn finished_job_replaces_the_runner_with_a_new_jit_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_and_evicted_pods_are_deregistered_and_replaced() {
     let env = Env::start("vanish").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 2).await;
     let before = env.wait_for_online_runners("ci", 2, T).await;
     let pods = env.live_pods("ci").await;
 
@@ -294,15 +278,7 @@ async fn deleted_and_evicted_pods_are_deregistered_and_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_runner_is_never_deleted_on_scale_down() {
     let env = Env::start("busy").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 2).await;
     env.wait_for_online_runners("ci", 2, T).await;
     let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
     let busy = wait_for("the job to start", T, || async {
@@ -311,15 +287,7 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
     .await;
     // Let a GitHub list show the busy flag, then scale to zero.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        0,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 0).await;
 
     wait_for("the idle runner to go", T, || async {
         let runners = env.fake.runners(&fake_github::Scope::org("acme"));
@@ -459,61 +427,25 @@ async fn orphaned_registrations_are_collected_and_foreign_ones_are_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_pool_cleans_up_everything() {
     let env = Env::start("delete").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        3,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 3).await;
     env.wait_for_online_runners("ci", 3, T).await;
     env.pools()
         .delete("ci", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the pool to be gone", T, || async {
-        env.pools()
-            .get_opt("ci")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.wait_for_pool_gone("ci", T).await;
     assert!(
         env.fake
             .runners(&fake_github::Scope::org("acme"))
             .is_empty(),
         "no registration is left"
     );
-    wait_for("pods and Secrets to go", T, || async {
-        let pods = env.live_pods("ci").await.is_empty();
-        let secrets = env
-            .secrets()
-            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-            .await
-            .ok()?
-            .items
-            .is_empty();
-        (pods && secrets).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_pool_completes_when_github_is_down() {
     let env = Env::start("down").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 2).await;
     env.wait_for_online_runners("ci", 2, T).await;
     env.fake.set_unavailable(true);
     env.pools()
@@ -675,15 +607,7 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_restart_neither_leaks_nor_duplicates() {
     let mut env = Env::start("restart").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        3,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 3).await;
     let before = env.wait_for_online_runners("ci", 3, T).await;
     env.operator.kill();
     // While it is down, a pod vanishes and a registration is orphaned.
@@ -743,15 +667,7 @@ async fn example_pools_are_accepted_by_the_api_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_pods_are_deregistered_and_replaced() {
     let env = Env::start("failed").await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        1,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 1).await;
     let first = env.wait_for_online_runners("ci", 1, T).await[0];
     let pod = env.live_pods("ci").await.remove(0).name_any();
     // The runner process crashes: the pod fails with a non-zero exit code.

@@ -230,6 +230,40 @@ impl Env {
             .unwrap_or_else(|e| panic!("applying pool {name}: {e}"))
     }
 
+    /// Applies a pool of `replicas` runners labelled `linux` for organization `acme`.
+    pub async fn apply_org_pool(&self, name: &str, replicas: u32) -> RunnerPool {
+        let url = self.api_url(Base::Root);
+        self.apply_pool(&pool_yaml(
+            name,
+            "organization: acme",
+            &url,
+            replicas,
+            &["linux"],
+            "",
+        ))
+        .await
+    }
+
+    /// Waits until a deleted pool is gone, with its pods and runner Secrets.
+    pub async fn wait_for_pool_gone(&self, name: &str, timeout: Duration) {
+        wait_for(&format!("pool {name} to be gone"), timeout, || async {
+            self.pools()
+                .get_opt(name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        wait_for("its pods and Secrets to go", timeout, || async {
+            let pods = self.live_pods(name).await.is_empty();
+            let lp = ListParams::default().labels(&format!("{POOL_LABEL}={name}"));
+            let secrets = self.secrets().list(&lp).await.ok()?.items.is_empty();
+            (pods && secrets).then_some(())
+        })
+        .await;
+    }
+
     /// Pods of a pool that are not being deleted.
     pub async fn live_pods(&self, pool: &str) -> Vec<Pod> {
         let lp = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));
