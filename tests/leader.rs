@@ -241,5 +241,19 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     )
     .await;
 
+    // Leave nothing behind: the leader still runs and removes the pool's runners.
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the pool to be gone", Duration::from_secs(40), || async {
+        env.pools()
+            .get_opt("ci")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     drop(second);
 }

@@ -329,4 +329,19 @@ async fn namespaced_mode_cannot_read_other_namespaces() {
         .get("gh")
         .await
         .expect("reading the credentials Secret in the watched namespace");
+
+    // Leave nothing behind: the operator removes the pool's runners.
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the pool to be gone", T, || async {
+        env.pools()
+            .get_opt("ci")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }
