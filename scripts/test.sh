@@ -16,4 +16,11 @@ trap cleanup EXIT
 tests/cluster/cluster.sh up "$cluster_dir" >/dev/null
 export RUNNERPOOL_TEST_KUBECONFIG="$cluster_dir/kubeconfig"
 
-cargo test --workspace --all-targets "$@"
+log=$(mktemp "${TMPDIR:-/tmp}/runnerpool-test-log.XXXXXX")
+status=0
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite: the sum of every test binary's result.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "\nsuite: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$status"
