@@ -255,5 +255,27 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
             .then_some(())
     })
     .await;
+
+    // A leader that sees someone else's claim stops reconciling and exits.
+    let mut lease = leases.get("runnerpool-operator").await.unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+    leases
+        .replace("runnerpool-operator", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    wait_for("second to step down", Duration::from_secs(20), || async {
+        let logs = env.operator.logs();
+        logs.contains("leadership lost: intruder holds the Lease")
+            .then_some(())
+    })
+    .await;
+    wait_for("second to exit", Duration::from_secs(20), || async {
+        let mut alive = false;
+        for port in &ports {
+            alive |= readyz(*port).await.is_some();
+        }
+        (!alive).then_some(())
+    })
+    .await;
     drop(second);
 }
