@@ -137,8 +137,8 @@ impl Context {
             return Ok(());
         }
         let ready = async {
-            self.pods.wait_until_ready().await.ok();
-            self.secrets.wait_until_ready().await.ok();
+            store_ready(&self.pods).await;
+            store_ready(&self.secrets).await;
         };
         tokio::time::timeout(Duration::from_secs(60), ready)
             .await
