@@ -13,7 +13,8 @@ use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::cluster::{
-    admin_config, client, client_with_token, expect_success, fresh_namespace, helm, kubectl, repo_path, wait_for,
+    admin_config, client, client_with_token, expect_success, fresh_namespace, helm, kubectl,
+    repo_path, wait_for,
 };
 
 const COMPLETE: &str = "kwok.runnerpool.dev/complete";

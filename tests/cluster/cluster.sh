@@ -49,6 +49,9 @@ build_group() { # group-name names... -- build command is chosen by group
   local group=$1
   shift
   missing "$@" || return 0
+  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    PATH=/usr/local/go/bin:$PATH
+  fi
   command -v go >/dev/null || die "go is needed to build the control plane (none on PATH)"
   local tmp start
   tmp=$(mktemp -d "$cache_root/tmp.$group.XXXXXX")
