@@ -362,8 +362,12 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// Frees the cluster for the next tests: the namespace's pods go with it
+    /// (a pool left behind may keep the namespace Terminating once the
+    /// operator is gone; that holds no capacity).
     fn drop(&mut self) {
         self.simulator.abort();
+        let _ = cluster::kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
     }
 }
 
@@ -376,13 +380,23 @@ pub fn install_crd() {
         let crd = crd.to_str().expect("UTF-8 path");
         let out = cluster::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crd]);
         cluster::expect_success("installing the CRD", &out);
-        let out = cluster::kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/runnerpools.actions.runnerpool.dev",
-        ]);
-        cluster::expect_success("waiting for the CRD", &out);
+        // A CRD created a moment ago may not be visible to `wait` yet: ask again.
+        let mut out = None;
+        for _ in 0..10 {
+            let attempt = cluster::kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/runnerpools.actions.runnerpool.dev",
+            ]);
+            let ok = attempt.status.success();
+            out = Some(attempt);
+            if ok {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        cluster::expect_success("waiting for the CRD", &out.expect("at least one attempt"));
     });
 }
 
