@@ -169,9 +169,19 @@ live_pid() {
 
 kubectl_admin() { "$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s "$@"; }
 
+# What the running cluster was started from: a cluster made by another
+# version of this script, its kwok stages or its binaries is not reused.
+rig_fingerprint() {
+  cat "$here/cluster.sh" "$here/kwok/kwok.yaml" "$here/versions.sh" | sha256sum | cut -c1-16
+}
+
 healthy() {
   local c
   [[ -f $kubeconfig && -x $bin_dir/kubectl ]] || return 1
+  if [[ $(cat "$run/fingerprint" 2>/dev/null) != "$(rig_fingerprint)" ]]; then
+    [[ -f $run/kube-apiserver.pid ]] && log "the cluster in $dir was started by another version of the rig"
+    return 1
+  fi
   for c in "${components[@]}"; do live_pid "$c" >/dev/null || return 1; done
   [[ $(kubectl_admin get --raw /readyz 2>/dev/null) == ok ]]
 }
@@ -453,6 +463,7 @@ start_cluster() {
   local etcd_port=${picked[0]} etcd_peer_port=${picked[1]} api_port=${picked[2]}
   echo "${picked[*]}" >"$run/ports"
   exec 8>&-
+  rig_fingerprint >"$run/fingerprint"
   local server=https://127.0.0.1:$api_port
   write_kubeconfig "$kubeconfig" admin "$server"
   write_kubeconfig "$rig/controller-manager.kubeconfig" controller-manager "$server"
