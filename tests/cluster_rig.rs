@@ -2,6 +2,7 @@
 //! like a real cluster in the ways the operator depends on.
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::cluster::{
     admin_config, client, client_with_token, expect_success, fresh_namespace, helm, kubectl,
-    repo_path, wait_for,
+    repo_path, run_cluster_sh, test_cluster, wait_for,
 };
 
 const COMPLETE: &str = "kwok.runnerpool.dev/complete";
@@ -703,4 +704,117 @@ async fn eviction_api_evicts_and_honours_disruption_budgets() {
     assert_eq!(api_error(err).code, 429, "expected 429 Too Many Requests");
     assert!(pods.get_opt("guarded").await.unwrap().is_some());
     cleanup(&client, &ns).await;
+}
+
+/// A second cluster runs beside the shared one (ports chosen free), `up` of a
+/// running cluster is a no-op, and `down` stops every process and frees the
+/// ports, twice without complaint.
+#[tokio::test]
+async fn a_second_cluster_runs_alongside_and_down_frees_everything() {
+    let main = test_cluster();
+    let dir = std::env::temp_dir().join(format!("runnerpool-rig-second-{}", std::process::id()));
+    let dir_s = dir.to_str().unwrap().to_string();
+    let kubeconfig = tokio::task::spawn_blocking({
+        let d = dir_s.clone();
+        move || run_cluster_sh(&["up", &d])
+    })
+    .await
+    .unwrap();
+    assert_eq!(kubeconfig, dir.join("kubeconfig"));
+    assert_ne!(
+        std::fs::read_to_string(&kubeconfig).unwrap(),
+        std::fs::read_to_string(&main.kubeconfig).unwrap(),
+        "the second cluster reuses the first one's kubeconfig"
+    );
+    let ports: Vec<u16> = std::fs::read_to_string(dir.join("rig/run/ports"))
+        .expect("ports of the second cluster")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    let pids: Vec<u32> = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    ]
+    .iter()
+    .map(|c| {
+        std::fs::read_to_string(dir.join(format!("rig/run/{c}.pid")))
+            .unwrap_or_else(|e| panic!("pid file of {c}: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    })
+    .collect();
+    let kubectl2 = |args: &[&str]| {
+        std::process::Command::new(main.bin_dir.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let nodes = expect_success(
+        "kubectl get nodes (second cluster)",
+        &kubectl2(&["get", "nodes", "-o", "name"]),
+    );
+    assert_eq!(nodes.lines().count(), 3, "{nodes}");
+
+    // `up` again: the same cluster, not a new one.
+    let started = Instant::now();
+    let again = tokio::task::spawn_blocking({
+        let d = dir_s.clone();
+        move || run_cluster_sh(&["up", &d])
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, kubeconfig);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "idempotent up took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rig/run/ports"))
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        3
+    );
+
+    for _ in 0..2 {
+        let d = dir_s.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("bash")
+                .arg(repo_path("tests/cluster/cluster.sh"))
+                .args(["down", &d])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        expect_success("cluster.sh down", &out);
+    }
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "process {pid} still runs after down"
+        );
+    }
+    for port in ports {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("port {port} not freed by down: {e}"));
+    }
+    // The shared cluster is untouched.
+    let v = client()
+        .await
+        .apiserver_version()
+        .await
+        .expect("shared cluster still answers");
+    assert!(v.git_version.starts_with("v1.36."));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,8 +45,9 @@ fn cluster_sh() -> PathBuf {
     repo_root().join("tests/cluster/cluster.sh")
 }
 
-/// Runs `cluster.sh ARGS`; returns its stdout (a path), panics with its stderr.
-fn run_cluster_sh(args: &[&str]) -> PathBuf {
+/// Runs `tests/cluster/cluster.sh ARGS`; returns its stdout (a path), panics
+/// with its stderr.
+pub fn run_cluster_sh(args: &[&str]) -> PathBuf {
     let out = Command::new("bash")
         .arg(cluster_sh())
         .args(args)
