@@ -90,8 +90,9 @@ async fn remove_everything(pool: &RunnerPool, ctx: &Context) -> Result<usize, St
     let mut all: BTreeMap<String, (Option<u64>, bool, bool)> = BTreeMap::new();
     let (pods, secrets) = observe(pool, ctx);
     for pod in &pods {
-        all.entry(pod.name.clone()).or_default().1 = true;
-        all.get_mut(&pod.name).map(|e| e.0 = e.0.or(pod.runner_id));
+        let entry = all.entry(pod.name.clone()).or_default();
+        entry.1 = true;
+        entry.0 = entry.0.or(pod.runner_id);
     }
     for secret in &secrets {
         let entry = all.entry(secret.name.clone()).or_default();
