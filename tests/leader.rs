@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use runnerpool::leader::{Attempt, LeaderElector, LeaseConfig};
 use support::cluster::{self, fresh_namespace, wait_for};
-use support::operator::{Base, Env, Operator, pool_yaml};
+use support::operator::{Env, Operator};
 
 fn fast(ns: &str, identity: &str) -> LeaseConfig {
     LeaseConfig {
@@ -165,15 +165,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     })
     .await;
 
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 2).await;
     env.wait_for_online_runners("ci", 2, Duration::from_secs(40))
         .await;
     // Ready: the leader only.

@@ -381,16 +381,7 @@ async fn label_edits_reach_live_runners_and_drift_is_corrected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphaned_registrations_are_collected_and_foreign_ones_are_not() {
     let env = Env::start("gc").await;
-    let pool = env
-        .apply_pool(&pool_yaml(
-            "ci",
-            "organization: acme",
-            &env.api_url(Base::Root),
-            1,
-            &["linux"],
-            "",
-        ))
-        .await;
+    let pool = env.apply_org_pool("ci", 1).await;
     env.wait_for_online_runners("ci", 1, T).await;
     let org = fake_github::Scope::org("acme");
     let owner = ownership_label(INSTALL_ID, &pool.uid().unwrap());

@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use runnerpool::RunnerPool;
 use runnerpool::runner::RUNNER_ID_LABEL;
 use support::cluster::{self, client_with_token, expect_success, helm, kubectl, wait_for};
-use support::operator::{Base, Env, create_secret, pool_yaml};
+use support::operator::{Env, create_secret};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -141,15 +141,7 @@ fn assert_nothing_was_forbidden(env: &Env) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
     let (env, rbac) = env_with_chart_rbac("rbac", false).await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 2).await;
     let ids = env.wait_for_online_runners("ci", 2, T).await;
 
     let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
@@ -184,33 +176,13 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
         .delete("ci", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the pool to be gone", T, || async {
-        env.pools()
-            .get_opt("ci")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.wait_for_pool_gone("ci", T).await;
     assert!(
         env.fake
             .runners(&fake_github::Scope::org("acme"))
             .is_empty(),
         "no registration is left"
     );
-    wait_for("pods and Secrets to go", T, || async {
-        let pods = env.live_pods("ci").await.is_empty();
-        let secrets = env
-            .secrets()
-            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-            .await
-            .ok()?
-            .items
-            .is_empty();
-        (pods && secrets).then_some(())
-    })
-    .await;
     assert_nothing_was_forbidden(&env);
     assert!(
         env.operator.logs().contains("acquired the leader Lease"),
@@ -261,15 +233,7 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaced_mode_cannot_read_other_namespaces() {
     let (env, rbac) = env_with_chart_rbac("rbac-ns", true).await;
-    env.apply_pool(&pool_yaml(
-        "ci",
-        "organization: acme",
-        &env.api_url(Base::Root),
-        1,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_org_pool("ci", 1).await;
     env.wait_for_online_runners("ci", 1, T).await;
     assert_nothing_was_forbidden(&env);
 

@@ -412,17 +412,7 @@ async fn create_runners(
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
         .await;
-    let mut created = 0;
-    for result in results {
-        match result {
-            Ok(()) => created += 1,
-            Err(Error::GitHub(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(created)
+    Ok(successes(results, first_error)?.len() as u32)
 }
 
 #[instrument(skip_all, fields(pool = %pool.name_any(), scope = %target.scope))]
@@ -528,6 +518,26 @@ async fn create_runner(
     Ok(())
 }
 
+/// The successful results of a batch of GitHub-facing work. The first GitHub
+/// error is kept for status (the rest of the batch still counts); a Kubernetes
+/// error ends the reconcile, to be retried with backoff.
+fn successes<T>(
+    results: impl IntoIterator<Item = Result<T, Error>>,
+    first_error: &mut Option<GitHubError>,
+) -> Result<Vec<T>, Error> {
+    let mut done = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => done.push(value),
+            Err(Error::GitHub(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// Carries out removals. Returns how many were removed, by reason.
 async fn remove_runners(
     pool: &RunnerPool,
@@ -547,16 +557,15 @@ async fn remove_runners(
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
         .await;
+    let outcomes = successes(
+        results
+            .into_iter()
+            .map(|(reason, r)| r.map(|removed| (reason, removed))),
+        first_error,
+    )?;
     let mut by_reason: std::collections::BTreeMap<RemovalReason, usize> = Default::default();
-    for (reason, result) in results {
-        match result {
-            Ok(true) => *by_reason.entry(reason).or_default() += 1,
-            Ok(false) => {}
-            Err(Error::GitHub(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
-        }
+    for (reason, _) in outcomes.into_iter().filter(|(_, removed)| *removed) {
+        *by_reason.entry(reason).or_default() += 1;
     }
     Ok(by_reason.into_iter().collect())
 }
@@ -669,16 +678,7 @@ async fn relabel_runners(
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
         .await;
-    let mut relabelled = 0;
-    for result in results {
-        match result {
-            Ok(()) => relabelled += 1,
-            Err(Error::GitHub(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let relabelled = successes(results, first_error)?.len();
     if relabelled > 0 {
         ctx.event(
             pool,
