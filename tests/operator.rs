@@ -777,3 +777,75 @@ async fn an_exhausted_rate_limit_shows_in_status_and_sends_nothing() {
     env.fake
         .reset_rate_limit(&env.fake.token_key(support::operator::TOKEN));
 }
+
+/// Invariant 5: after GitHub errors, pod deletions and a controller restart,
+/// the pool converges to runners == pods, with nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_to_runners_equal_pods_after_chaos() {
+    let mut env = Env::start("chaos").await;
+    env.fake.set_error_rate(0.3, 502);
+    env.apply_org_pool("ci", 5).await;
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(pod) = env.live_pods("ci").await.first() {
+            let _ = env
+                .pods()
+                .delete(&pod.name_any(), &DeleteParams::default())
+                .await;
+        }
+        if round == 1 {
+            env.operator.restart();
+        }
+    }
+    env.fake.set_error_rate(0.0, 502);
+
+    let ids = env
+        .wait_for_online_runners("ci", 5, Duration::from_secs(90))
+        .await;
+    wait_for(
+        "GitHub to hold exactly the pods' runners",
+        Duration::from_secs(60),
+        || async {
+            let mut registered: Vec<u64> = env
+                .fake
+                .runners(&fake_github::Scope::org("acme"))
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            registered.sort();
+            let mut live = env
+                .wait_for_online_runners("ci", 5, Duration::from_secs(10))
+                .await;
+            live.sort();
+            (registered == live).then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "a Secret for every pod and no other",
+        Duration::from_secs(30),
+        || async {
+            let pods: Vec<String> = env
+                .live_pods("ci")
+                .await
+                .iter()
+                .map(|p| p.name_any())
+                .collect();
+            let mut secrets: Vec<String> = env
+                .secrets()
+                .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+                .await
+                .ok()?
+                .items
+                .iter()
+                .map(|s| s.name_any())
+                .collect();
+            secrets.sort();
+            let mut pods = pods;
+            pods.sort();
+            (pods == secrets).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(ids.len(), 5);
+}
