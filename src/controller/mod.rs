@@ -121,6 +121,11 @@ impl From<GitHubError> for Error {
     }
 }
 
+/// The wait after the `streak`-th failure in a row: 1 s, 2 s, 4 s ... 5 minutes.
+pub fn backoff(streak: u32) -> Duration {
+    Duration::from_secs(1 << (streak.clamp(1, 10) - 1)).min(Duration::from_secs(300))
+}
+
 /// A jittered duration, so pools don't come back in lockstep.
 pub fn jittered(base: Duration) -> Duration {
     let factor = rand::rng().random_range(0.9..1.1);
@@ -197,9 +202,7 @@ fn error_policy(pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Acti
     let delay = match error {
         Error::CleanupPending(_) => Duration::from_secs(2),
         Error::GitHub(GitHubError::RateLimited { retry_after, .. }) => *retry_after,
-        _ => {
-            Duration::from_secs(1 << streak.min(8).saturating_sub(1)).min(Duration::from_secs(300))
-        }
+        _ => backoff(streak),
     };
     warn!(pool = %pool.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(jittered(delay))
@@ -302,4 +305,17 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_five_minutes() {
+        let secs: Vec<u64> = [0, 1, 2, 3, 9, 10, 50]
+            .map(|n| backoff(n).as_secs())
+            .to_vec();
+        assert_eq!(secs, [1, 1, 2, 4, 256, 300, 300]);
+    }
 }

@@ -23,7 +23,7 @@ use super::plan::{
     self, GitHubView, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView,
 };
 use super::status::{self, Problem};
-use super::{Context, Error, FIELD_MANAGER, jittered, uid};
+use super::{Context, Error, FIELD_MANAGER, backoff, jittered, uid};
 use crate::crd::RunnerPoolStatus;
 use crate::github::{GitHubApi, GitHubError, JitRequest, Scope};
 use crate::runner::{self, POOL_LABEL};
@@ -727,8 +727,7 @@ async fn degraded(
         Some((unreachable.problem, unreachable.message)),
     )
     .await?;
-    let backoff = Duration::from_secs(1 << streak.min(9).saturating_sub(1))
-        .clamp(Duration::from_secs(2), Duration::from_secs(300));
+    let backoff = backoff(streak).max(Duration::from_secs(2));
     Ok(Action::requeue(jittered(
         unreachable
             .retry_in
