@@ -109,6 +109,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The pool's own error inside a finalizer error (the apply or cleanup that
+    /// failed); any other error as it is.
+    pub fn unwrapped(&self) -> &Error {
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.unwrapped(),
+                _ => self,
+            },
+            other => other,
+        }
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)
@@ -193,20 +208,34 @@ async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Action, E
     result
 }
 
-/// Per-pool exponential backoff with jitter: 1 s, 2 s, 4 s ... up to 5 minutes.
+/// Per-pool exponential backoff with jitter (see [`retry_delay`]).
 fn error_policy(pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Action {
     let streak = ctx.memory.with(&uid(&pool), |m| {
         m.error_streak = m.error_streak.saturating_add(1);
         m.error_streak
     });
-    let delay = match error {
-        Error::CleanupPending(_) => Duration::from_secs(2),
-        Error::GitHub(GitHubError::RateLimited { retry_after, .. }) => *retry_after,
-        _ => backoff(streak),
-    };
+    let delay = retry_delay(error, streak);
     warn!(pool = %pool.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(jittered(delay))
 }
+
+/// How long to wait after `error`, the `streak`-th failure in a row. Errors
+/// arrive wrapped by the finalizer, so the pool's own error is looked at: a
+/// pending cleanup is polled every few seconds (busy runners finish at their
+/// own pace, and doubling would leave a finished pool waiting minutes), and a
+/// rate limit waits exactly as long as GitHub asked.
+pub fn retry_delay(error: &Error, streak: u32) -> Duration {
+    match error.unwrapped() {
+        Error::CleanupPending(_) => CLEANUP_POLL,
+        Error::GitHub(GitHubError::RateLimited { retry_after, .. }) => {
+            (*retry_after).max(Duration::from_secs(1))
+        }
+        _ => backoff(streak),
+    }
+}
+
+/// How often a deleted pool with busy runners looks again.
+pub const CLEANUP_POLL: Duration = Duration::from_secs(2);
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -317,5 +346,50 @@ mod tests {
             .map(|n| backoff(n).as_secs())
             .to_vec();
         assert_eq!(secs, [1, 1, 2, 4, 256, 300, 300]);
+    }
+
+    fn wrapped(error: Error, cleanup: bool) -> Error {
+        use kube::runtime::finalizer::Error as F;
+        Error::Finalizer(Box::new(if cleanup {
+            F::CleanupFailed(error)
+        } else {
+            F::ApplyFailed(error)
+        }))
+    }
+
+    #[test]
+    fn retry_delay_looks_inside_finalizer_errors() {
+        let streak = 9; // deep into the generic backoff: 256 s
+        assert_eq!(
+            retry_delay(&wrapped(Error::CleanupPending(2), true), streak),
+            CLEANUP_POLL
+        );
+        let limited = || {
+            Error::GitHub(GitHubError::RateLimited {
+                retry_after: Duration::from_secs(42),
+                secondary: false,
+            })
+        };
+        assert_eq!(
+            retry_delay(&wrapped(limited(), false), streak),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            retry_delay(&wrapped(limited(), true), 1),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            retry_delay(&wrapped(Error::CachesNotReady, false), streak),
+            backoff(streak)
+        );
+        assert_eq!(
+            retry_delay(
+                &Error::Finalizer(Box::new(kube::runtime::finalizer::Error::UnnamedObject)),
+                3
+            ),
+            backoff(3)
+        );
+        // Unwrapped errors (before the finalizer runs) are classified too.
+        assert_eq!(retry_delay(&Error::CleanupPending(1), streak), CLEANUP_POLL);
     }
 }
