@@ -671,6 +671,12 @@ async fn failed_pods_are_deregistered_and_replaced() {
         )
         .await
         .unwrap();
+    assert_replaced(&env, first, &pod).await;
+}
+
+/// The pool's only runner `first` (pod `pod`) is replaced by a new one: its
+/// registration is deleted, its pod and Secret go.
+async fn assert_replaced(env: &Env, first: u64, pod: &str) {
     let second = wait_for("a replacement runner", T, || async {
         let ids = env
             .wait_for_online_runners("ci", 1, Duration::from_secs(10))
@@ -680,15 +686,47 @@ async fn failed_pods_are_deregistered_and_replaced() {
     .await;
     assert!(
         env.fake.runner(first).is_none(),
-        "the failed runner's registration was deleted"
+        "the old runner's registration was deleted"
     );
     assert!(env.fake.runner(second).is_some());
-    wait_for("the failed pod and its Secret to go", T, || async {
-        let gone = env.pods().get_opt(&pod).await.ok()?.is_none()
-            && env.secrets().get_opt(&pod).await.ok()?.is_none();
+    wait_for("the old pod and its Secret to go", T, || async {
+        let gone = env.pods().get_opt(pod).await.ok()?.is_none()
+            && env.secrets().get_opt(pod).await.ok()?.is_none();
         gone.then_some(())
     })
     .await;
+}
+
+/// A sidecar (docker:dind) keeps the pod Running after the runner process
+/// exits: the runner's end is read from its container, and it is replaced at
+/// once, not after the 600 s bootstrap timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_exits_beside_a_running_sidecar_is_replaced_at_once() {
+    let env = Env::start("sidecar").await;
+    env.apply_org_pool("ci", 1).await;
+    let first = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0).name_any();
+    // The runner crashes and goes offline; the dind sidecar keeps running.
+    env.fake.set_online(first, false).unwrap();
+    let status = serde_json::json!({"status": {"phase": "Running", "containerStatuses": [
+        {"name": "dind", "image": "docker:dind", "imageID": "", "ready": true,
+         "restartCount": 0, "started": true, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}},
+        {"name": "runner", "image": "ghcr.io/actions/actions-runner:latest", "imageID": "",
+         "ready": false, "restartCount": 0, "started": false,
+         "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                   "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"}}}
+    ]}});
+    env.pods()
+        .patch_status(
+            &pod,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let phase = env.pods().get(&pod).await.unwrap().status.unwrap().phase;
+    assert_eq!(phase.as_deref(), Some("Running"), "the pod itself still runs");
+    assert_replaced(&env, first, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,28 @@ impl PodPhase {
             _ => PodPhase::Pending,
         }
     }
+
+    /// The runner's phase: the pod's, unless its `runner` container has
+    /// terminated. A sidecar (docker:dind is the common one) keeps the pod
+    /// Running after the runner process exits, and a runner that is gone must
+    /// be replaced at once rather than after the bootstrap timeout.
+    pub fn of_runner(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Self {
+        let phase = Self::from_status(status.and_then(|s| s.phase.as_deref()));
+        if matches!(phase, PodPhase::Succeeded | PodPhase::Failed) {
+            return phase;
+        }
+        let exit_code = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.iter().find(|c| c.name == crate::runner::RUNNER_CONTAINER))
+            .and_then(|c| c.state.as_ref())
+            .and_then(|state| state.terminated.as_ref())
+            .map(|terminated| terminated.exit_code);
+        match exit_code {
+            Some(0) => PodPhase::Succeeded,
+            Some(_) => PodPhase::Failed,
+            None => phase,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -514,6 +536,35 @@ mod tests {
             .iter()
             .map(|r| (r.name.as_str(), r.reason, r.runner_id))
             .collect()
+    }
+
+    #[test]
+    fn a_terminated_runner_container_ends_the_runner_while_a_sidecar_runs() {
+        use k8s_openapi::api::core::v1::PodStatus;
+        let status = |runner_state: &str| -> PodStatus {
+            serde_json::from_value(serde_json::json!({
+                "phase": "Running",
+                "containerStatuses": [
+                    { "name": "dind", "image": "docker:dind", "imageID": "", "ready": true,
+                      "restartCount": 0, "state": { "running": {} } },
+                    { "name": "runner", "image": "runner", "imageID": "", "ready": false,
+                      "restartCount": 0, "state": serde_json::from_str::<serde_json::Value>(runner_state).unwrap() },
+                ]
+            }))
+            .unwrap()
+        };
+        let of = |s: &str| PodPhase::of_runner(Some(&status(s)));
+        assert_eq!(of(r#"{"running": {}}"#), PodPhase::Running);
+        assert_eq!(
+            of(r#"{"terminated": {"exitCode": 0}}"#),
+            PodPhase::Succeeded
+        );
+        assert_eq!(of(r#"{"terminated": {"exitCode": 137}}"#), PodPhase::Failed);
+        assert_eq!(of(r#"{"waiting": {}}"#), PodPhase::Running);
+        let mut finished = status(r#"{"running": {}}"#);
+        finished.phase = Some("Failed".into());
+        assert_eq!(PodPhase::of_runner(Some(&finished)), PodPhase::Failed);
+        assert_eq!(PodPhase::of_runner(None), PodPhase::Pending);
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
         .map(|p| PodView {
             name: p.name_any(),
             runner_id: runner::runner_id_of(p.as_ref()),
-            phase: PodPhase::from_status(p.status.as_ref().and_then(|s| s.phase.as_deref())),
+            phase: PodPhase::of_runner(p.status.as_ref()),
             deleting: p.metadata.deletion_timestamp.is_some(),
             created: p
                 .metadata
