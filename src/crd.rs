@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// GitHub allows 100 labels a runner; the operator keeps one for its ownership mark.
 pub const MAX_USER_LABELS: usize = 99;
-/// Runner names are `<prefix>-<5 random chars>` and must fit GitHub's 64
+/// Runner names are `<prefix>-<10 random chars>` and must fit GitHub's 64
 /// characters and a Kubernetes label value (63).
-pub const MAX_NAME_PREFIX: usize = 57;
+pub const MAX_NAME_PREFIX: usize = 52;
 
 /// A pool of ephemeral GitHub Actions runners. Each runner is registered with
 /// its own just-in-time configuration, runs exactly one job in its own pod and
@@ -35,7 +35,7 @@ pub const MAX_NAME_PREFIX: usize = 57;
     printcolumn(name = "Busy", type_ = "integer", json_path = ".status.busyRunners"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters (it is used as a label value)"),
-    validation = Rule::new("has(self.spec.runnerNamePrefix) || size(self.metadata.name) <= 57").message("metadata.name is longer than 57 characters: set spec.runnerNamePrefix (runner names must fit GitHub's 64-character limit)")
+    validation = Rule::new("has(self.spec.runnerNamePrefix) || size(self.metadata.name) <= 52").message("metadata.name is longer than 52 characters: set spec.runnerNamePrefix of at most 52 characters (runner names are the prefix, a dash and 10 random characters, and must fit in 63)")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
@@ -73,11 +73,11 @@ pub struct RunnerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
 
-    /// Prefix of runner, pod and Secret names; a random suffix is added.
-    /// Defaults to the pool's name.
+    /// Prefix of runner, pod and Secret names; a dash and 10 random characters
+    /// are added. Defaults to the pool's name. At most 52 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 57),
+        length(min = 1, max = 52),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub runner_name_prefix: Option<String>,

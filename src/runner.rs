@@ -61,11 +61,18 @@ pub fn ownership_label(install_id: &str, pool_uid: &str) -> String {
     format!("runnerpool-{}", &hex::encode(digest)[..16])
 }
 
-/// A fresh runner name: the pool's prefix and five random characters.
+/// Random characters in a runner name. With 27 symbols, 10 characters give
+/// 27^10 ≈ 2·10^14 names: the chance that any two of 10,000 live runners
+/// share one is about 2.5·10^-7, so a 409 on generate-jitconfig is a rarity
+/// to retry, never a signal to act on.
+pub const NAME_SUFFIX_LEN: usize = 10;
+
+/// A fresh runner name: the pool's prefix, a dash and [`NAME_SUFFIX_LEN`]
+/// random characters (no vowels, so no words; no 0/1/3 lookalikes).
 pub fn new_runner_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..5)
+    let suffix: String = (0..NAME_SUFFIX_LEN)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     let prefix = prefix.trim_end_matches('-');
@@ -343,13 +350,30 @@ spec:
     #[test]
     fn names_fit_github_and_kubernetes_limits() {
         let long = "a".repeat(80);
-        for prefix in ["ci", "ci-", long.as_str()] {
+        let longest = "b".repeat(crate::crd::MAX_NAME_PREFIX);
+        for prefix in ["ci", "ci-", long.as_str(), longest.as_str()] {
             let name = new_runner_name(prefix);
             assert!(name.len() <= 63, "{name}");
             assert!(name.starts_with(&prefix[..prefix.len().min(2)]));
             assert!(!name.contains("--"));
+            let (_, suffix) = name.rsplit_once('-').unwrap();
+            assert_eq!(suffix.len(), NAME_SUFFIX_LEN);
         }
+        // The longest prefix the CRD accepts is used whole.
+        assert!(new_runner_name(&longest).starts_with(&format!("{longest}-")));
         assert_ne!(new_runner_name("ci"), new_runner_name("ci"));
+    }
+
+    #[test]
+    fn name_collisions_are_negligible_at_ten_thousand_runners() {
+        // Birthday bound: P(any clash among n) <= n^2 / (2 * 27^len).
+        let n = 10_000f64;
+        let names = 27f64.powi(NAME_SUFFIX_LEN as i32);
+        assert!(n * n / (2.0 * names) < 1e-6);
+        // And drawn names really are spread: 20,000 draws, no repeat.
+        let drawn: std::collections::HashSet<String> =
+            (0..20_000).map(|_| new_runner_name("ci")).collect();
+        assert_eq!(drawn.len(), 20_000);
     }
 
     #[test]

@@ -316,6 +316,44 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
     .await;
 }
 
+/// A 409 on generate-jitconfig means the random name is taken: the operator
+/// tries another name and neither looks up nor removes the runner holding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_clash_on_generate_jitconfig_removes_nothing() {
+    let env = Env::start("conflict").await;
+    env.apply_org_pool("ci", 2).await;
+    let before = env.wait_for_online_runners("ci", 2, T).await;
+    env.fake.reset_counters();
+    env.fake.inject_fault(fake_github::Fault::times(
+        Some("POST /orgs/{org}/actions/runners/generate-jitconfig"),
+        409,
+        2,
+    ));
+    env.apply_org_pool("ci", 3).await;
+    let after = env.wait_for_online_runners("ci", 3, T).await;
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "existing runners were kept: {before:?} -> {after:?}"
+    );
+    let log = env.fake.request_log();
+    let mints: Vec<_> = log
+        .iter()
+        .filter(|r| r.endpoint.contains("generate-jitconfig"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(mints, [409, 409, 201], "two clashes, then a new name");
+    let deletes: Vec<_> = log.iter().filter(|r| r.method == "DELETE").collect();
+    assert!(deletes.is_empty(), "a DELETE followed a 409: {deletes:?}");
+    let lookups: Vec<_> = log
+        .iter()
+        .filter(|r| r.query.as_deref().is_some_and(|q| q.contains("name=")))
+        .collect();
+    assert!(
+        lookups.is_empty(),
+        "the clashing name was looked up: {lookups:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_edits_reach_live_runners_and_drift_is_corrected() {
     let env = Env::start("labels").await;

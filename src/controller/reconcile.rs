@@ -446,20 +446,13 @@ async fn create_runner(
                 break jit;
             }
             Err(GitHubError::Conflict(_)) if attempts < 3 => {
-                // The name exists: a lost answer to an earlier attempt, or a clash.
-                // An idle registration of ours without a Secret is removed; either
-                // way a new name is tried, as a config can't be fetched twice.
+                // Every attempt draws a new random name, so a 409 is a clash
+                // with some other runner's name (a lost answer to an earlier
+                // attempt had a different name). That runner is not ours to
+                // judge, whoever owns it: nothing is removed, another name is tried.
                 ctx.memory
                     .with(&pool_uid, |m| m.forget_created(&request.name));
-                if let Ok(Some(existing)) = target
-                    .api
-                    .find_runner_by_name(&target.scope, &request.name)
-                    .await
-                    && existing.has_label(ownership)
-                    && !existing.busy
-                {
-                    let _ = target.api.delete_runner(&target.scope, existing.id).await;
-                }
+                debug!(runner = %request.name, "runner name taken on GitHub; trying another");
             }
             Err(e) => {
                 ctx.memory
