@@ -9,28 +9,61 @@
 mod simulator;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::future::Future;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_github::{Config, FakeGitHub, JobStatus, Scope};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use runnerpool::RunnerPool;
-use runnerpool::runner::POOL_LABEL;
+use runnerpool::runner::{POOL_LABEL, pool_selector};
 
 const NS: &str = "runnerpool-demo";
 const TOKEN: &str = "ghp_demotoken000000000000000000000000000";
+const CRD_NAME: &str = "runnerpools.actions.runnerpool.dev";
+const OPERATOR_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/demo-operator.log");
+/// Bounds of the waits on the cluster: generous, a loaded 2-core machine is slow.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long past the planned run the demo waits for its first served job.
+const FIRST_JOB_GRACE: Duration = Duration::from_secs(60);
+const DELETION_TIMEOUT: Duration = Duration::from_secs(60);
 
+type Error = Box<dyn std::error::Error>;
+
+/// Exits non-zero, with the reason and the end of the operator's log, when
+/// the demo did not show what it promises: runners online, jobs served and
+/// nothing left behind after the pool's deletion.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, kubeconfig, kubectl, operator_bin, rest @ ..] = args.as_slice() else {
         eprintln!("usage: demo KUBECONFIG KUBECTL OPERATOR_BINARY [SECONDS]");
         std::process::exit(2);
     };
     let seconds: u64 = rest.first().and_then(|s| s.parse().ok()).unwrap_or(45);
+    if let Err(e) = demo(kubeconfig, kubectl, operator_bin, seconds).await {
+        eprintln!("\ndemo failed: {e}");
+        if let Ok(log) = std::fs::read_to_string(OPERATOR_LOG) {
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("last lines of {OPERATOR_LOG}:");
+            for line in &lines[lines.len().saturating_sub(30)..] {
+                eprintln!("  {line}");
+            }
+        }
+        std::process::exit(1);
+    }
+    println!("\ndemo ok");
+}
 
+async fn demo(
+    kubeconfig: &str,
+    kubectl: &str,
+    operator_bin: &str,
+    seconds: u64,
+) -> Result<(), Error> {
     let kube_config = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kube_config, &Default::default()).await?,
@@ -50,16 +83,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             crd,
         ],
     )?;
-    run(
-        kubectl,
-        &[
-            "--kubeconfig",
-            kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "crd/runnerpools.actions.runnerpool.dev",
-        ],
-    )?;
+    // `kubectl wait` gives up at once when the API server has not written any
+    // condition on the new CRD yet; poll until Established is there and True.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    poll(
+        "the RunnerPool CRD to be Established",
+        SETUP_TIMEOUT,
+        || async {
+            let crd = crds.get_opt(CRD_NAME).await.ok()??;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        },
+    )
+    .await?;
 
     step("Starting a fake GitHub (organization acme, repository acme/app)");
     let fake = FakeGitHub::start(Config::default()).await?;
@@ -69,6 +109,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  API at {}", fake.base_url());
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    // A namespace left Terminating by an earlier run must be gone first.
+    poll("an earlier demo namespace to go", SETUP_TIMEOUT, || async {
+        match namespaces.get_opt(NS).await {
+            Ok(Some(ns)) if ns.metadata.deletion_timestamp.is_some() => None,
+            Ok(_) => Some(()),
+            Err(_) => None,
+        }
+    })
+    .await?;
     if namespaces.get_opt(NS).await?.is_none() {
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {
@@ -79,7 +128,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         namespaces.create(&PostParams::default(), &ns).await?;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Pods are refused until the namespace's default ServiceAccount exists.
+    let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    poll(
+        "the demo namespace's default ServiceAccount",
+        SETUP_TIMEOUT,
+        || async { service_accounts.get_opt("default").await.ok()?.map(|_| ()) },
+    )
+    .await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let _ = secrets.delete("github", &DeleteParams::default()).await;
     let secret = Secret {
@@ -93,30 +149,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     secrets.create(&PostParams::default(), &secret).await?;
 
     step("Starting the operator (log: target/demo-operator.log)");
-    let log = std::fs::File::create(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/demo-operator.log"
-    ))?;
-    let mut operator = Command::new(operator_bin)
-        .args([
-            "run",
-            "--kubeconfig",
-            kubeconfig,
-            "--watch-namespace",
-            NS,
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--github-sync-interval-seconds",
-            "5",
-            "--cleanup-timeout-seconds",
-            "20",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
+    let log = std::fs::File::create(OPERATOR_LOG)?;
+    let mut operator = OperatorProcess(
+        Command::new(operator_bin)
+            .args([
+                "run",
+                "--kubeconfig",
+                kubeconfig,
+                "--watch-namespace",
+                NS,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--github-sync-interval-seconds",
+                "5",
+                "--cleanup-timeout-seconds",
+                "20",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
 
     step("Applying RunnerPool demo: 3 runners labelled linux, x64, demo");
     let pool: serde_json::Value = serde_yaml::from_str(&format!(
@@ -162,7 +217,16 @@ spec:
     let mut next_job = Instant::now() + Duration::from_secs(3);
     let mut running: Vec<(u64, Instant)> = vec![];
     let mut finished = 0;
-    while started.elapsed() < Duration::from_secs(seconds) {
+    let mut most_online = 0;
+    let planned = Duration::from_secs(seconds);
+    // Runs at least until one job has been served, so a short run on a slow
+    // machine still shows (and checks) the whole cycle.
+    while started.elapsed() < planned
+        || (finished == 0 && started.elapsed() < planned + FIRST_JOB_GRACE)
+    {
+        if let Some(status) = operator.0.try_wait()? {
+            return Err(format!("the operator exited ({status})").into());
+        }
         if Instant::now() >= next_job {
             let id = fake.queue_job("acme/app", &["linux", "demo"])?;
             running.push((id, Instant::now()));
@@ -184,8 +248,22 @@ spec:
             fake.job(*id)
                 .is_some_and(|j| j.status != JobStatus::Completed)
         });
-        print_state(&pods, &fake, started, finished).await;
+        most_online = most_online.max(print_state(&pods, &fake, started, finished).await);
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if most_online == 0 {
+        return Err(format!(
+            "no runner came online in {:.0} s",
+            started.elapsed().as_secs_f64()
+        )
+        .into());
+    }
+    if finished == 0 {
+        return Err(format!(
+            "no job was served in {:.0} s although runners came online",
+            started.elapsed().as_secs_f64()
+        )
+        .into());
     }
 
     // Busy runners are never removed; let their jobs finish first.
@@ -198,30 +276,94 @@ spec:
     }
     step("Deleting the pool: every runner leaves GitHub, pods and Secrets go");
     pools.delete("demo", &DeleteParams::default()).await?;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while pools.get_opt("demo").await?.is_some() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let of_pool = ListParams::default().labels(&pool_selector("demo"));
+    let leftovers = || async {
+        let mut left = vec![];
+        if pools.get_opt("demo").await.ok()?.is_some() {
+            left.push("the RunnerPool".to_string());
+        }
+        let registrations = fake.runners(&Scope::org("acme")).len();
+        if registrations > 0 {
+            left.push(format!("{registrations} registrations on GitHub"));
+        }
+        let pods_left = pods.list(&of_pool).await.ok()?.items.len();
+        if pods_left > 0 {
+            left.push(format!("{pods_left} pods"));
+        }
+        let secrets_left = secrets.list(&of_pool).await.ok()?.items.len();
+        if secrets_left > 0 {
+            left.push(format!("{secrets_left} runner Secrets"));
+        }
+        Some(left)
+    };
+    let deadline = Instant::now() + DELETION_TIMEOUT;
+    let left = loop {
+        let left = leftovers().await;
+        match &left {
+            Some(left) if left.is_empty() => break vec![],
+            _ if Instant::now() >= deadline => {
+                break left.unwrap_or_else(|| vec!["(the cluster did not answer)".into()]);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
     print_state(&pods, &fake, started, finished).await;
-    let left = fake.runners(&Scope::org("acme")).len();
-    println!("  registrations left on GitHub: {left}");
+    let registrations = fake.runners(&Scope::org("acme")).len();
+    println!("  registrations left on GitHub: {registrations}");
     let calls = fake.counters();
     println!("  GitHub calls by endpoint:");
     for (endpoint, n) in &calls.by_endpoint {
         println!("    {n:>5}  {endpoint}");
     }
     sim.abort();
-    let _ = operator.kill();
-    let _ = operator.wait();
+    drop(operator);
     fake.shutdown().await;
+    if !left.is_empty() {
+        return Err(format!(
+            "{} s after the pool's deletion, still there: {}",
+            DELETION_TIMEOUT.as_secs(),
+            left.join(", ")
+        )
+        .into());
+    }
     Ok(())
+}
+
+/// The operator's process, stopped whenever the demo ends, error or not.
+struct OperatorProcess(Child);
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Asks `probe` every half second until it answers, at most `timeout`.
+async fn poll<F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<()>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await.is_some() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(
+                format!("timed out after {} s waiting for {what}", timeout.as_secs()).into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn step(what: &str) {
     println!("\n==> {what}");
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+fn run(cmd: &str, args: &[&str]) -> Result<(), Error> {
     let out = Command::new(cmd).args(args).stdin(Stdio::null()).output()?;
     if !out.status.success() {
         return Err(format!(
@@ -234,12 +376,18 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn print_state(pods: &Api<Pod>, fake: &FakeGitHub, started: Instant, finished: usize) {
+/// Prints one line of the pool's state; returns how many runners are online.
+async fn print_state(
+    pods: &Api<Pod>,
+    fake: &FakeGitHub,
+    started: Instant,
+    finished: usize,
+) -> usize {
     let Ok(list) = pods
         .list(&ListParams::default().labels(&format!("{POOL_LABEL}=demo")))
         .await
     else {
-        return;
+        return 0;
     };
     let runners = fake.runners(&Scope::org("acme"));
     let online = runners
@@ -270,4 +418,5 @@ async fn print_state(pods: &Api<Pod>, fake: &FakeGitHub, started: Instant, finis
         finished,
         names.join(" ")
     );
+    online
 }

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: what `make test` and CI run.
 # Builds the local control plane when it is missing (cached outside the repo),
-# installs the OpenAPI description the GitHub fake is checked against, starts
-# one control plane for the suite, runs every Rust test and stops the cluster.
+# installs the OpenAPI description the GitHub fake is checked against, runs a
+# short `make demo` (the README's first command must never break unseen),
+# starts one control plane for the suite, runs every Rust test and stops the
+# cluster.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 tests/cluster/cluster.sh build
 tests/fake-github/openapi/install.sh
+
+# The demo on its own cluster (target/demo-cluster, stopped by demo.sh), before
+# the suite's cluster starts so the two never compete for the cores.
+demo_start=$SECONDS
+scripts/demo.sh 15
+echo "test.sh: demo smoke run passed in $((SECONDS - demo_start))s"
 
 cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/runnerpool-test-cluster.XXXXXX")
 cleanup() { tests/cluster/cluster.sh down "$cluster_dir" >/dev/null 2>&1 || true; }
