@@ -40,13 +40,17 @@ pub const MAX_NAME_PREFIX: usize = 52;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
 #[x_kube(validation = Rule::new("!(has(self.runnerGroup) && has(self.runnerGroupId))").message("set either runnerGroup or runnerGroupId, not both"))]
+#[x_kube(validation = Rule::new("!has(self.github.repository) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("runnerGroup and runnerGroupId apply to organization and enterprise runners only: repository runners have no runner groups"))]
 pub struct RunnerPoolSpec {
     /// Where the runners register and the Secret with the credentials to do so.
+    /// The scope (enterprise, organization, repository) and apiUrl are fixed
+    /// for the pool's life: its runners are registered there.
     pub github: GitHubSpec,
 
     /// Name of the runner group the runners join (organization or enterprise
-    /// scope). Resolved to an id through GitHub's runner-groups API. The
-    /// default group when neither this nor runnerGroupId is set.
+    /// scope; not allowed for a repository). Resolved to an id through
+    /// GitHub's runner-groups API. The default group when neither this nor
+    /// runnerGroupId is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub runner_group: Option<String>,
@@ -98,6 +102,7 @@ pub struct RunnerPoolSpec {
     /// Secret the operator creates; the official runner image reads it when
     /// started as `/home/runner/run.sh`. `restartPolicy` is always `Never`.
     #[x_kube(validation = Rule::new("self.spec.containers.exists(c, c.name == 'runner')").message("template.spec.containers must contain a container named 'runner'"))]
+    #[x_kube(validation = Rule::new("self.spec.containers.all(c, c.name != 'runner' || (has(c.image) && size(c.image) > 0))").message("the 'runner' container of template.spec.containers needs an image"))]
     pub template: PodTemplateSpec,
 }
 
@@ -105,9 +110,12 @@ pub struct RunnerPoolSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.enterprise), has(self.organization), has(self.repository)].filter(x, x).size() == 1").message("set exactly one of enterprise, organization or repository"))]
+#[x_kube(validation = Rule::new("(has(self.enterprise) ? self.enterprise : '') == (has(oldSelf.enterprise) ? oldSelf.enterprise : '') && (has(self.organization) ? self.organization : '') == (has(oldSelf.organization) ? oldSelf.organization : '') && (has(self.repository) ? self.repository : '') == (has(oldSelf.repository) ? oldSelf.repository : '')").message("enterprise, organization and repository cannot change on a live pool: its runners are registered there. Create a new RunnerPool for the new scope (and delete this one)"))]
+#[x_kube(validation = Rule::new("(has(self.apiUrl) ? self.apiUrl : 'https://api.github.com') == (has(oldSelf.apiUrl) ? oldSelf.apiUrl : 'https://api.github.com')").message("apiUrl cannot change on a live pool: its runners are registered on that GitHub. Create a new RunnerPool for another GitHub host (and delete this one)"))]
 pub struct GitHubSpec {
     /// Enterprise slug: runners are registered at enterprise level. Needs a
     /// classic token with `manage_runners:enterprise` (GitHub's rule).
+    /// Cannot change once the pool exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 100),
@@ -116,6 +124,7 @@ pub struct GitHubSpec {
     pub enterprise: Option<String>,
 
     /// Organization login: runners are registered at organization level.
+    /// Cannot change once the pool exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 100),
@@ -123,7 +132,8 @@ pub struct GitHubSpec {
     )]
     pub organization: Option<String>,
 
-    /// Repository as `owner/name`: runners are registered for that repository.
+    /// Repository as `owner/name`: runners are registered for that repository
+    /// (no runner groups there). Cannot change once the pool exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 201),
@@ -133,10 +143,11 @@ pub struct GitHubSpec {
 
     /// The REST API base: `https://api.github.com` (default) or
     /// `https://HOST/api/v3` for GitHub Enterprise Server. Plain `http` is
-    /// accepted only for loopback addresses.
+    /// accepted only for loopback hosts (localhost, 127.x.x.x, [::1]).
+    /// Cannot change once the pool exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 8, max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("apiUrl must start with https:// (or http:// for a loopback address)"))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(localhost|127\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')").message("apiUrl must start with https:// (plain http:// is allowed only for a loopback host: localhost, 127.x.x.x or [::1])"))]
     pub api_url: Option<String>,
 
     /// PEM bundle of extra certificate authorities to trust for apiUrl

@@ -610,20 +610,60 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
                 .replace("name: gh", "name: Not_A_Name"),
             "spec.github.credentialsSecret.name",
         ),
+        (
+            pool_yaml("j", "organization: acme", &url, 1, &["linux"], "").replace(
+                "          image: ghcr.io/actions/actions-runner:latest\n",
+                "",
+            ),
+            "the 'runner' container of template.spec.containers needs an image",
+        ),
+        (
+            pool_yaml(
+                "k",
+                "organization: acme",
+                "http://ghe.example.com/api/v3",
+                1,
+                &["linux"],
+                "",
+            ),
+            "plain http:// is allowed only for a loopback host",
+        ),
+        (
+            pool_yaml(
+                "l",
+                "organization: acme",
+                "http://127.0.0.1.example.com/api/v3",
+                1,
+                &["linux"],
+                "",
+            ),
+            "plain http:// is allowed only for a loopback host",
+        ),
+        (
+            pool_yaml(
+                "m",
+                "repository: acme/app",
+                &url,
+                1,
+                &["linux"],
+                "  runnerGroup: builders",
+            ),
+            "repository runners have no runner groups",
+        ),
+        (
+            pool_yaml(
+                "m2",
+                "repository: acme/app",
+                &url,
+                1,
+                &["linux"],
+                "  runnerGroupId: 2",
+            ),
+            "repository runners have no runner groups",
+        ),
     ];
     for (yaml, expected) in cases {
-        let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
-        std::fs::write(&path, &yaml).unwrap();
-        let out = kubectl(&[
-            "apply",
-            "--server-side",
-            "-n",
-            &env.ns,
-            "-f",
-            path.to_str().unwrap(),
-        ]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted:\n{yaml}");
+        let stderr = apply_refused(&env, &yaml);
         assert!(
             stderr.contains(expected),
             "expected {expected:?} in:\n{stderr}"
@@ -631,6 +671,88 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
     }
     let list = env.pools().list(&ListParams::default()).await.unwrap();
     assert!(list.items.is_empty());
+    // Plain http stays allowed for loopback hosts (the fake, a local proxy).
+    for (name, loopback) in [("o", "http://localhost:1/api/v3"), ("p", "http://[::1]:1")] {
+        env.apply_pool(&pool_yaml(
+            name,
+            "organization: acme",
+            loopback,
+            0,
+            &["linux"],
+            "",
+        ))
+        .await;
+    }
+}
+
+/// Applies `yaml` with kubectl (server-side) and returns the API server's
+/// refusal; panics if it was accepted.
+fn apply_refused(env: &Env, yaml: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
+    std::fs::write(&path, yaml).unwrap();
+    let out = kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-n",
+        &env.ns,
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success(), "accepted:\n{yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runners live in the scope and on the host they registered with: changing
+/// either on a live pool would strand them, so the API server refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scope_and_api_url_of_a_live_pool_cannot_change() {
+    let env = Env::start("immutable").await;
+    let url = env.api_url(Base::Root);
+    let pool = |scope: &str, url: &str, replicas: u32| {
+        pool_yaml("ci", scope, url, replicas, &["linux"], "")
+    };
+    env.apply_pool(&pool("organization: acme", &url, 0)).await;
+    let scope_message = "enterprise, organization and repository cannot change on a live pool";
+    let cases = [
+        (pool("organization: other", &url, 0), scope_message),
+        (pool("repository: acme/app", &url, 0), scope_message),
+        (pool("enterprise: bigcorp", &url, 0), scope_message),
+        (
+            pool("organization: acme", &env.api_url(Base::Ghes), 0),
+            "apiUrl cannot change on a live pool",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let stderr = apply_refused(&env, &yaml);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+    // Dropping apiUrl means https://api.github.com: a change too.
+    let out = kubectl(&[
+        "patch",
+        "runnerpool",
+        "ci",
+        "-n",
+        &env.ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"github":{"apiUrl":null}}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "apiUrl was removed");
+    assert!(
+        stderr.contains("apiUrl cannot change on a live pool"),
+        "{stderr}"
+    );
+    // Everything else may still change.
+    let changed = env.apply_pool(&pool("organization: acme", &url, 1)).await;
+    assert_eq!(changed.spec.replicas, Some(1));
+    assert_eq!(changed.spec.github.organization.as_deref(), Some("acme"));
+    assert_eq!(changed.spec.github.api_url.as_deref(), Some(url.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,7 +885,11 @@ async fn a_runner_that_exits_beside_a_running_sidecar_is_replaced_at_once() {
         .await
         .unwrap();
     let phase = env.pods().get(&pod).await.unwrap().status.unwrap().phase;
-    assert_eq!(phase.as_deref(), Some("Running"), "the pod itself still runs");
+    assert_eq!(
+        phase.as_deref(),
+        Some("Running"),
+        "the pod itself still runs"
+    );
     assert_replaced(&env, first, &pod).await;
 }
 
