@@ -354,6 +354,45 @@ async fn a_name_clash_on_generate_jitconfig_removes_nothing() {
     );
 }
 
+/// A 404 on DELETE means "already gone" only while the runner's scope still
+/// answers: when the scope itself answers 404 (lost permission, renamed
+/// organization), the runner's pod is kept and nothing is taken for gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_on_delete_is_not_gone_while_the_scope_does_not_answer() {
+    let env = Env::start("gone").await;
+    env.apply_org_pool("ci", 2).await;
+    let before = env.wait_for_online_runners("ci", 2, T).await;
+    env.fake.reset_counters();
+    for endpoint in [
+        "DELETE /orgs/{org}/actions/runners/{runner_id}",
+        "GET /orgs/{org}/actions/runners",
+    ] {
+        env.fake
+            .inject_fault(fake_github::Fault::always(Some(endpoint), 404));
+    }
+    env.apply_org_pool("ci", 1).await;
+    // Wait for a DELETE answered 404 and a later list of the scope.
+    wait_for("a DELETE answered 404, then a list", T, || async {
+        let log = env.fake.request_log();
+        let delete = log
+            .iter()
+            .find(|r| r.method == "DELETE" && r.status == 404)?
+            .seq;
+        log.iter()
+            .any(|r| r.seq > delete && r.endpoint == "GET /orgs/{org}/actions/runners")
+            .then_some(())
+    })
+    .await;
+    let pods: Vec<u64> = env.live_pods("ci").await.iter().map(runner_id).collect();
+    assert_eq!(pods.len(), 2, "a pod was removed on a 404 nobody confirmed");
+    for id in &before {
+        assert!(env.fake.runner(*id).is_some(), "runner {id} was removed");
+    }
+    // Once the scope answers again, the scale-down completes.
+    env.fake.clear_faults();
+    env.wait_for_online_runners("ci", 1, T).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_edits_reach_live_runners_and_drift_is_corrected() {
     let env = Env::start("labels").await;

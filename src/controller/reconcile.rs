@@ -580,10 +580,12 @@ pub async fn remove_runner(
         ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id));
     }
     if let (Some(id), true) = (removal.runner_id, removal.deregister) {
-        match api.delete_runner(scope, id).await {
-            Ok(()) | Err(GitHubError::NotFound(_)) => {
-                ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id))
-            }
+        let deleted = match api.delete_runner(scope, id).await {
+            Err(GitHubError::NotFound(_)) => confirm_gone(api, scope, id).await,
+            other => other,
+        };
+        match deleted {
+            Ok(()) => ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id)),
             Err(GitHubError::Busy) => {
                 info!(runner_id = id, "runner is running a job; keeping it");
                 ctx.metrics.busy_runners_kept.inc();
@@ -630,6 +632,20 @@ pub async fn remove_runner(
         .inc();
     debug!("runner removed");
     Ok(true)
+}
+
+/// Reads a 404 on DELETE as "already gone" only if the scope still answers
+/// and does not list the runner. After a lost permission, a renamed
+/// organization or a wrong API URL every runner answers 404, and removing its
+/// pod on that say-so would kill jobs and leak registrations.
+async fn confirm_gone(api: &Arc<dyn GitHubApi>, scope: &Scope, id: u64) -> Result<(), GitHubError> {
+    let runners = api.list_runners(scope).await?;
+    if runners.iter().any(|r| r.id == id) {
+        return Err(GitHubError::Protocol(format!(
+            "runner {id} is listed in {scope} but its DELETE answered 404"
+        )));
+    }
+    Ok(())
 }
 
 /// Sets the pool's custom labels on runners whose labels differ.
