@@ -33,6 +33,7 @@ pub const MAX_NAME_PREFIX: usize = 52;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Idle", type_ = "integer", json_path = ".status.idleRunners"),
     printcolumn(name = "Busy", type_ = "integer", json_path = ".status.busyRunners"),
+    printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queuedJobs"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters (it is used as a label value)"),
     validation = Rule::new("has(self.spec.runnerNamePrefix) || size(self.metadata.name) <= 52").message("metadata.name is longer than 52 characters: set spec.runnerNamePrefix of at most 52 characters (runner names are the prefix, a dash and 10 random characters, and must fit in 63)")
@@ -222,6 +223,10 @@ pub struct RunnerPoolStatus {
     /// Runners whose pod failed and that are being removed.
     #[serde(default)]
     pub failed_runners: i32,
+    /// Jobs queued for this pool (learnt from `workflow_job` webhooks) that no
+    /// runner has taken yet. Always 0 without webhooks.
+    #[serde(default)]
+    pub queued_jobs: i32,
     /// The runner group the runners join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_group_id: Option<i64>,
@@ -337,6 +342,9 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Desired", "Ready", "Idle", "Busy", "Age"]);
+        assert_eq!(
+            columns,
+            ["Desired", "Ready", "Idle", "Busy", "Queued", "Age"]
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod github;
 pub mod leader;
 pub mod metrics;
 pub mod runner;
+pub mod webhook;
 
 pub use crd::{RunnerPool, RunnerPoolSpec, RunnerPoolStatus};
 

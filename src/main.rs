@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
 use runnerpool::admin::{self, AdminState};
-use runnerpool::controller::{self, Settings};
+use runnerpool::controller::{self, DemandFeed, Settings};
 use runnerpool::github::client::{CachingConnector, ClientOptions};
 use runnerpool::leader::{LeaderElector, LeaseConfig};
 use runnerpool::metrics::{GitHubRequestLabels, Metrics};
+use runnerpool::webhook;
 use tokio::sync::Notify;
 use tracing::{error, info};
 
@@ -108,6 +109,24 @@ struct RunArgs {
     #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_IDENTITY")]
     leader_election_identity: Option<String>,
 
+    /// Address of the webhook listener serving `POST /webhook` for GitHub's
+    /// `workflow_job` events (its own port, never the admin one). Off when unset.
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+
+    /// File holding the webhook secret (e.g. a mounted Secret); otherwise the
+    /// secret is read from $RUNNERPOOL_WEBHOOK_SECRET. Required with --webhook-listen.
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+
+    /// Seconds a queued job counts as demand when no runner takes it.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_WEBHOOK_DEMAND_TTL_SECONDS",
+        default_value_t = 600
+    )]
+    webhook_demand_ttl_seconds: u64,
+
     /// Log format.
     #[arg(
         long,
@@ -197,6 +216,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..ClientOptions::default()
     }));
     let ready = Arc::new(AtomicBool::new(false));
+    let mut feed = start_webhook_listener(&args, &metrics).await?;
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
     info!(address = %listener.local_addr()?, "admin listener serving /healthz, /readyz and /metrics");
@@ -232,7 +252,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool controller");
     let Some(mut elector) = elector else {
-        controller::run(client, github, settings, metrics, ready, shutdown).await;
+        controller::run(client, github, settings, metrics, ready, feed, shutdown).await;
         info!("controller stopped");
         return Ok(());
     };
@@ -258,7 +278,16 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             _ = lost.notified() => {}
         }
     };
-    controller::run(client, github, settings, metrics, ready.clone(), stop).await;
+    controller::run(
+        client,
+        github,
+        settings,
+        metrics,
+        ready.clone(),
+        feed.take(),
+        stop,
+    )
+    .await;
     ready.store(false, Ordering::Relaxed);
     stop_holding.notify_one();
     let (mut elector, held) = holder.await?;
@@ -270,6 +299,41 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => Err(Box::new(e)),
     }
+}
+
+/// Starts the webhook receiver when `--webhook-listen` is set; the events it
+/// accepts go to the controller through the returned feed.
+async fn start_webhook_listener(
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<DemandFeed>, Box<dyn std::error::Error>> {
+    let Some(address) = args.webhook_listen else {
+        return Ok(None);
+    };
+    if address == args.admin_listen && address.port() != 0 {
+        return Err("--webhook-listen must differ from --admin-listen".into());
+    }
+    let secret = webhook::load_secret(
+        args.webhook_secret_file.as_deref(),
+        std::env::var(webhook::SECRET_ENV).ok(),
+    )?;
+    // Bounded: a standby replica (or an overloaded one) answers 503 rather
+    // than queueing without end; GitHub can redeliver.
+    let (events, received) = tokio::sync::mpsc::channel(4096);
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    info!(address = %listener.local_addr()?, "webhook listener serving POST /webhook");
+    let state = webhook::server::ReceiverState::new(secret, events, metrics.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, webhook::server::router(state)).await {
+            error!(error = %e, "webhook listener stopped");
+        }
+    });
+    Ok(Some(DemandFeed {
+        events: received,
+        demand: Arc::new(webhook::Demand::new(Duration::from_secs(
+            args.webhook_demand_ttl_seconds.max(1),
+        ))),
+    }))
 }
 
 fn lease_config(args: &RunArgs) -> LeaseConfig {

@@ -30,6 +30,12 @@ pub struct PoolStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub namespace: String,
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -61,6 +67,10 @@ pub struct Metrics {
     pub rate_limit_remaining: Family<CredentialLabels, Gauge>,
     pub rate_limit_limit: Family<CredentialLabels, Gauge>,
     pub rate_limit_reset: Family<CredentialLabels, Gauge>,
+    pub webhook_deliveries: Family<ResultLabels, Counter>,
+    pub webhook_unmatched_jobs: Counter,
+    pub queued_jobs: Family<PoolLabels, Gauge>,
+    pub queued_to_pod_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -144,8 +154,36 @@ impl Default for Metrics {
             "When GitHub resets the rate-limit budget, per credential (Unix time)",
             rate_limit_reset.clone(),
         );
+        let webhook_deliveries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by result (accepted, duplicate, ping, ignored, unauthorized, too_large, malformed, unavailable)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_unmatched_jobs = Counter::default();
+        registry.register(
+            "webhook_unmatched_jobs",
+            "Queued workflow jobs that no RunnerPool matches",
+            webhook_unmatched_jobs.clone(),
+        );
+        let queued_jobs = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "queued_jobs",
+            "Jobs queued for a pool (from workflow_job webhooks) and not yet started",
+            queued_jobs.clone(),
+        );
+        let queued_to_pod_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "queued_to_pod_seconds",
+            "Time from a queued workflow_job webhook to the runner pod created for it",
+            queued_to_pod_duration.clone(),
+        );
         Metrics {
             registry,
+            webhook_deliveries,
+            webhook_unmatched_jobs,
+            queued_jobs,
+            queued_to_pod_duration,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -210,7 +248,26 @@ impl Metrics {
         }
     }
 
+    pub fn observe_webhook_delivery(&self, result: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn set_queued_jobs(&self, namespace: &str, pool: &str, queued: u32) {
+        self.queued_jobs
+            .get_or_create(&PoolLabels {
+                namespace: namespace.to_string(),
+                pool: pool.to_string(),
+            })
+            .set(queued as i64);
+    }
+
     pub fn forget_pool(&self, namespace: &str, pool: &str) {
+        self.queued_jobs.remove(&PoolLabels {
+            namespace: namespace.to_string(),
+            pool: pool.to_string(),
+        });
         for state in ["pending", "idle", "busy", "failed"] {
             self.runners.remove(&PoolStateLabels {
                 namespace: namespace.to_string(),

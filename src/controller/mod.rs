@@ -5,6 +5,7 @@
 //! lives, [`cleanup`] when it is deleted.
 
 pub mod cleanup;
+pub mod demand;
 pub mod memory;
 pub mod plan;
 pub mod reconcile;
@@ -30,6 +31,7 @@ use crate::RunnerPool;
 use crate::github::{GitHubConnector, GitHubError};
 use crate::metrics::Metrics;
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::webhook::{Demand, JobEvent};
 
 pub const FINALIZER: &str = "actions.runnerpool.dev/cleanup";
 pub const FIELD_MANAGER: &str = "runnerpool-operator";
@@ -71,8 +73,16 @@ pub struct Context {
     pub recorder: Recorder,
     pub memory: memory::Memory,
     pub metrics: Arc<Metrics>,
+    /// Queued jobs and busy runners learnt from webhooks (empty without them).
+    pub demand: Arc<Demand>,
     /// Set once the watch caches have their first full list.
     pub synced: AtomicBool,
+}
+
+/// `workflow_job` events from the webhook receiver, and where their demand is kept.
+pub struct DemandFeed {
+    pub events: tokio::sync::mpsc::Receiver<JobEvent>,
+    pub demand: Arc<Demand>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,13 +273,15 @@ where
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` is set once the
-/// watch caches are complete, for the readiness probe.
+/// watch caches are complete, for the readiness probe. With a `feed`, queued
+/// jobs reconcile their pool at once.
 pub async fn run(
     client: Client,
     github: Arc<dyn GitHubConnector>,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    feed: Option<DemandFeed>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = settings.watch_namespace.clone();
@@ -305,6 +317,10 @@ pub async fn run(
         controller: "runnerpool-operator".to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (events, demand) = match feed {
+        Some(feed) => (Some(feed.events), feed.demand),
+        None => (None, Arc::new(Demand::new(Duration::from_secs(600)))),
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
@@ -314,11 +330,24 @@ pub async fn run(
         secrets: secret_store.clone(),
         memory: memory::Memory::default(),
         metrics,
+        demand,
         synced: AtomicBool::new(false),
     });
 
-    let controller = Controller::new(pools, watcher::Config::default());
+    let mut controller = Controller::new(pools, watcher::Config::default());
     let pool_store = controller.store();
+    if let Some(events) = events {
+        let (trigger, triggered) = futures::channel::mpsc::unbounded();
+        controller = controller.reconcile_on(triggered);
+        let router = demand::route_jobs(
+            events,
+            pool_store.clone(),
+            pod_store.clone(),
+            ctx.clone(),
+            trigger,
+        );
+        tokio::spawn(router);
+    }
     tokio::spawn(async move {
         store_ready(&pool_store).await;
         store_ready(&pod_store).await;

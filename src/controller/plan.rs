@@ -109,6 +109,11 @@ pub struct Inputs<'a> {
     pub removing: &'a BTreeSet<String>,
     /// Since when the pool has had more idle runners than it wants.
     pub surplus_since: Option<Timestamp>,
+    /// Jobs queued for the pool (from webhooks) that no runner has taken yet.
+    pub queued: u32,
+    /// Runners a job started on (from webhooks), busy whatever the GitHub
+    /// view, which may be older, says.
+    pub known_busy: &'a BTreeSet<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -170,6 +175,8 @@ pub struct Counts {
     pub idle: u32,
     pub busy: u32,
     pub failed: u32,
+    /// Jobs queued for the pool and not yet taken by a runner.
+    pub queued: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -234,7 +241,11 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                 });
             }
             PodPhase::Pending | PodPhase::Running => {
+                let known_busy = pod
+                    .runner_id
+                    .is_some_and(|id| input.known_busy.contains(&id));
                 let state = match runner {
+                    _ if known_busy => LiveState::Busy,
                     Some(r) if r.busy => LiveState::Busy,
                     Some(r) if r.status == RunnerStatus::Online => LiveState::Idle,
                     _ => LiveState::Pending,
@@ -329,6 +340,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
 
+    plan.counts.queued = input.queued;
     let (desired, delay) = match input.scaling {
         Scaling::Fixed(n) => (n, Duration::ZERO),
         Scaling::Auto {
@@ -337,7 +349,12 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             idle,
             scale_down_delay,
         } => (
-            (plan.counts.busy + idle).clamp(min, max.max(min)),
+            (plan
+                .counts
+                .busy
+                .saturating_add(input.queued)
+                .saturating_add(idle))
+            .clamp(min, max.max(min)),
             scale_down_delay,
         ),
     };
@@ -475,6 +492,8 @@ mod tests {
         removing: BTreeSet<String>,
         surplus_since: Option<Timestamp>,
         now: Timestamp,
+        queued: u32,
+        known_busy: BTreeSet<u64>,
     }
 
     impl Case {
@@ -488,6 +507,8 @@ mod tests {
                 removing: BTreeSet::new(),
                 surplus_since: None,
                 now: at(100),
+                queued: 0,
+                known_busy: BTreeSet::new(),
             }
         }
 
@@ -527,6 +548,8 @@ mod tests {
                 creating: &self.creating,
                 removing: &self.removing,
                 surplus_since: self.surplus_since,
+                queued: self.queued,
+                known_busy: &self.known_busy,
             })
         }
     }
@@ -759,6 +782,81 @@ mod tests {
         case.surplus_since = Some(at(30));
         let plan = case.plan();
         assert_eq!(reasons(&plan), [("a", RemovalReason::ScaleDown, Some(1))]);
+    }
+
+    const FROM_ZERO: Scaling = Scaling::Auto {
+        min: 0,
+        max: 10,
+        idle: 0,
+        scale_down_delay: Duration::from_secs(0),
+    };
+
+    #[test]
+    fn queued_jobs_scale_a_pool_from_zero_within_its_bounds() {
+        let mut case = Case::new(FROM_ZERO);
+        assert_eq!(case.plan().create, 0, "no demand, no runner");
+        case.queued = 3;
+        let plan = case.plan();
+        assert_eq!(
+            (plan.create, plan.counts.desired, plan.counts.queued),
+            (3, 3, 3)
+        );
+        case.queued = 30;
+        assert_eq!(case.plan().create, 10, "never above maxRunners");
+        case.scaling = Scaling::Auto {
+            min: 0,
+            max: 10,
+            idle: 2,
+            scale_down_delay: Duration::from_secs(0),
+        };
+        case.queued = 1;
+        let case = case.with_runner("a", 1, PodPhase::Running, true, true);
+        assert_eq!(case.plan().counts.desired, 4, "busy + queued + idle");
+        let fixed = Case {
+            queued: 5,
+            ..Case::new(Scaling::Fixed(2))
+        };
+        assert_eq!(fixed.plan().create, 2, "a fixed pool ignores demand");
+    }
+
+    #[test]
+    fn a_pool_scales_back_to_zero_when_jobs_are_done() {
+        let case = Case::new(FROM_ZERO)
+            .with_runner("done", 1, PodPhase::Succeeded, false, false)
+            .with_runner("idle", 2, PodPhase::Running, true, false);
+        let plan = case.plan();
+        assert_eq!(plan.create, 0);
+        assert_eq!(
+            reasons(&plan),
+            [
+                ("done", RemovalReason::Finished, Some(1)),
+                ("idle", RemovalReason::ScaleDown, Some(2))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_runner_known_busy_from_a_webhook_is_busy_before_any_list() {
+        let mut case = Case::new(FROM_ZERO)
+            .with_runner("started", 1, PodPhase::Running, true, false)
+            .with_runner("idle", 2, PodPhase::Running, true, false);
+        case.known_busy.insert(1);
+        let plan = case.plan();
+        assert_eq!(plan.counts.busy, 1);
+        assert_eq!(plan.counts.desired, 1);
+        assert_eq!(
+            reasons(&plan),
+            [("idle", RemovalReason::ScaleDown, Some(2))],
+            "the truly idle runner goes, the busy one stays"
+        );
+        // Not even online in the (old) view yet: still busy.
+        let mut case = Case::new(FROM_ZERO);
+        case.pods.push(pod("new", 5, PodPhase::Running, 90));
+        case.secrets.push(secret("new", 5));
+        case.known_busy.insert(5);
+        let plan = case.plan();
+        assert_eq!((plan.counts.busy, plan.counts.desired), (1, 1));
+        assert!(plan.remove.is_empty());
     }
 
     #[test]

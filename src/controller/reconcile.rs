@@ -325,6 +325,11 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
         &pool.name_any(),
         &counts,
     );
+    ctx.metrics.set_queued_jobs(
+        &pool.namespace().unwrap_or_default(),
+        &pool.name_any(),
+        counts.queued,
+    );
     match problem {
         Some(unreachable) => {
             degraded(
@@ -370,7 +375,12 @@ fn make_plan(
     let (pods, secrets) = observe(pool, ctx);
     let pod_names: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
     let secret_names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
-    ctx.memory.with(&uid(pool), |m| {
+    let pool_uid = uid(pool);
+    let runner_ids: BTreeSet<u64> = pods.iter().filter_map(|p| p.runner_id).collect();
+    ctx.demand.retain_busy(&pool_uid, &runner_ids);
+    let known_busy = ctx.demand.busy_runners(&pool_uid);
+    let queued = ctx.demand.queued_for(&pool_uid, Instant::now());
+    ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
         for pod in &pods {
             if let Some(started) = pod.started
@@ -393,6 +403,8 @@ fn make_plan(
             creating: &m.creating(),
             removing: &m.removing(),
             surplus_since: m.surplus_since,
+            queued,
+            known_busy: &known_busy,
         })
     })
 }
@@ -489,6 +501,11 @@ async fn create_runner(
         return Err(e.into());
     }
     ctx.metrics.runners_created.inc();
+    if let Some(waited) = ctx.demand.serve_oldest(&pool_uid, Instant::now()) {
+        ctx.metrics
+            .queued_to_pod_duration
+            .observe(waited.as_secs_f64());
+    }
     ctx.memory.with(&pool_uid, |m| {
         let mut runner = jit.runner.clone();
         if runner.labels.is_empty() {

@@ -52,6 +52,7 @@ pub fn build(
         status.idle_runners = c.idle as i32;
         status.busy_runners = c.busy as i32;
         status.failed_runners = c.failed as i32;
+        status.queued_jobs = c.queued.min(i32::MAX as u32) as i32;
     }
     if runner_group_id.is_some() {
         status.runner_group_id = runner_group_id;

@@ -73,6 +73,12 @@ impl Operator {
             "--log".into(),
             "info,runnerpool=debug".into(),
         ];
+        // A flag in `extra` replaces its default above (clap refuses a flag twice).
+        for flag in extra.iter().filter(|a| a.starts_with("--")) {
+            if let Some(at) = args.iter().position(|a| a == flag) {
+                args.drain(at..at + 2);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut operator = Operator {
             child: None,
@@ -126,6 +132,21 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The loopback ports the listeners named `what` (`admin`, `webhook`)
+    /// were bound to, from the log, oldest first.
+    pub fn listener_ports(&self, what: &str) -> Vec<u16> {
+        let marker = format!("{what} listener serving");
+        self.logs()
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .filter_map(|l| {
+                let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+                let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,137 @@
+//! Routes `workflow_job` events from the webhook receiver to pools: a queued
+//! job becomes demand of the one pool that matches it (and that pool is
+//! reconciled at once), a started job marks its runner busy, a completed one
+//! clears both. The pools come from the controller's cache, the runner's
+//! pool from the pod cache (the pod is named after its runner).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::mpsc::Receiver;
+use tracing::{debug, info};
+
+use super::{Context, reconcile, uid};
+use crate::RunnerPool;
+use crate::connection;
+use crate::controller::plan::Scaling;
+use crate::runner::{self, POOL_LABEL};
+use crate::webhook::matching::{self, Candidate};
+use crate::webhook::{JobAction, JobEvent};
+
+/// Applies events until the receiver closes; every pool whose demand or busy
+/// runners changed is sent to `trigger` for an immediate reconcile.
+pub async fn route_jobs(
+    mut events: Receiver<JobEvent>,
+    pools: Store<RunnerPool>,
+    pods: Store<Pod>,
+    ctx: Arc<Context>,
+    trigger: UnboundedSender<ObjectRef<RunnerPool>>,
+) {
+    while let Some(event) = events.recv().await {
+        let now = Instant::now();
+        let touched: Vec<String> = match event.action {
+            JobAction::Waiting => vec![],
+            JobAction::Queued => queued(&event, &pools, &ctx, now).into_iter().collect(),
+            JobAction::InProgress => {
+                let runner = event.runner_id.and_then(|id| {
+                    runner_pool(&pods, id, event.runner_name.as_deref()).map(|p| (id, p))
+                });
+                if let Some((id, pool_uid)) = &runner {
+                    // The GitHub view learns it too, until the next list says so itself.
+                    ctx.memory.with(pool_uid, |m| m.github_runner_busy(*id));
+                }
+                let queued_for = ctx.demand.started(
+                    event.job_id,
+                    runner.as_ref().map(|(id, pool)| (*id, pool.as_str())),
+                    now,
+                );
+                runner
+                    .map(|(_, p)| p)
+                    .into_iter()
+                    .chain(queued_for)
+                    .collect()
+            }
+            JobAction::Completed => ctx.demand.completed(event.job_id, event.runner_id, now),
+        };
+        let touched: BTreeSet<String> = touched.into_iter().collect();
+        for pool_uid in touched {
+            if let Some(pool) = pools.state().iter().find(|p| uid(p) == pool_uid) {
+                let _ = trigger.unbounded_send(ObjectRef::from_obj(pool.as_ref()));
+            }
+        }
+    }
+}
+
+/// The pool a queued job goes to, by the rule in [`matching`]; `None` (and
+/// counted) when no pool matches, or when the job was already known.
+fn queued(
+    event: &JobEvent,
+    pools: &Store<RunnerPool>,
+    ctx: &Context,
+    now: Instant,
+) -> Option<String> {
+    let candidates: Vec<Candidate<String>> = pools
+        .state()
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| candidate(p, ctx, now))
+        .collect();
+    let job = matching::Job {
+        repository: &event.repository,
+        owner: &event.owner,
+        enterprise: event.enterprise.as_deref(),
+        labels: &event.labels,
+    };
+    let Some(chosen) = matching::choose(&job, &candidates) else {
+        ctx.metrics.webhook_unmatched_jobs.inc();
+        info!(job_id = event.job_id, repository = %event.repository, labels = ?event.labels, "no RunnerPool matches the queued job");
+        return None;
+    };
+    debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
+    ctx.demand
+        .queued(event.job_id, &chosen.key, now)
+        .then(|| chosen.key.clone())
+}
+
+fn candidate(pool: &RunnerPool, ctx: &Context, now: Instant) -> Option<Candidate<String>> {
+    let scope = connection::scope(&pool.spec.github).ok()?;
+    let pool_uid = uid(pool);
+    let capacity = match reconcile::scaling(pool) {
+        Scaling::Fixed(n) => n,
+        Scaling::Auto { max, .. } => max,
+    };
+    let busy = pool
+        .status
+        .as_ref()
+        .map_or(0, |s| s.busy_runners.max(0) as u32);
+    let taken = busy.saturating_add(ctx.demand.queued_for(&pool_uid, now));
+    Some(Candidate {
+        key: pool_uid,
+        namespace: pool.namespace().unwrap_or_default(),
+        name: pool.name_any(),
+        scope,
+        labels: pool.spec.labels.clone(),
+        has_free_capacity: taken < capacity,
+    })
+}
+
+/// The UID of the pool whose pod runs runner `id` (named `name`).
+fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String> {
+    let pods = pods.state();
+    let pod = pods.iter().find(|p| {
+        runner::runner_id_of(p.as_ref()) == Some(id)
+            && name.is_none_or(|n| p.name_any() == n)
+            && p.labels().contains_key(POOL_LABEL)
+    })?;
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "RunnerPool")
+        .map(|o| o.uid.clone())
+}

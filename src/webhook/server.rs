@@ -1,0 +1,183 @@
+//! The webhook receiver: `POST /webhook` on its own listener (never the admin
+//! port). It checks the signature on the raw body before reading anything,
+//! answers GitHub at once, and hands accepted `workflow_job` events to the
+//! controller through a bounded channel.
+//!
+//! Answers: 401 missing or bad signature, 413 body over 1 MiB, 400 malformed,
+//! 200 `ping`, 202 `workflow_job` accepted (duplicates included, applied
+//! once), 204 any other event, 503 when the controller is not taking events
+//! (a standby replica, or overloaded): GitHub shows that as a failed delivery
+//! that can be redelivered.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::payload::{JobEvent, PayloadError, parse_workflow_job};
+use super::signature;
+use crate::metrics::Metrics;
+
+/// Largest body accepted; GitHub caps payloads at 25 MB, `workflow_job`
+/// deliveries are a few KiB.
+pub const MAX_BODY: usize = 1 << 20;
+/// How many delivery ids and job transitions are remembered to spot duplicates.
+const RECENT_CAPACITY: usize = 16_384;
+
+/// A bounded set that forgets its oldest entries first.
+struct Recent {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Recent {
+            order: VecDeque::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// True when `key` was not seen recently (and remembers it).
+    fn insert(&mut self, key: String) -> bool {
+        if self.seen.contains(&key) {
+            return false;
+        }
+        if self.order.len() >= RECENT_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.seen.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+}
+
+#[derive(Clone)]
+pub struct ReceiverState {
+    secret: Arc<[u8]>,
+    events: mpsc::Sender<JobEvent>,
+    recent: Arc<Mutex<Recent>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ReceiverState {
+    pub fn new(secret: Vec<u8>, events: mpsc::Sender<JobEvent>, metrics: Arc<Metrics>) -> Self {
+        ReceiverState {
+            secret: secret.into(),
+            events,
+            recent: Arc::new(Mutex::new(Recent::new())),
+            metrics,
+        }
+    }
+
+    fn seen(&self, key: &str) -> bool {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen
+            .contains(key)
+    }
+
+    fn remember(&self, key: String) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+    }
+
+    fn answer(&self, result: &'static str, status: StatusCode) -> StatusCode {
+        self.metrics.observe_webhook_delivery(result);
+        status
+    }
+}
+
+pub fn router(state: ReceiverState) -> Router {
+    Router::new()
+        .route("/webhook", post(receive))
+        .with_state(state)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> StatusCode {
+    let too_large = header(&headers, "content-length")
+        .and_then(|l| l.parse::<u64>().ok())
+        .is_some_and(|l| l > MAX_BODY as u64);
+    if too_large {
+        return state.answer("too_large", StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let Ok(body) = to_bytes(body, MAX_BODY).await else {
+        return state.answer("too_large", StatusCode::PAYLOAD_TOO_LARGE);
+    };
+    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if let Err(e) = signature::verify(&state.secret, &body, signature) {
+        debug!(reason = e.category(), "webhook refused");
+        return state.answer("unauthorized", StatusCode::UNAUTHORIZED);
+    }
+    let delivery = header(&headers, "x-github-delivery").unwrap_or_default();
+    match header(&headers, "x-github-event") {
+        Some("ping") => state.answer("ping", StatusCode::OK),
+        Some("workflow_job") => {
+            let event = match parse_workflow_job(&body) {
+                Ok(event) => event,
+                // An action GitHub added later: nothing the operator acts on.
+                Err(PayloadError::UnknownAction(_)) => {
+                    return state.answer("ignored", StatusCode::NO_CONTENT);
+                }
+                Err(e) => {
+                    warn!(delivery, reason = e.category(), error = %e, "malformed workflow_job delivery");
+                    return state.answer("malformed", StatusCode::BAD_REQUEST);
+                }
+            };
+            let keys = [
+                (!delivery.is_empty()).then(|| format!("d:{delivery}")),
+                Some(format!("j:{}:{:?}", event.job_id, event.action)),
+            ];
+            if keys.iter().flatten().any(|k| state.seen(k)) {
+                return state.answer("duplicate", StatusCode::ACCEPTED);
+            }
+            debug!(delivery, job_id = event.job_id, action = ?event.action, "workflow_job received");
+            match state.events.try_send(event) {
+                Ok(()) => {
+                    // Remembered only once handed over, so a delivery refused
+                    // with 503 is taken when GitHub redelivers it.
+                    for key in keys.into_iter().flatten() {
+                        state.remember(key);
+                    }
+                    state.answer("accepted", StatusCode::ACCEPTED)
+                }
+                Err(_) => state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            }
+        }
+        Some(_) => state.answer("ignored", StatusCode::NO_CONTENT),
+        None => state.answer("malformed", StatusCode::BAD_REQUEST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_forgets_the_oldest_beyond_its_capacity() {
+        let mut recent = Recent::new();
+        assert!(recent.insert("a".into()));
+        assert!(!recent.insert("a".into()));
+        for i in 0..RECENT_CAPACITY {
+            recent.insert(i.to_string());
+        }
+        assert_eq!(recent.order.len(), RECENT_CAPACITY);
+        assert_eq!(recent.seen.len(), RECENT_CAPACITY);
+        assert!(recent.insert("a".into()), "a was forgotten");
+    }
+}

@@ -1,0 +1,488 @@
+//! `workflow_job` webhooks end to end: the fake GitHub sends signed deliveries
+//! to the operator's listener, and pools follow demand. The demand tests run
+//! with the default 120 s GitHub sync interval, so whatever they see within
+//! seconds came from webhooks, not from listing runners.
+
+mod support;
+
+use std::time::Duration;
+
+use fake_github::{WebhookConfig, signature_256};
+use support::cluster::wait_for;
+use support::operator::{Base, Env, pool_yaml};
+
+const T: Duration = Duration::from_secs(40);
+const SECRET: &str = "webhook-test-secret";
+const LIST: &str = "GET /orgs/{org}/actions/runners";
+
+/// An operator with its webhook listener on and the default sync interval,
+/// and the fake sending it signed `workflow_job` deliveries. Returns the
+/// environment and the listener's URL.
+async fn start(prefix: &str, sync_interval: &str) -> (Env, String) {
+    let dir = support::cluster::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join(format!("webhook-secret-{prefix}-{}", std::process::id()));
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let secret_file = secret_file.display().to_string();
+    let env = Env::start_with(
+        prefix,
+        &[
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-secret-file",
+            &secret_file,
+            "--github-sync-interval-seconds",
+            sync_interval,
+        ],
+    )
+    .await;
+    let port = wait_for("the webhook listener", T, || async {
+        env.operator.listener_ports("webhook").first().copied()
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    env.fake.set_webhook(Some(WebhookConfig {
+        url: url.clone(),
+        secret: Some(SECRET.into()),
+    }));
+    (env, url)
+}
+
+/// An autoscaling pool of organization `acme`; `extra_template` goes under the
+/// pod template's metadata.
+fn autoscaling_pool(env: &Env, name: &str, labels: &[&str], min: u32, idle: u32) -> String {
+    pool_yaml(name, "organization: acme", &env.api_url(Base::Root), 0, labels, "")
+        .replace(
+            "  replicas: 0\n",
+            &format!(
+                "  autoscaling: {{ minRunners: {min}, maxRunners: 10, idleRunners: {idle}, scaleDownDelaySeconds: 0 }}\n"
+            ),
+        )
+}
+
+/// Pods of this pool never come online, so no job is ever assigned to them:
+/// what the pool holds is exactly the demand routed to it.
+fn staying_offline(yaml: String) -> String {
+    yaml.replace(
+        "  template:\n    spec:",
+        &format!(
+            "  template:\n    metadata:\n      annotations: {{ {}: \"yes\" }}\n    spec:",
+            support::simulator::STAY_OFFLINE_ANNOTATION
+        ),
+    )
+}
+
+async fn metrics(env: &Env) -> String {
+    let port = env.operator.listener_ports("admin")[0];
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn queued_jobs_status(env: &Env, pool: &str) -> i32 {
+    env.pools()
+        .get(pool)
+        .await
+        .unwrap()
+        .status
+        .map_or(0, |s| s.queued_jobs)
+}
+
+async fn wait_for_ready(env: &Env, pool: &str) {
+    wait_for(&format!("pool {pool} to be Ready"), T, || async {
+        let pool = env.pools().get(pool).await.ok()?;
+        let ready = pool
+            .status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_jobs_scales_a_pool_from_zero_and_back_to_zero() {
+    let (env, _) = start("burst", "120").await;
+    env.apply_pool(&autoscaling_pool(
+        &env,
+        "ci",
+        &["self-hosted", "linux"],
+        0,
+        0,
+    ))
+    .await;
+    wait_for_ready(&env, "ci").await;
+    assert!(env.live_pods("ci").await.is_empty(), "no demand, no runner");
+    let lists = env.calls(LIST);
+
+    let jobs: Vec<u64> = (0..6)
+        .map(|_| {
+            env.fake
+                .queue_job("acme/app", &["self-hosted", "linux"])
+                .unwrap()
+        })
+        .collect();
+    // Every job starts on a runner of its own.
+    wait_for("every job to run", T, || async {
+        let running = env
+            .fake
+            .jobs()
+            .iter()
+            .filter(|j| j.status == fake_github::JobStatus::InProgress)
+            .count();
+        (running == jobs.len()).then_some(())
+    })
+    .await;
+    assert_eq!(env.live_pods("ci").await.len(), jobs.len());
+    assert_eq!(env.calls("generate-jitconfig"), jobs.len() as u64);
+    wait_for("status to show 6 busy, 0 queued", T, || async {
+        let s = env.pools().get("ci").await.ok()?.status?;
+        (s.busy_runners == 6 && s.queued_jobs == 0).then_some(())
+    })
+    .await;
+
+    for job in &jobs {
+        env.fake.finish_job(*job).unwrap();
+    }
+    wait_for("the pool to be back at zero", T, || async {
+        env.live_pods("ci").await.is_empty().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.live_pods("ci").await.is_empty(), "and it stays there");
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        jobs.len() as u64,
+        "one JIT config per job, nothing more"
+    );
+    assert_eq!(env.calls(LIST), lists, "no runner list was needed");
+    let m = metrics(&env).await;
+    assert_eq!(
+        sample(&m, "runnerpool_queued_to_pod_seconds_count"),
+        6.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "runnerpool_webhook_deliveries_total{result=\"accepted\"}"
+        ),
+        18.0,
+        "queued, in_progress and completed for each job"
+    );
+    env.assert_no_secret_leaked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_go_to_exactly_one_of_two_pools_with_overlapping_labels() {
+    let (env, _) = start("routing", "120").await;
+    env.apply_pool(&staying_offline(autoscaling_pool(
+        &env,
+        "general",
+        &["linux"],
+        0,
+        0,
+    )))
+    .await;
+    env.apply_pool(&staying_offline(autoscaling_pool(
+        &env,
+        "gpu",
+        &["linux", "GPU"],
+        0,
+        0,
+    )))
+    .await;
+    // A job is routed among the pools the operator knows when it is queued.
+    for pool in ["general", "gpu"] {
+        wait_for_ready(&env, pool).await;
+    }
+    for _ in 0..3 {
+        env.fake
+            .queue_job("acme/app", &["self-hosted", "linux"])
+            .unwrap();
+    }
+    env.fake
+        .queue_job("acme/app", &["self-hosted", "linux", "gpu"])
+        .unwrap();
+    wait_for("3 general and 1 gpu runner", T, || async {
+        let general = env.live_pods("general").await.len();
+        let gpu = env.live_pods("gpu").await.len();
+        (general == 3 && gpu == 1).then_some(())
+    })
+    .await;
+    wait_for("status to show the demand", T, || async {
+        let general = queued_jobs_status(&env, "general").await;
+        let gpu = queued_jobs_status(&env, "gpu").await;
+        (general == 3 && gpu == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.live_pods("general").await.len(),
+        3,
+        "no pool got a job twice"
+    );
+    assert_eq!(env.live_pods("gpu").await.len(), 1);
+    assert_eq!(env.calls("generate-jitconfig"), 4);
+    let columns = support::cluster::kubectl(&["get", "rp", "-n", &env.ns]);
+    let columns = String::from_utf8_lossy(&columns.stdout).into_owned();
+    assert!(
+        columns.lines().next().unwrap().contains("QUEUED"),
+        "{columns}"
+    );
+    let general_row = columns.lines().find(|l| l.starts_with("general")).unwrap();
+    assert!(
+        general_row.split_whitespace().any(|c| c == "3"),
+        "{columns}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_is_known_busy_from_in_progress_before_any_list() {
+    let (env, _) = start("busy", "120").await;
+    env.apply_pool(&autoscaling_pool(
+        &env,
+        "ci",
+        &["self-hosted", "linux"],
+        1,
+        0,
+    ))
+    .await;
+    let id = env.wait_for_online_runners("ci", 1, T).await[0];
+    let lists = env.calls(LIST);
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        (env.fake.job(job)?.runner_id == Some(id)).then_some(())
+    })
+    .await;
+    wait_for(
+        "status to show the runner busy",
+        Duration::from_secs(10),
+        || async {
+            let s = env.pools().get("ci").await.ok()?.status?;
+            (s.busy_runners == 1 && s.idle_runners == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        env.calls(LIST),
+        lists,
+        "learnt from the webhook, not from a list"
+    );
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        1,
+        "min 1, busy 1, idle 0: no extra runner"
+    );
+    env.fake.finish_job(job).unwrap();
+    let replaced = env.wait_for_online_runners("ci", 1, T).await[0];
+    assert_ne!(
+        replaced, id,
+        "the finished runner is replaced to keep minRunners"
+    );
+}
+
+/// Posts `body` as `event`, signed with `secret` when given.
+async fn deliver(
+    url: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    signature: Option<String>,
+) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery);
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    request
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn queued_payload(job_id: u64, repository: &str, labels: &[&str]) -> Vec<u8> {
+    let (owner, name) = repository.split_once('/').unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "action": "queued",
+        "workflow_job": { "id": job_id, "run_id": 1, "labels": labels, "status": "queued",
+                          "runner_id": null, "runner_name": null },
+        "repository": { "id": 1, "name": name, "full_name": repository, "owner": { "login": owner } },
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_get_the_right_answers_and_count_once() {
+    let (env, url) = start("deliveries", "120").await;
+    env.apply_pool(&staying_offline(autoscaling_pool(
+        &env,
+        "ci",
+        &["self-hosted", "linux"],
+        0,
+        0,
+    )))
+    .await;
+    wait_for_ready(&env, "ci").await;
+    let sign = |body: &[u8]| Some(signature_256(SECRET, body));
+    let job = queued_payload(900_001, "acme/app", &["linux"]);
+
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-1", &job, None).await,
+        401,
+        "unsigned"
+    );
+    let forged = Some(signature_256("not-the-secret", &job));
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-2", &job, forged).await,
+        401,
+        "badly signed"
+    );
+    let mut tampered = job.clone();
+    tampered.push(b' ');
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-3", &tampered, sign(&job)).await,
+        401,
+        "body changed"
+    );
+    let huge = vec![b' '; (1 << 20) + 1];
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-4", &huge, sign(&huge)).await,
+        413,
+        "over 1 MiB"
+    );
+    let malformed = b"{\"action\":\"queued\",\"workflow_job\":{}}".to_vec();
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-5", &malformed, sign(&malformed)).await,
+        400
+    );
+    let ping = b"{\"zen\":\"Design for failure.\",\"hook_id\":1}".to_vec();
+    assert_eq!(deliver(&url, "ping", "d-6", &ping, sign(&ping)).await, 200);
+    assert_eq!(deliver(&url, "push", "d-7", &ping, sign(&ping)).await, 204);
+
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-8", &job, sign(&job)).await,
+        202
+    );
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-8", &job, sign(&job)).await,
+        202,
+        "same delivery again"
+    );
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-9", &job, sign(&job)).await,
+        202,
+        "same job, new delivery"
+    );
+    wait_for("one runner for the job", T, || async {
+        (env.live_pods("ci").await.len() == 1).then_some(())
+    })
+    .await;
+
+    let stranger = queued_payload(900_002, "acme/app", &["windows"]);
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-10", &stranger, sign(&stranger)).await,
+        202
+    );
+    let elsewhere = queued_payload(900_003, "other/app", &["linux"]);
+    assert_eq!(
+        deliver(&url, "workflow_job", "d-11", &elsewhere, sign(&elsewhere)).await,
+        202
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        1,
+        "the duplicates counted once, the strangers not at all"
+    );
+    assert_eq!(queued_jobs_status(&env, "ci").await, 1);
+    let m = metrics(&env).await;
+    for (result, n) in [
+        ("unauthorized", 3.0),
+        ("too_large", 1.0),
+        ("malformed", 1.0),
+        ("ping", 1.0),
+        ("ignored", 1.0),
+        ("accepted", 3.0),
+        ("duplicate", 2.0),
+    ] {
+        let series = format!("runnerpool_webhook_deliveries_total{{result=\"{result}\"}}");
+        assert_eq!(sample(&m, &series), n, "{series}\n{m}");
+    }
+    assert_eq!(
+        sample(&m, "runnerpool_webhook_unmatched_jobs_total"),
+        2.0,
+        "{m}"
+    );
+    let queued = format!(
+        "runnerpool_queued_jobs{{namespace=\"{}\",pool=\"ci\"}}",
+        env.ns
+    );
+    assert_eq!(sample(&m, &queued), 1.0, "{m}");
+    let admin = env.operator.listener_ports("admin")[0];
+    let on_admin = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{admin}/webhook"))
+        .body(job.clone())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(on_admin, 404, "the admin port does not serve webhooks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_webhooks_lost_a_pool_still_converges_from_the_list() {
+    // The default 2 s sync interval of the tests: the list is all there is.
+    let (env, _) = start("lost", "2").await;
+    env.fake.set_webhook(None);
+    env.apply_pool(&autoscaling_pool(
+        &env,
+        "ci",
+        &["self-hosted", "linux"],
+        0,
+        1,
+    ))
+    .await;
+    let first = env.wait_for_online_runners("ci", 1, T).await[0];
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        (env.fake.job(job)?.runner_id == Some(first)).then_some(())
+    })
+    .await;
+    // Busy from the list: busy 1 + idle 1.
+    let ids = env.wait_for_online_runners("ci", 2, T).await;
+    assert!(ids.contains(&first));
+    env.fake.finish_job(job).unwrap();
+    let ids = env.wait_for_online_runners("ci", 1, T).await;
+    assert!(!ids.contains(&first));
+    let pool = env.pools().get("ci").await.unwrap();
+    assert_eq!(pool.status.unwrap().queued_jobs, 0);
+    assert!(
+        !env.fake
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.status.is_some()),
+        "nothing was delivered"
+    );
+}
