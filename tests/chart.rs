@@ -188,6 +188,72 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
     );
 }
 
+/// The webhook listener: off by default; on, its own port, Service and
+/// (optionally) Ingress for `/webhook` only, the secret mounted from an
+/// existing Secret as a file.
+#[test]
+fn the_webhook_listener_is_exposed_on_its_own_port_when_enabled() {
+    let template = |values: &str, only: &str| {
+        helm(&[
+            "template",
+            "rp",
+            &chart(),
+            "--show-only",
+            only,
+            "--set",
+            values,
+        ])
+    };
+    let off = template("installId=x", "templates/webhook-service.yaml");
+    assert!(!off.status.success(), "no webhook Service by default");
+    let on = "webhook.enabled=true,webhook.secret.name=gh-webhook,webhook.ingress.enabled=true,webhook.ingress.host=runners.example.com";
+    let out = expect_success("helm template", &template(on, "templates/deployment.yaml"));
+    let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap();
+    for want in [
+        "--webhook-listen=0.0.0.0:9090",
+        "--webhook-secret-file=/etc/runnerpool/webhook/secret",
+        "--webhook-demand-ttl-seconds=600",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    let ports: Vec<_> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(ports, [("admin".into(), 8080), ("webhook".into(), 9090)]);
+    let volume = &pod.volumes.unwrap()[0];
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("gh-webhook")
+    );
+    let out = expect_success(
+        "helm template",
+        &template(on, "templates/webhook-service.yaml"),
+    );
+    let service: Service = serde_yaml::from_str(&out).expect("a Service");
+    let port = &service.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("webhook".into()))
+    );
+    let out = expect_success(
+        "helm template",
+        &template(on, "templates/webhook-ingress.yaml"),
+    );
+    let ingress: k8s_openapi::api::networking::v1::Ingress =
+        serde_yaml::from_str(&out).expect("an Ingress");
+    let rule = &ingress.spec.unwrap().rules.unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("runners.example.com"));
+    let paths = &rule.http.as_ref().unwrap().paths;
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0].path.as_deref(), Some("/webhook"));
+}
+
 #[test]
 fn bad_values_are_refused_by_the_schema() {
     let cases: &[(&[&str], &str)] = &[
@@ -214,6 +280,22 @@ fn bad_values_are_refused_by_the_schema() {
         (
             &["--set", "updateStrategy.type=Surge"],
             "/updateStrategy/type",
+        ),
+        (
+            &["--set", "webhook.enabled=true"],
+            "webhook.enabled needs webhook.secret.name",
+        ),
+        (
+            &[
+                "--set",
+                "webhook.enabled=true,webhook.secret.name=s,webhook.port=8080",
+            ],
+            "webhook.port must differ from the admin port",
+        ),
+        (&["--set", "webhook.port=0"], "/webhook/port"),
+        (
+            &["--set", "webhook.service.type=Mesh"],
+            "/webhook/service/type",
         ),
     ];
     for (args, expected) in cases {
