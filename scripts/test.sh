@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: what `make test` and CI run.
-# Builds the local control plane when it is missing (cached outside the repo),
+# Builds the local control plane and the lint tools when they are missing
+# (cached outside the repo),
 # installs the OpenAPI description the GitHub fake is checked against, runs a
 # short `make demo` (the README's first command must never break unseen),
 # starts one control plane for the suite, runs every Rust test and stops the
@@ -10,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 tests/cluster/cluster.sh build
+tests/cluster/tools.sh build   # actionlint, kube-score
 tests/fake-github/openapi/install.sh
 
 # The demo on its own cluster (target/demo-cluster, stopped by demo.sh), before

@@ -1,24 +1,46 @@
 //! The Helm chart (`charts/runnerpool-operator`) and the plain manifests
 //! rendered from it (`deploy/`): the CRD they ship is the generated one, the
 //! chart lints, installs, upgrades and uninstalls on the local control plane,
-//! and bad values are refused at install time by `values.schema.json`.
+//! and bad values are refused at install time by `values.schema.json`;
+//! kube-score finds nothing in the rendered chart but the documented exceptions.
 
 mod support;
 
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
-use support::cluster::{self, expect_success, fresh_namespace, helm, kubectl, repo_path, wait_for};
+use support::cluster::{
+    self, expect_success, fresh_namespace, helm, kubectl, lint_tool, repo_path, wait_for,
+};
 use support::operator::install_crd;
 
 const CHART: &str = "charts/runnerpool-operator";
 
 fn chart() -> String {
     repo_path(CHART).display().to_string()
+}
+
+/// The chart rendered as release `runnerpool-operator` in `runnerpool-system`
+/// (what deploy/ holds with no extra arguments).
+fn render_release(extra: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "runnerpool-operator",
+        chart.as_str(),
+        "--namespace",
+        "runnerpool-system",
+    ];
+    args.extend_from_slice(extra);
+    expect_success("helm template", &helm(&args))
 }
 
 /// A release name unique to this test run: cluster-scoped objects carry it.
@@ -45,17 +67,7 @@ fn the_chart_ships_the_generated_crd() {
 
 #[test]
 fn deploy_manifests_are_the_rendered_chart() {
-    let rendered = expect_success(
-        "helm template",
-        &helm(&[
-            "template",
-            "runnerpool-operator",
-            &chart(),
-            "--namespace",
-            "runnerpool-system",
-            "--include-crds",
-        ]),
-    );
+    let rendered = render_release(&["--include-crds"]);
     let expected = format!(
         "# Rendered by scripts/render-manifests.sh from charts/runnerpool-operator. Do not edit.\n{rendered}"
     );
@@ -140,7 +152,15 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
         Some(vec!["ALL".into()])
     );
     let resources = container.resources.clone().unwrap();
-    assert!(resources.requests.is_some() && resources.limits.is_some());
+    for (what, list) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        let list = list.as_ref().unwrap_or_else(|| panic!("no {what}"));
+        for resource in ["cpu", "memory", "ephemeral-storage"] {
+            assert!(list.contains_key(resource), "no {resource} in {what}");
+        }
+    }
     assert_eq!(
         container.image.as_deref(),
         Some("ghcr.io/runnerpool/runnerpool-operator:0.1.0"),
@@ -297,6 +317,10 @@ fn bad_values_are_refused_by_the_schema() {
             &["--set", "webhook.service.type=Mesh"],
             "/webhook/service/type",
         ),
+        (
+            &["--set", "networkPolicy.ingress.webhookPort=0"],
+            "/networkPolicy/ingress/webhookPort",
+        ),
     ];
     for (args, expected) in cases {
         let mut cmd = vec!["template", "rp", CHART];
@@ -421,9 +445,13 @@ async fn install_upgrade_and_uninstall_on_the_cluster() {
             &ns,
             "--reuse-values",
             "--set",
-            &format!("watchNamespace={watched},replicaCount=2"),
+            &format!("watchNamespace={watched},replicaCount=2,networkPolicy.enabled=true"),
         ]),
     );
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get(&full)
+        .await
+        .expect("the NetworkPolicy, accepted by the API server");
     let spec = deployments.get(&full).await.unwrap().spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let args = spec.template.spec.unwrap().containers[0]
@@ -479,5 +507,275 @@ async fn install_upgrade_and_uninstall_on_the_cluster() {
     expect_success(
         "the CRD outlives the release (helm never deletes CRDs)",
         &kubectl(&["get", "crd", "runnerpools.actions.runnerpool.dev"]),
+    );
+}
+
+/// kube-score checks the chart fails on purpose, and why (README, "What
+/// kube-score reports"). The test fails when any other check fails, and when
+/// one of these passes again (then drop it here and in the README).
+const KUBE_SCORE_LEFT: &[(&str, &str)] = &[
+    (
+        "container-image-pull-policy",
+        "IfNotPresent: releases are immutable version tags; Always would make every \
+         restart of the operator depend on the registry",
+    ),
+    (
+        "deployment-strategy",
+        "Recreate: with leader election a rolling update waits forever for a new pod \
+         that cannot become Ready while the old leader holds the Lease",
+    ),
+];
+
+/// Left with the default values only (deploy/); the HA rendering with the
+/// NetworkPolicy passes them.
+const KUBE_SCORE_LEFT_BY_DEFAULT: &[(&str, &str)] = &[
+    (
+        "deployment-replicas",
+        "one replica by default: a second one is a standby only (leader election), \
+         opt in with replicaCount: 2",
+    ),
+    (
+        "pod-networkpolicy",
+        "the NetworkPolicy is opt-in (networkPolicy.enabled): its egress rules need \
+         the cluster's API server address",
+    ),
+];
+
+struct KubeScore {
+    failed: BTreeSet<String>,
+    passed: BTreeSet<String>,
+    report: String,
+}
+
+/// Scores manifests with kube-score (built from Go modules by tests/cluster/tools.sh).
+fn kube_score(manifests: &str) -> KubeScore {
+    let mut child = Command::new(lint_tool("kube-score"))
+        .args([
+            "score",
+            "--kubernetes-version",
+            "v1.36",
+            "--enable-optional-test",
+            "container-seccomp-profile",
+            "--output-format",
+            "json",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kube-score");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifests.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let objects: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "kube-score printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut score = KubeScore {
+        failed: BTreeSet::new(),
+        passed: BTreeSet::new(),
+        report: String::new(),
+    };
+    for object in &objects {
+        let name = object["object_name"].as_str().unwrap_or_default();
+        for check in object["checks"].as_array().into_iter().flatten() {
+            if check["skipped"].as_bool() == Some(true) {
+                continue;
+            }
+            let id = check["check"]["id"].as_str().unwrap().to_string();
+            // Grades: 10 OK, 5 warning, 1 critical.
+            if check["grade"].as_i64() == Some(10) {
+                score.passed.insert(id);
+            } else {
+                score
+                    .report
+                    .push_str(&format!("{name}: {id}: {}\n", check["comments"]));
+                score.failed.insert(id);
+            }
+        }
+    }
+    score
+}
+
+fn ids(lists: &[&[(&str, &str)]]) -> BTreeSet<String> {
+    lists
+        .iter()
+        .flat_map(|l| l.iter().map(|(id, _)| id.to_string()))
+        .collect()
+}
+
+#[test]
+fn kube_score_finds_nothing_but_the_documented_exceptions() {
+    let default = std::fs::read_to_string(repo_path("deploy/runnerpool-operator.yaml")).unwrap();
+    let score = kube_score(&default);
+    assert_eq!(
+        score.failed,
+        ids(&[KUBE_SCORE_LEFT, KUBE_SCORE_LEFT_BY_DEFAULT]),
+        "kube-score on deploy/ (default values):\n{}",
+        score.report
+    );
+    for id in [
+        "container-resources",
+        "container-ephemeral-storage-request-and-limit",
+        "container-security-context-user-group-id",
+        "container-security-context-readonlyrootfilesystem",
+        "container-seccomp-profile",
+        "pod-probes",
+        "pod-probes-identical",
+        "container-image-tag",
+    ] {
+        assert!(
+            score.passed.contains(id),
+            "{id} not checked: {:?}",
+            score.passed
+        );
+    }
+
+    let ha = render_release(&[
+        "--set",
+        "replicaCount=2,networkPolicy.enabled=true,webhook.enabled=true,webhook.secret.name=hook",
+    ]);
+    let score = kube_score(&ha);
+    assert_eq!(
+        score.failed,
+        ids(&[KUBE_SCORE_LEFT]),
+        "kube-score on the HA rendering with the NetworkPolicy:\n{}",
+        score.report
+    );
+    for id in [
+        "pod-networkpolicy",
+        "networkpolicy-targets-pod",
+        "deployment-replicas",
+        "deployment-has-poddisruptionbudget",
+        "deployment-has-host-podantiaffinity",
+        "container-ephemeral-storage-request-and-limit",
+    ] {
+        assert!(
+            score.passed.contains(id),
+            "{id} not checked: {:?}",
+            score.passed
+        );
+    }
+}
+
+fn network_policy(set: &[&str]) -> Option<NetworkPolicy> {
+    let chart = chart();
+    let mut args = vec!["template", "rp", chart.as_str()];
+    args.extend_from_slice(set);
+    let out = expect_success("helm template", &helm(&args));
+    out.split("\n---")
+        .find(|doc| doc.contains("\nkind: NetworkPolicy\n"))
+        .map(|doc| serde_yaml::from_str(doc).expect("a NetworkPolicy"))
+}
+
+#[test]
+fn the_network_policy_admits_only_the_admin_and_webhook_ports() {
+    assert!(network_policy(&[]).is_none(), "off by default");
+    let policy = network_policy(&[
+        "--set",
+        "networkPolicy.enabled=true,networkPolicy.ingress.webhookPort=9443",
+        "--set-json",
+        r#"networkPolicy.ingress.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#,
+        "--set-json",
+        r#"networkPolicy.egress.github.cidrs=["140.82.112.0/20"]"#,
+    ])
+    .expect("a NetworkPolicy");
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_string(), "Egress".to_string()])
+    );
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"],
+        "rp"
+    );
+    let port_numbers =
+        |ports: &Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>| {
+            ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let port = match p.port.as_ref().unwrap() {
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => *n,
+                        other => panic!("a named port: {other:?}"),
+                    };
+                    (port, p.protocol.clone().unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 2, "{ingress:?}");
+    assert_eq!(port_numbers(&ingress[0].ports), [(8080, "TCP".to_string())]);
+    let metrics_from = ingress[0].from.as_ref().expect("scrapers only");
+    assert_eq!(
+        metrics_from[0]
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(port_numbers(&ingress[1].ports), [(9443, "TCP".to_string())]);
+    assert!(
+        ingress[1].from.is_none(),
+        "webhook deliveries from anywhere by default"
+    );
+
+    let egress = spec.egress.unwrap();
+    assert_eq!(egress.len(), 3, "API server, DNS, GitHub: {egress:?}");
+    let cidrs = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyEgressRule| {
+        rule.to
+            .iter()
+            .flatten()
+            .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        port_numbers(&egress[0].ports),
+        [(443, "TCP".to_string()), (6443, "TCP".to_string())]
+    );
+    assert_eq!(cidrs(&egress[0]), ["0.0.0.0/0", "::/0"]);
+    assert_eq!(
+        port_numbers(&egress[1].ports),
+        [(53, "UDP".to_string()), (53, "TCP".to_string())]
+    );
+    let dns = &egress[1].to.as_ref().unwrap()[0];
+    assert!(dns.namespace_selector.is_some() && dns.pod_selector.is_some());
+    assert_eq!(port_numbers(&egress[2].ports), [(443, "TCP".to_string())]);
+    assert_eq!(cidrs(&egress[2]), ["140.82.112.0/20"]);
+
+    // No webhook port: the admin port alone.
+    let policy = network_policy(&["--set", "networkPolicy.enabled=true"]).unwrap();
+    assert_eq!(policy.spec.unwrap().ingress.unwrap().len(), 1);
+    // The chart's own webhook listener is admitted on its port.
+    let policy = network_policy(&[
+        "--set",
+        "networkPolicy.enabled=true,webhook.enabled=true,webhook.secret.name=hook,webhook.port=9191",
+    ])
+    .unwrap();
+    let ingress = policy.spec.unwrap().ingress.unwrap();
+    assert_eq!(port_numbers(&ingress[1].ports), [(9191, "TCP".to_string())]);
+    // A CIDR that is not one is refused by the schema.
+    let out = helm(&[
+        "template",
+        "rp",
+        &chart(),
+        "--set",
+        "networkPolicy.enabled=true,networkPolicy.egress.apiServer.cidrs[0]=kubernetes.default",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/networkPolicy/egress/apiServer/cidrs/0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -15,6 +15,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
+# shellcheck source=go-build.sh
+. "$here/go-build.sh"
 
 cache_root=${RUNNERPOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/runnerpool-operator}
 version_key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_r${RIG_BUILD_REVISION}"
@@ -35,24 +37,11 @@ missing() { # name... ; true when any is missing from bin_dir
   return 1
 }
 
-go_build() { # module-dir out-dir ldflags package...
-  local mod=$1 out=$2 ldflags=$3
-  shift 3
-  (
-    cd "$here/go/$mod"
-    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
-    go build -trimpath -tags=notest,grpcnotrace -ldflags="-s -w $ldflags" -o "$out/" "$@"
-  )
-}
-
 build_group() { # group-name names... -- build command is chosen by group
   local group=$1
   shift
   missing "$@" || return 0
-  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
-    PATH=/usr/local/go/bin:$PATH
-  fi
-  command -v go >/dev/null || die "go is needed to build the control plane (none on PATH)"
+  use_local_go "the control plane"
   local tmp start
   tmp=$(mktemp -d "$cache_root/tmp.$group.XXXXXX")
   start=$(date +%s)

@@ -48,15 +48,26 @@ fn cluster_sh() -> PathBuf {
 /// Runs `tests/cluster/cluster.sh ARGS`; returns its stdout (a path), panics
 /// with its stderr.
 pub fn run_cluster_sh(args: &[&str]) -> PathBuf {
+    run_rig_script(&cluster_sh(), args)
+}
+
+/// The path of a lint tool built from Go modules by `tests/cluster/tools.sh`
+/// (actionlint, kube-score), built into the cache first if missing.
+pub fn lint_tool(name: &str) -> PathBuf {
+    run_rig_script(&repo_root().join("tests/cluster/tools.sh"), &["path", name])
+}
+
+fn run_rig_script(script: &Path, args: &[&str]) -> PathBuf {
+    let shown = script.strip_prefix(repo_root()).unwrap_or(script).display();
     let out = Command::new("bash")
-        .arg(cluster_sh())
+        .arg(script)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/cluster/cluster.sh: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     if !out.status.success() {
         panic!(
-            "tests/cluster/cluster.sh {} failed ({}):\n{}",
+            "{shown} {} failed ({}):\n{}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -65,7 +76,7 @@ pub fn run_cluster_sh(args: &[&str]) -> PathBuf {
     let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         !path.is_empty(),
-        "tests/cluster/cluster.sh {} printed nothing",
+        "{shown} {} printed nothing",
         args.join(" ")
     );
     PathBuf::from(path)
