@@ -22,6 +22,10 @@ pub enum ConnectionError {
     #[error("spec.github.apiUrl is not a usable URL: {0}")]
     BadApiUrl(String),
     #[error(
+        "spec.github.apiUrl {url:?} has no path: GitHub Enterprise Server's REST API is at {suggestion:?} (only api.github.com and api.SUBDOMAIN.ghe.com serve it at the root)"
+    )]
+    GhesWithoutApiPath { url: String, suggestion: String },
+    #[error(
         "Secret {secret:?} has neither key {TOKEN_KEY:?} nor the keys {APP_ID_KEY:?}, {INSTALLATION_ID_KEY:?} and {PRIVATE_KEY_KEY:?}"
     )]
     NoCredentials { secret: String },
@@ -63,10 +67,39 @@ pub fn endpoint(github: &GitHubSpec) -> Result<Endpoint, ConnectionError> {
             "{raw:?} is not an http(s) URL"
         )));
     }
+    if needs_api_path(&api_base) {
+        let mut suggestion = api_base.clone();
+        suggestion.set_path("/api/v3");
+        return Err(ConnectionError::GhesWithoutApiPath {
+            url: raw.to_string(),
+            suggestion: suggestion.as_str().to_string(),
+        });
+    }
     Ok(Endpoint {
         api_base,
         ca_bundle: github.ca_bundle.clone().filter(|b| !b.trim().is_empty()),
     })
+}
+
+/// A host's root that cannot be a REST API: GitHub Enterprise Server serves
+/// it under `/api/v3`; only github.com (`api.github.com`) and GHE.com
+/// (`api.SUBDOMAIN.ghe.com`) serve it at the root. Without this check such a
+/// URL reads as 404s, which look like wrong credentials. Loopback hosts are
+/// left alone (local proxies, test fakes).
+fn needs_api_path(api_base: &url::Url) -> bool {
+    if !matches!(api_base.path(), "" | "/") {
+        return false;
+    }
+    match api_base.host() {
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.to_ascii_lowercase();
+            let ghe_com = domain.starts_with("api.") && domain.ends_with(".ghe.com");
+            domain != "api.github.com" && domain != "localhost" && !ghe_com
+        }
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Reads a token, or a GitHub App's id, installation id and private key.
@@ -201,6 +234,34 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_ghes_url_without_api_path_gets_a_hint() {
+        let at = |url: &str| {
+            endpoint(&github(&format!(
+                "{{organization: a, apiUrl: '{url}', credentialsSecret: {{name: gh}}}}"
+            )))
+        };
+        let err = at("https://ghe.example.com/").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"https://ghe.example.com/api/v3\""),
+            "{err}"
+        );
+        assert!(at("https://10.1.2.3:8443").is_err());
+        for fine in [
+            "https://api.github.com",
+            "https://API.GitHub.com/",
+            "https://api.acme.ghe.com",
+            "https://ghe.example.com/api/v3",
+            "https://proxy.example.com/github",
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:1/",
+        ] {
+            assert!(at(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -584,6 +584,69 @@ async fn wrong_credentials_show_in_status_and_events() {
     assert!(env.live_pods("ci").await.is_empty());
 }
 
+/// A GitHub Enterprise Server URL without `/api/v3` is named as such, with the
+/// URL to use, not reported as wrong credentials (and nothing is sent there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghes_url_without_api_v3_is_an_invalid_spec_with_a_hint() {
+    let env = Env::start("ghes").await;
+    env.apply_pool(&pool_yaml(
+        "ci",
+        "organization: acme",
+        "https://ghe.example.invalid",
+        1,
+        &["linux"],
+        "",
+    ))
+    .await;
+    let (_, reason, message) = wait_for("Degraded", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(
+        message.contains("https://ghe.example.invalid/api/v3"),
+        "{message}"
+    );
+}
+
+/// A finished runner's pod and Secret go even while the pool cannot reach
+/// GitHub: their removal needs no GitHub call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_pods_are_cleaned_up_while_github_is_unreachable() {
+    let env = Env::start("offline").await;
+    env.apply_org_pool("ci", 1).await;
+    let id = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0).name_any();
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        (env.fake.job(job)?.runner_id == Some(id)).then_some(())
+    })
+    .await;
+    // GitHub goes away, and so do the credentials to reach it.
+    env.fake.set_unavailable(true);
+    env.secrets()
+        .delete("gh", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the pool to report it", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    env.fake.finish_job(job).unwrap();
+    wait_for("the finished pod and its Secret to go", T, || async {
+        let gone = env.pods().get_opt(&pod).await.ok()?.is_none()
+            && env.secrets().get_opt(&pod).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    assert!(
+        env.live_pods("ci").await.is_empty(),
+        "no runner is created without GitHub"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_rejected_by_the_api_server() {
     let env = Env::start("invalid").await;

@@ -232,7 +232,13 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
 
     let target = match connect(&pool, ctx).await {
         Ok(target) => target,
-        Err(unreachable) => return degraded(&pool, ctx, unreachable, None).await,
+        Err(unreachable) => {
+            // Finished runners need no GitHub call (GitHub removed them when
+            // their job ended): their pods and Secrets go regardless.
+            let plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
+            remove_finished_runners(&pool, ctx, &plan.remove).await?;
+            return degraded(&pool, ctx, unreachable, None).await;
+        }
     };
 
     let mut github_problem = None;
@@ -619,6 +625,36 @@ pub async fn remove_runner(
             }
         }
     }
+    delete_runner_objects(pool, ctx, removal).await?;
+    Ok(true)
+}
+
+/// Removes the runners of `removals` whose registration needs no DELETE
+/// (finished ones): their pods and Secrets only.
+async fn remove_finished_runners(
+    pool: &RunnerPool,
+    ctx: &Context,
+    removals: &[Removal],
+) -> Result<(), Error> {
+    let pool_uid = uid(pool);
+    for removal in removals.iter().filter(|r| !r.deregister) {
+        ctx.memory.with(&pool_uid, |m| {
+            m.expect_removed(&removal.name);
+            if let Some(id) = removal.runner_id {
+                m.github_runner_removed(id);
+            }
+        });
+        delete_runner_objects(pool, ctx, removal).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a runner's pod and Secret (those the removal names); already gone is fine.
+async fn delete_runner_objects(
+    pool: &RunnerPool,
+    ctx: &Context,
+    removal: &Removal,
+) -> Result<(), Error> {
     let namespace = pool.namespace().unwrap_or_default();
     let gone_ok = |r: Result<(), kube::Error>| match r {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -647,8 +683,8 @@ pub async fn remove_runner(
             reason: removal.reason.as_str(),
         })
         .inc();
-    debug!("runner removed");
-    Ok(true)
+    debug!(runner = %removal.name, "runner removed");
+    Ok(())
 }
 
 /// Reads a 404 on DELETE as "already gone" only if the scope still answers
