@@ -1005,14 +1005,8 @@ async fn runners_that_never_come_online_are_replaced_after_the_bootstrap_timeout
         1,
         &["linux"],
         "  bootstrapTimeoutSeconds: 30",
-    )
-    .replace(
-        "  template:\n    spec:",
-        &format!(
-            "  template:\n    metadata:\n      annotations: {{ {}: \"yes\" }}\n    spec:",
-            support::simulator::STAY_OFFLINE_ANNOTATION
-        ),
     );
+    let yaml = support::operator::staying_offline(&yaml);
     env.apply_pool(&yaml).await;
     let first = wait_for("a runner pod", T, || async {
         let pods = env.live_pods("ci").await;

@@ -7,68 +7,32 @@ mod support;
 
 use std::time::Duration;
 
-use fake_github::{WebhookConfig, signature_256};
+use fake_github::signature_256;
 use support::cluster::wait_for;
-use support::operator::{Base, Env, pool_yaml};
+use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
 const T: Duration = Duration::from_secs(40);
 const SECRET: &str = "webhook-test-secret";
 const LIST: &str = "GET /orgs/{org}/actions/runners";
 
-/// An operator with its webhook listener on and the default sync interval,
-/// and the fake sending it signed `workflow_job` deliveries. Returns the
-/// environment and the listener's URL.
 async fn start(prefix: &str, sync_interval: &str) -> (Env, String) {
-    let dir = support::cluster::repo_root().join("target/test-logs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join(format!("webhook-secret-{prefix}-{}", std::process::id()));
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let secret_file = secret_file.display().to_string();
-    let env = Env::start_with(
-        prefix,
-        &[
-            "--webhook-listen",
-            "127.0.0.1:0",
-            "--webhook-secret-file",
-            &secret_file,
-            "--github-sync-interval-seconds",
-            sync_interval,
-        ],
-    )
-    .await;
-    let port = wait_for("the webhook listener", T, || async {
-        env.operator.listener_ports("webhook").first().copied()
-    })
-    .await;
-    let url = format!("http://127.0.0.1:{port}/webhook");
-    env.fake.set_webhook(Some(WebhookConfig {
-        url: url.clone(),
-        secret: Some(SECRET.into()),
-    }));
-    (env, url)
+    Env::start_with_webhooks(prefix, SECRET, sync_interval, &[]).await
 }
 
-/// An autoscaling pool of organization `acme`; `extra_template` goes under the
-/// pod template's metadata.
+/// An autoscaling pool of organization `acme` (max 10, no scale-down delay).
 fn autoscaling_pool(env: &Env, name: &str, labels: &[&str], min: u32, idle: u32) -> String {
-    pool_yaml(name, "organization: acme", &env.api_url(Base::Root), 0, labels, "")
-        .replace(
-            "  replicas: 0\n",
-            &format!(
-                "  autoscaling: {{ minRunners: {min}, maxRunners: 10, idleRunners: {idle}, scaleDownDelaySeconds: 0 }}\n"
-            ),
-        )
-}
-
-/// Pods of this pool never come online, so no job is ever assigned to them:
-/// what the pool holds is exactly the demand routed to it.
-fn staying_offline(yaml: String) -> String {
-    yaml.replace(
-        "  template:\n    spec:",
-        &format!(
-            "  template:\n    metadata:\n      annotations: {{ {}: \"yes\" }}\n    spec:",
-            support::simulator::STAY_OFFLINE_ANNOTATION
+    autoscaling(
+        &pool_yaml(
+            name,
+            "organization: acme",
+            &env.api_url(Base::Root),
+            0,
+            labels,
+            "",
         ),
+        min,
+        10,
+        idle,
     )
 }
 
@@ -189,7 +153,7 @@ async fn a_burst_of_jobs_scales_a_pool_from_zero_and_back_to_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_go_to_exactly_one_of_two_pools_with_overlapping_labels() {
     let (env, _) = start("routing", "120").await;
-    env.apply_pool(&staying_offline(autoscaling_pool(
+    env.apply_pool(&staying_offline(&autoscaling_pool(
         &env,
         "general",
         &["linux"],
@@ -197,7 +161,7 @@ async fn jobs_go_to_exactly_one_of_two_pools_with_overlapping_labels() {
         0,
     )))
     .await;
-    env.apply_pool(&staying_offline(autoscaling_pool(
+    env.apply_pool(&staying_offline(&autoscaling_pool(
         &env,
         "gpu",
         &["linux", "GPU"],
@@ -334,7 +298,7 @@ fn queued_payload(job_id: u64, repository: &str, labels: &[&str]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_get_the_right_answers_and_count_once() {
     let (env, url) = start("deliveries", "120").await;
-    env.apply_pool(&staying_offline(autoscaling_pool(
+    env.apply_pool(&staying_offline(&autoscaling_pool(
         &env,
         "ci",
         &["self-hosted", "linux"],

@@ -478,3 +478,65 @@ spec:
 "#
     )
 }
+
+/// `yaml` (from [`pool_yaml`] with 0 replicas) autoscaling between `min` and
+/// `max` with `idle` idle runners and no scale-down delay.
+pub fn autoscaling(yaml: &str, min: u32, max: u32, idle: u32) -> String {
+    yaml.replace(
+        "  replicas: 0\n",
+        &format!(
+            "  autoscaling: {{ minRunners: {min}, maxRunners: {max}, idleRunners: {idle}, scaleDownDelaySeconds: 0 }}\n"
+        ),
+    )
+}
+
+/// `yaml` with pods the runner simulator never brings online (so no job is
+/// ever assigned to them).
+pub fn staying_offline(yaml: &str) -> String {
+    yaml.replace(
+        "  template:\n    spec:",
+        &format!(
+            "  template:\n    metadata:\n      annotations: {{ {}: \"yes\" }}\n    spec:",
+            simulator::STAY_OFFLINE_ANNOTATION
+        ),
+    )
+}
+
+impl Env {
+    /// Like [`Env::start_with`], with the operator's webhook listener on
+    /// (secret `secret`, sync interval `sync_interval` seconds, plus `extra`
+    /// flags) and the fake sending it signed `workflow_job` deliveries.
+    /// Returns the listener's URL too.
+    pub async fn start_with_webhooks(
+        prefix: &str,
+        secret: &str,
+        sync_interval: &str,
+        extra: &[&str],
+    ) -> (Env, String) {
+        let dir = cluster::repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let secret_file = dir.join(format!("webhook-secret-{prefix}-{}", std::process::id()));
+        std::fs::write(&secret_file, format!("{secret}\n")).expect("secret file");
+        let secret_file = secret_file.display().to_string();
+        let mut args = vec![
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-secret-file",
+            &secret_file,
+            "--github-sync-interval-seconds",
+            sync_interval,
+        ];
+        args.extend_from_slice(extra);
+        let env = Env::start_with(prefix, &args).await;
+        let port = wait_for("the webhook listener", Duration::from_secs(40), || async {
+            env.operator.listener_ports("webhook").first().copied()
+        })
+        .await;
+        let url = format!("http://127.0.0.1:{port}/webhook");
+        env.fake.set_webhook(Some(fake_github::WebhookConfig {
+            url: url.clone(),
+            secret: Some(secret.into()),
+        }));
+        (env, url)
+    }
+}
