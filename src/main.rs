@@ -199,8 +199,10 @@ async fn kube_client(
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
+    // First, so a missing webhook secret is the error reported, whatever else.
+    let mut feed = start_webhook_listener(&args, &metrics).await?;
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
     let observed = metrics.clone();
     let github = Arc::new(CachingConnector::new(ClientOptions {
         request_timeout: Duration::from_secs(args.github_timeout_seconds.max(1)),
@@ -216,7 +218,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..ClientOptions::default()
     }));
     let ready = Arc::new(AtomicBool::new(false));
-    let mut feed = start_webhook_listener(&args, &metrics).await?;
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
     info!(address = %listener.local_addr()?, "admin listener serving /healthz, /readyz and /metrics");

@@ -130,18 +130,6 @@ async fn readyz(port: u16) -> Option<u16> {
     Some(resp.status().as_u16())
 }
 
-/// The admin ports the operators of one log file listen on.
-fn admin_ports(logs: &str) -> Vec<u16> {
-    logs.lines()
-        .filter(|l| l.contains("admin listener serving"))
-        .filter_map(|l| {
-            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
-            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let mut env = Env::start_with(
@@ -160,7 +148,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         &["--leader-elect", "--leader-election-identity", "second"],
     );
     let ports = wait_for("both admin listeners", Duration::from_secs(20), || async {
-        let ports = admin_ports(&env.operator.logs());
+        let ports = env.operator.listener_ports("admin");
         (ports.len() == 2).then_some(ports)
     })
     .await;

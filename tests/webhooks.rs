@@ -450,3 +450,29 @@ async fn with_webhooks_lost_a_pool_still_converges_from_the_list() {
         "nothing was delivered"
     );
 }
+
+/// The listener without a secret does not start: the operator stops at once
+/// and says what to set.
+#[test]
+fn the_listener_without_a_secret_is_a_clear_startup_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnerpool-operator"))
+        .args([
+            "run",
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUNNERPOOL_WEBHOOK_SECRET")
+        .env_remove("RUNNERPOOL_WEBHOOK_SECRET_FILE")
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let output =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        output.contains("--webhook-listen needs a secret: set --webhook-secret-file or RUNNERPOOL_WEBHOOK_SECRET"),
+        "{output}"
+    );
+}
