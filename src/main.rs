@@ -66,8 +66,8 @@ struct RunArgs {
     )]
     github_sync_interval_seconds: u64,
 
-    /// Seconds a deleted pool waits for GitHub (unreachable, busy runners)
-    /// before it is released with a Warning event.
+    /// Seconds a deleted pool waits for an unreachable GitHub before it is
+    /// released with a Warning event (busy runners are waited for without limit).
     #[arg(
         long,
         env = "RUNNERPOOL_CLEANUP_TIMEOUT_SECONDS",

@@ -21,6 +21,11 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "runnerpool-operator";
 /// The pool a pod or Secret belongs to (the pool's name).
 pub const POOL_LABEL: &str = "actions.runnerpool.dev/pool";
+/// The UID of the pool a pod or Secret belongs to. Runner pods carry no
+/// ownerReference to their pool (the garbage collector would then delete busy
+/// runners with it); this label is their tie to the pool, and tells runners of
+/// a deleted pool from those of a new pool of the same name.
+pub const POOL_UID_LABEL: &str = "actions.runnerpool.dev/pool-uid";
 /// The GitHub runner id a pod or Secret stands for.
 pub const RUNNER_ID_LABEL: &str = "actions.runnerpool.dev/runner-id";
 /// Hash of the custom labels last set on the runner, so label changes are
@@ -122,25 +127,34 @@ fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, String> 
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (POOL_LABEL.to_string(), pool.name_any()),
+        (
+            POOL_UID_LABEL.to_string(),
+            pool.metadata.uid.clone().unwrap_or_default(),
+        ),
         (RUNNER_ID_LABEL.to_string(), runner_id.to_string()),
     ])
 }
 
-/// The label selector that finds every pod and Secret of a pool.
-pub fn pool_selector(pool_name: &str) -> String {
-    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{POOL_LABEL}={pool_name}")
+/// The UID of the pool a pod or Secret belongs to, by its label.
+pub fn pool_uid_of<K: Resource>(object: &K) -> Option<&str> {
+    object
+        .meta()
+        .labels
+        .as_ref()?
+        .get(POOL_UID_LABEL)
+        .map(String::as_str)
 }
 
-/// The Secret that holds one runner's JIT configuration. It is owned by the
-/// pool (so it outlives its pod and tells the operator which registration to
-/// remove when the pod vanishes) and immutable (a config is used once).
+/// The Secret that holds one runner's JIT configuration, immutable (a config
+/// is used once). It is created before its pod (the pod reads it at start)
+/// and then given an ownerReference to the pod ([`secret_owner_patch`]), so it
+/// goes with the pod and never before it.
 pub fn runner_secret(pool: &RunnerPool, jit: &JitConfig) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(jit.runner.name.clone()),
             namespace: pool.namespace(),
             labels: Some(runner_labels(pool, jit.runner.id)),
-            owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
         immutable: Some(true),
@@ -153,8 +167,25 @@ pub fn runner_secret(pool: &RunnerPool, jit: &JitConfig) -> Secret {
     }
 }
 
+/// The merge patch that makes a runner's Secret a dependent of its pod.
+pub fn secret_owner_patch(pod: &Pod) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": pod.metadata.name,
+                "uid": pod.metadata.uid,
+                "controller": true,
+            }]
+        }
+    })
+}
+
 /// The pod of one runner, from the pool's template. The `runner` container gets
-/// the JIT configuration from the runner's Secret, never as a literal.
+/// the JIT configuration from the runner's Secret, never as a literal. It has
+/// no ownerReference: nothing but the operator, which asks GitHub first, may
+/// delete a runner's pod (see [`POOL_UID_LABEL`]).
 pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_hash: &str) -> Pod {
     let template = &pool.spec.template;
     let template_meta = template.metadata.clone().unwrap_or_default();
@@ -197,7 +228,6 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
             namespace: pool.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
         spec: Some(spec),
@@ -303,7 +333,7 @@ spec:
     }
 
     #[test]
-    fn pod_and_secret_are_marked_and_owned_by_the_pool() {
+    fn pod_and_secret_are_marked_by_label_and_not_owned_by_the_pool() {
         let pool = pool_from_yaml(POOL);
         let pod = runner_pod(&pool, "ci-abcde", 42, "hash1");
         let labels = pod.metadata.labels.as_ref().unwrap();
@@ -317,9 +347,11 @@ spec:
             Some("hash1")
         );
         assert_eq!(pod.metadata.namespace.as_deref(), Some("builds"));
-        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!(owner.kind, "RunnerPool");
-        assert_eq!(owner.controller, Some(true));
+        assert!(
+            pod.metadata.owner_references.is_none(),
+            "the garbage collector must never reach a runner pod through its pool"
+        );
+        assert_eq!(pool_uid_of(&pod), pool.metadata.uid.as_deref());
         assert_eq!(runner_id_of(&pod), Some(42));
 
         let secret = runner_secret(&pool, &jit("ci-abcde", 42));
@@ -330,10 +362,16 @@ spec:
             secret.data.as_ref().unwrap()[JIT_CONFIG_KEY].0,
             b"c2VjcmV0LWNvbmZpZw==".to_vec()
         );
-        assert_eq!(
-            secret.metadata.owner_references.as_ref().unwrap()[0].uid,
-            pool.metadata.uid.clone().unwrap()
-        );
+        assert!(secret.metadata.owner_references.is_none());
+        assert_eq!(pool_uid_of(&secret), pool.metadata.uid.as_deref());
+
+        let mut created = pod.clone();
+        created.metadata.uid = Some("pod-uid".into());
+        let patch = secret_owner_patch(&created);
+        let owner = &patch["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Pod");
+        assert_eq!(owner["name"], "ci-abcde");
+        assert_eq!(owner["uid"], "pod-uid");
     }
 
     #[test]

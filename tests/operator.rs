@@ -275,9 +275,9 @@ async fn deleted_and_evicted_pods_are_deregistered_and_replaced() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_runner_is_never_deleted_on_scale_down() {
-    let env = Env::start("busy").await;
+/// Pool `ci` with two online runners, one of them running a job: returns the
+/// job and the busy runner's id.
+async fn pool_with_a_busy_runner(env: &Env) -> (u64, u64) {
     env.apply_org_pool("ci", 2).await;
     env.wait_for_online_runners("ci", 2, T).await;
     let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
@@ -285,6 +285,13 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
         env.fake.job(job)?.runner_id
     })
     .await;
+    (job, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_is_never_deleted_on_scale_down() {
+    let env = Env::start("busy").await;
+    let (job, busy) = pool_with_a_busy_runner(&env).await;
     // Let a GitHub list show the busy flag, then scale to zero.
     tokio::time::sleep(Duration::from_secs(3)).await;
     env.apply_org_pool("ci", 0).await;
@@ -1146,4 +1153,142 @@ async fn converges_to_runners_equal_pods_after_chaos() {
     )
     .await;
     assert_eq!(ids.len(), 5);
+}
+
+/// The DELETE requests the fake saw for runner `id`, from its request log.
+fn deletes_of(env: &Env, id: u64) -> usize {
+    let suffix = format!("/actions/runners/{id}");
+    env.fake
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with(&suffix))
+        .count()
+}
+
+/// Item 1 of issue 10: a busy runner's pod and registration survive the
+/// deletion of its pool, in every propagation mode and for longer than the
+/// cleanup timeout, while the pool shows it is waiting; once the job ends,
+/// nothing is left: registrations == pods == Secrets == 0.
+async fn a_busy_runner_survives_pool_deletion(prefix: &str, propagation: Option<&str>) {
+    let env = Env::start(prefix).await;
+    let (job, busy) = pool_with_a_busy_runner(&env).await;
+    let busy_pod = env
+        .live_pods("ci")
+        .await
+        .into_iter()
+        .find(|p| runner_id(p) == busy)
+        .unwrap()
+        .name_any();
+
+    let mut args = vec!["delete", "runnerpool", "ci", "-n", &env.ns, "--wait=false"];
+    let cascade = propagation.map(|p| format!("--cascade={p}"));
+    args.extend(cascade.as_deref());
+    support::cluster::expect_success("kubectl delete", &kubectl(&args));
+
+    let org = fake_github::Scope::org("acme");
+    wait_for("the idle runner to be removed", T, || async {
+        let runners = env.fake.runners(&org);
+        let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+        (runners.len() == 1 && pods.len() == 1).then_some(())
+    })
+    .await;
+    // The job outlasts the operator's 15 s cleanup timeout: GitHub answers,
+    // so the timeout does not apply.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        let pod = env.pods().get_opt(&busy_pod).await.unwrap();
+        assert!(
+            pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+            "the busy runner's pod was deleted mid-job"
+        );
+        assert!(
+            env.secrets().get_opt(&busy_pod).await.unwrap().is_some(),
+            "the busy runner's Secret was deleted mid-job"
+        );
+        assert!(env.fake.runner(busy).is_some_and(|r| r.busy));
+        assert!(
+            env.pools().get_opt("ci").await.unwrap().is_some(),
+            "the pool was released while a runner was busy"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let (_, reason, message) = wait_for("the pool to show it waits", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Ready").filter(|c| c.1 == "WaitingForJobs")
+    })
+    .await;
+    assert!(message.contains("1 running job"), "{reason}: {message}");
+    let events =
+        String::from_utf8_lossy(&kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]).stdout)
+            .into_owned();
+    assert!(
+        events.contains("Waiting for 1 running job(s)"),
+        "an event names the jobs still running"
+    );
+
+    env.fake.finish_job(job).unwrap();
+    env.wait_for_pool_gone("ci", T).await;
+    wait_for("registrations == pods == Secrets == 0", T, || async {
+        let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+        let secrets = env
+            .secrets()
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+            .ok()?
+            .items;
+        (env.fake.runners(&org).is_empty() && pods.is_empty() && secrets.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        deletes_of(&env, busy),
+        0,
+        "a DELETE was sent for the busy runner"
+    );
+    assert_eq!(env.fake.busy_delete_attempts(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_survives_background_pool_deletion() {
+    a_busy_runner_survives_pool_deletion("del-background", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_survives_foreground_pool_deletion() {
+    a_busy_runner_survives_pool_deletion("del-foreground", Some("foreground")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_survives_orphan_pool_deletion() {
+    a_busy_runner_survives_pool_deletion("del-orphan", Some("orphan")).await;
+}
+
+/// Item 2 of issue 10: the credentials Secret deleted together with the pool
+/// (`kubectl delete -f dir/`, a GitOps prune) still lets the operator remove
+/// every registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_credentials_with_the_pool_still_removes_the_registrations() {
+    let env = Env::start("del-creds").await;
+    env.apply_org_pool("ci", 2).await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    let args = [
+        "delete",
+        "-n",
+        &env.ns,
+        "secret/gh",
+        "runnerpool/ci",
+        "--wait=false",
+    ];
+    support::cluster::expect_success("kubectl delete", &kubectl(&args));
+    env.wait_for_pool_gone("ci", T).await;
+    assert!(
+        env.fake
+            .runners(&fake_github::Scope::org("acme"))
+            .is_empty(),
+        "registrations were left on GitHub"
+    );
+    let events =
+        String::from_utf8_lossy(&kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]).stdout)
+            .into_owned();
+    assert!(!events.contains("CleanupIncomplete"), "{events}");
 }

@@ -1,13 +1,18 @@
-//! Deleting a pool: every runner leaves GitHub, then its pod and Secret go.
+//! Deleting a pool: every idle runner leaves GitHub at once, busy runners are
+//! waited for (however long their jobs take), then pods and Secrets go.
 //!
-//! Busy runners are waited for. GitHub being unreachable, or the credentials
-//! being gone, never wedges the deletion: after the cleanup timeout (counted
-//! from the deletion request) the finalizer is released with a Warning event
-//! naming what may be left on GitHub.
+//! Runner pods carry no ownerReference to their pool, so no propagation mode
+//! (background, foreground, orphan) lets the garbage collector reach a busy
+//! runner; this finalizer is what removes them. While busy runners remain the
+//! pool says so (`Ready` False, reason `WaitingForJobs`, and an event naming
+//! how many jobs still run). Only when GitHub cannot be reached (or the
+//! credentials are gone and no earlier connection is remembered) is the pool
+//! released after the cleanup timeout, with a Warning event; what it leaves
+//! behind is then collected by the installation-wide sweep.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -15,129 +20,253 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::plan::{Removal, RemovalReason};
-use super::reconcile::{connect, observe, remove_runner};
-use super::{Context, Error, uid};
+use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
+use super::reconcile::{Target, apply_status, connect, observe, remove_runner};
+use super::{Context, Error, status, uid};
 use crate::RunnerPool;
-use crate::github::GitHubError;
+use crate::github::Runner;
 use crate::runner;
 
 pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
-    let deleted_at = pool
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or_else(Timestamp::now);
-    let waited =
-        Duration::try_from(Timestamp::now().duration_since(deleted_at)).unwrap_or_default();
-    let out_of_time = waited >= ctx.settings.cleanup_timeout;
-
-    let outcome = remove_everything(&pool, ctx).await;
-    let remaining = match &outcome {
+    let pool_uid = uid(&pool);
+    match remove_everything(&pool, ctx).await {
         Ok(0) => {
             info!(pool = %pool.name_any(), "all runners removed");
-            ctx.memory.forget(&uid(&pool));
-            ctx.metrics
-                .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());
-            return Ok(Action::await_change());
+            release(&pool, ctx);
+            Ok(Action::await_change())
         }
-        Ok(n) => *n,
-        Err(_) => usize::MAX,
-    };
-    if out_of_time {
-        let why = match &outcome {
-            Err(message) => message.clone(),
-            Ok(n) => format!("{n} runner(s) still busy"),
-        };
-        warn!(pool = %pool.name_any(), %why, "giving up on cleanup after the timeout");
-        ctx.event(
-            &pool,
-            EventType::Warning,
-            "CleanupIncomplete",
-            "Delete",
-            format!(
-                "Released the pool after {}s without removing every runner from GitHub ({why}); leftover registrations carry label {} and can be removed by hand",
-                ctx.settings.cleanup_timeout.as_secs(),
-                runner::ownership_label(&ctx.settings.install_id, &uid(&pool)),
-            ),
-        )
-        .await;
-        ctx.memory.forget(&uid(&pool));
-        ctx.metrics
-            .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());
-        return Ok(Action::await_change());
+        Ok(busy) => {
+            // GitHub answers: wait for the jobs, however long they take.
+            let announce = ctx.memory.with(&pool_uid, |m| {
+                m.unreachable_since = None;
+                let key = format!("{}/{busy}", status::WAITING_FOR_JOBS);
+                let announce = m.announced.as_deref() != Some(key.as_str());
+                m.announced = Some(key);
+                announce
+            });
+            if announce {
+                ctx.event(
+                    &pool,
+                    EventType::Normal,
+                    status::WAITING_FOR_JOBS,
+                    "Delete",
+                    format!(
+                        "Waiting for {busy} running job(s) to finish before removing their runners; idle runners were removed"
+                    ),
+                )
+                .await;
+            }
+            write_waiting_status(&pool, ctx, busy as u32).await?;
+            Err(Error::CleanupPending(busy))
+        }
+        Err(why) => {
+            let since = ctx.memory.with(&pool_uid, |m| {
+                *m.unreachable_since.get_or_insert_with(Instant::now)
+            });
+            if since.elapsed() < ctx.settings.cleanup_timeout {
+                warn!(pool = %pool.name_any(), %why, "cannot remove the deleted pool's runners yet");
+                return Err(Error::CleanupPending(1));
+            }
+            warn!(pool = %pool.name_any(), %why, "giving up on cleanup: GitHub unreachable for the cleanup timeout");
+            ctx.event(
+                &pool,
+                EventType::Warning,
+                "CleanupIncomplete",
+                "Delete",
+                format!(
+                    "Released the pool after GitHub was unreachable for {}s ({why}); no runner pod was deleted while its runner might be busy, and registrations left behind carry label {} and are removed by the operator's sweep once GitHub answers",
+                    ctx.settings.cleanup_timeout.as_secs(),
+                    runner::ownership_label(&ctx.settings.install_id, &pool_uid),
+                ),
+            )
+            .await;
+            release(&pool, ctx);
+            Ok(Action::await_change())
+        }
     }
-    Err(Error::CleanupPending(if remaining == usize::MAX {
-        1
-    } else {
-        remaining
-    }))
 }
 
-/// Removes every runner of the pool it can. Returns how many remain (busy),
-/// or why GitHub could not be asked.
+fn release(pool: &RunnerPool, ctx: &Context) {
+    ctx.memory.forget(&uid(pool));
+    ctx.metrics
+        .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());
+}
+
+async fn write_waiting_status(pool: &RunnerPool, ctx: &Context, busy: u32) -> Result<(), Error> {
+    let new = status::waiting_for_jobs(
+        pool.status.as_ref(),
+        pool.metadata.generation,
+        busy,
+        Timestamp::now(),
+    );
+    apply_status(pool, ctx, &new).await
+}
+
+/// The GitHub connection for the deleted pool: a fresh one, or the last one
+/// that worked when the credentials Secret is already gone.
+async fn target(pool: &RunnerPool, ctx: &Context) -> Result<Arc<Target>, String> {
+    match connect(pool, ctx).await {
+        Ok(target) => Ok(Arc::new(target)),
+        Err(unreachable) => ctx
+            .memory
+            .with(&uid(pool), |m| m.target.clone())
+            .ok_or(unreachable.message),
+    }
+}
+
+/// Removes every runner of the pool it can. Returns how many remain busy, or
+/// why GitHub could not be asked.
 async fn remove_everything(pool: &RunnerPool, ctx: &Context) -> Result<usize, String> {
-    let target = connect(pool, ctx).await.map_err(|u| u.message)?;
+    let target = target(pool, ctx).await?;
     let ownership = runner::ownership_label(&ctx.settings.install_id, &uid(pool));
     let runners = target
         .api
         .list_runners(&target.scope)
         .await
-        .map_err(|e| format!("cannot list runners: {e}"))?;
-
-    // name → (runner id, has pod, has Secret)
-    let mut all: BTreeMap<String, (Option<u64>, bool, bool)> = BTreeMap::new();
+        .map_err(|e| format!("cannot list runners of {}: {e}", target.scope))?;
     let (pods, secrets) = observe(pool, ctx);
-    for pod in &pods {
-        let entry = all.entry(pod.name.clone()).or_default();
-        entry.1 = true;
-        entry.0 = entry.0.or(pod.runner_id);
-    }
-    for secret in &secrets {
-        let entry = all.entry(secret.name.clone()).or_default();
-        entry.2 = true;
-        entry.0 = entry.0.or(secret.runner_id);
-    }
-    for r in runners.iter().filter(|r| r.has_label(&ownership)) {
-        all.entry(r.name.clone()).or_default().0 = Some(r.id);
-    }
+    let (removals, mut busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
 
-    let mut remaining = 0;
     let mut failure = None;
-    for (name, (runner_id, pod, secret)) in all {
-        // Known busy runners are not even asked about: their job is waited for.
-        if runner_id.is_some_and(|id| runners.iter().any(|r| r.id == id && r.busy)) {
-            remaining += 1;
-            continue;
-        }
-        let removal = Removal {
-            name,
-            runner_id,
-            reason: RemovalReason::ScaleDown,
-            deregister: true,
-            pod,
-            secret,
-        };
+    for removal in removals {
         match remove_runner(pool, &target.api, &target.scope, ctx, &removal).await {
             Ok(true) => {}
-            Ok(false) => remaining += 1,
-            Err(Error::GitHub(
-                e @ (GitHubError::Unavailable(_)
-                | GitHubError::Server { .. }
-                | GitHubError::RateLimited { .. }),
-            )) => {
-                failure.get_or_insert(format!("GitHub: {e}"));
-                remaining += 1;
-            }
+            Ok(false) => busy += 1,
             Err(e) => {
                 failure.get_or_insert(e.to_string());
-                remaining += 1;
             }
         }
     }
     match failure {
         Some(message) => Err(message),
-        None => Ok(remaining),
+        None => Ok(busy),
+    }
+}
+
+/// What deleting a pool removes now, and how many busy runners it waits for.
+/// `runners` is a fresh list of the pool's scope: a runner busy there is not
+/// even asked about, one absent from it needs no DELETE.
+pub fn plan_cleanup(
+    pods: &[PodView],
+    secrets: &[SecretView],
+    runners: &[Runner],
+    ownership: &str,
+) -> (Vec<Removal>, usize) {
+    // name → (runner id, pod phase, has Secret)
+    let mut all: BTreeMap<&str, (Option<u64>, Option<PodPhase>, bool)> = BTreeMap::new();
+    for pod in pods {
+        let entry = all.entry(&pod.name).or_default();
+        entry.0 = entry.0.or(pod.runner_id);
+        entry.1 = Some(pod.phase);
+    }
+    for secret in secrets {
+        let entry = all.entry(&secret.name).or_default();
+        entry.0 = entry.0.or(secret.runner_id);
+        entry.2 = true;
+    }
+    for r in runners.iter().filter(|r| r.has_label(ownership)) {
+        all.entry(&r.name).or_default().0 = Some(r.id);
+    }
+
+    let mut removals = Vec::new();
+    let mut busy = 0;
+    for (name, (runner_id, phase, secret)) in all {
+        let registered = runner_id.and_then(|id| runners.iter().find(|r| r.id == id));
+        if registered.is_some_and(|r| r.busy) {
+            busy += 1;
+            continue;
+        }
+        removals.push(Removal {
+            name: name.to_string(),
+            runner_id,
+            reason: match phase {
+                Some(PodPhase::Succeeded) => RemovalReason::Finished,
+                Some(PodPhase::Failed) => RemovalReason::Failed,
+                Some(_) => RemovalReason::ScaleDown,
+                None if secret => RemovalReason::Vanished,
+                None => RemovalReason::Orphan,
+            },
+            deregister: registered.is_some(),
+            pod: phase.is_some(),
+            secret,
+        });
+    }
+    (removals, busy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::{LabelType, RunnerLabel, RunnerStatus};
+
+    const OWNER: &str = "runnerpool-abc";
+
+    fn pod(name: &str, id: u64, phase: PodPhase) -> PodView {
+        PodView {
+            name: name.into(),
+            runner_id: Some(id),
+            phase,
+            deleting: false,
+            created: Timestamp::from_second(1_700_000_000).unwrap(),
+            started: None,
+            labels_hash: None,
+        }
+    }
+
+    fn secret(name: &str, id: u64) -> SecretView {
+        SecretView {
+            name: name.into(),
+            runner_id: Some(id),
+        }
+    }
+
+    fn runner(name: &str, id: u64, busy: bool, mark: &str) -> Runner {
+        Runner {
+            id,
+            name: name.into(),
+            os: "linux".into(),
+            status: RunnerStatus::Online,
+            busy,
+            ephemeral: true,
+            runner_group_id: Some(1),
+            labels: vec![RunnerLabel {
+                id: None,
+                name: mark.into(),
+                kind: LabelType::Custom,
+            }],
+        }
+    }
+
+    #[test]
+    fn busy_runners_are_waited_for_and_everything_else_goes() {
+        let pods = [
+            pod("busy", 1, PodPhase::Running),
+            pod("idle", 2, PodPhase::Running),
+            pod("done", 3, PodPhase::Succeeded),
+        ];
+        let secrets = [secret("busy", 1), secret("idle", 2), secret("lost", 4)];
+        let runners = [
+            runner("busy", 1, true, OWNER),
+            runner("idle", 2, false, OWNER),
+            runner("lost", 4, false, OWNER),
+            runner("orphan", 5, false, OWNER),
+            runner("foreign", 6, false, "someone-else"),
+        ];
+        let (removals, busy) = plan_cleanup(&pods, &secrets, &runners, OWNER);
+        assert_eq!(busy, 1);
+        let got: Vec<_> = removals
+            .iter()
+            .map(|r| (r.name.as_str(), r.reason, r.deregister, r.pod, r.secret))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("done", RemovalReason::Finished, false, true, false),
+                ("idle", RemovalReason::ScaleDown, true, true, true),
+                ("lost", RemovalReason::Vanished, true, false, true),
+                ("orphan", RemovalReason::Orphan, true, false, false),
+            ],
+            "the busy runner is not even asked about; a finished one needs no DELETE"
+        );
     }
 }

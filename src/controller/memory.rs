@@ -9,12 +9,13 @@
 //! GitHub again and the caches are complete by then.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::plan::GitHubView;
+use super::plan::{GitHubView, PodView, SecretView};
+use super::reconcile::Target;
 use crate::github::{Runner, RunnerLabel};
 
 /// How long an expectation is trusted before the caches are believed again.
@@ -24,6 +25,10 @@ const EXPECTATION_TTL: Duration = Duration::from_secs(60);
 pub struct PoolMemory {
     creating: BTreeMap<String, Instant>,
     removing: BTreeMap<String, Instant>,
+    /// The runner id of every pod and Secret seen, until the runner is
+    /// removed: a Secret goes with its pod, so once both vanished this is the
+    /// only record of which registration to delete.
+    known: BTreeMap<String, u64>,
     /// Pods whose start time was already recorded in the metrics.
     started: BTreeSet<String>,
     pub github: Option<GitHubView>,
@@ -32,6 +37,12 @@ pub struct PoolMemory {
     /// Condition reasons already announced with an event, so a lasting problem
     /// is reported once rather than on every retry.
     pub announced: Option<String>,
+    /// The last connection to GitHub that worked, so a deleted pool's runners
+    /// can still be removed when its credentials Secret went first (a
+    /// namespace deletion, `kubectl delete -f dir/`, a GitOps prune).
+    pub target: Option<Arc<Target>>,
+    /// Since when a deleted pool's cleanup could not reach GitHub.
+    pub unreachable_since: Option<Instant>,
 }
 
 impl PoolMemory {
@@ -57,6 +68,47 @@ impl PoolMemory {
 
     pub fn forget_removed(&mut self, name: &str) {
         self.removing.remove(name);
+    }
+
+    /// Records the runners seen and returns those known before whose pod and
+    /// Secret are both gone from the caches.
+    pub fn vanished(&mut self, pods: &[PodView], secrets: &[SecretView]) -> Vec<SecretView> {
+        let seen: BTreeSet<&str> = pods
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(secrets.iter().map(|s| s.name.as_str()))
+            .collect();
+        let mut gone: Vec<SecretView> = self
+            .known
+            .iter()
+            .filter(|(name, _)| !seen.contains(name.as_str()))
+            .map(|(name, id)| SecretView {
+                name: name.clone(),
+                runner_id: Some(*id),
+            })
+            .collect();
+        gone.retain(|g| !self.creating.contains_key(&g.name));
+        // What is being removed (by this process or by someone deleting a
+        // pod) is not recorded anew: a runner removed here is forgotten.
+        let records = pods
+            .iter()
+            .filter(|p| !p.deleting)
+            .map(|p| (&p.name, p.runner_id))
+            .chain(secrets.iter().map(|s| (&s.name, s.runner_id)));
+        for (name, id) in records {
+            if self.removing.contains_key(name) {
+                continue;
+            }
+            if let Some(id) = id {
+                self.known.insert(name.clone(), id);
+            }
+        }
+        gone
+    }
+
+    /// The runner is removed: nothing is left to deregister.
+    pub fn forget_known(&mut self, name: &str) {
+        self.known.remove(name);
     }
 
     /// True the first time it is asked about a started pod.
@@ -151,5 +203,22 @@ mod tests {
         memory.settle(&pods, &BTreeSet::new());
         assert_eq!(memory.creating(), BTreeSet::from(["b".to_string()]));
         assert_eq!(memory.removing(), BTreeSet::from(["c".to_string()]));
+    }
+
+    #[test]
+    fn runners_seen_once_are_remembered_until_removed() {
+        let mut memory = PoolMemory::default();
+        let secret = |name: &str, id| SecretView {
+            name: name.into(),
+            runner_id: Some(id),
+        };
+        assert!(
+            memory
+                .vanished(&[], &[secret("a", 1), secret("b", 2)])
+                .is_empty()
+        );
+        assert_eq!(memory.vanished(&[], &[secret("b", 2)]), [secret("a", 1)]);
+        memory.forget_known("a");
+        assert!(memory.vanished(&[], &[secret("b", 2)]).is_empty());
     }
 }

@@ -21,7 +21,7 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
@@ -30,7 +30,7 @@ use tracing::{info, instrument, warn};
 use crate::RunnerPool;
 use crate::github::{GitHubConnector, GitHubError};
 use crate::metrics::Metrics;
-use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
 use crate::webhook::{Demand, JobEvent};
 
 pub const FINALIZER: &str = "actions.runnerpool.dev/cleanup";
@@ -45,7 +45,8 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
     /// How often each pool's runners are listed on GitHub (conditional requests).
     pub github_sync_interval: Duration,
-    /// How long deleting a pool may wait for GitHub before giving up with a Warning.
+    /// How long deleting a pool may wait for an unreachable GitHub before giving
+    /// up with a Warning (busy runners are waited for without limit).
     pub cleanup_timeout: Duration,
     /// How many runners of one pool are registered at once.
     pub create_concurrency: usize,
@@ -247,6 +248,14 @@ pub fn retry_delay(error: &Error, streak: u32) -> Duration {
 /// How often a deleted pool with busy runners looks again.
 pub const CLEANUP_POLL: Duration = Duration::from_secs(2);
 
+/// The pool a runner pod or Secret belongs to, by its labels: runner pods
+/// carry no ownerReference to their pool (see [`crate::runner::POOL_UID_LABEL`]).
+fn pool_of<K: Resource>(object: K) -> Option<ObjectRef<RunnerPool>> {
+    let name = object.meta().labels.as_ref()?.get(POOL_LABEL)?;
+    let namespace = object.meta().namespace.as_deref()?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -357,8 +366,8 @@ pub async fn run(
     });
 
     controller
-        .owns_stream(pod_events)
-        .owns_stream(secret_events)
+        .watches_stream(pod_events, pool_of)
+        .watches_stream(secret_events, pool_of)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -107,6 +107,10 @@ pub struct Inputs<'a> {
     pub creating: &'a BTreeSet<String>,
     /// Runners this process is removing; they are left alone until gone.
     pub removing: &'a BTreeSet<String>,
+    /// Runners whose pod and Secret both vanished from the caches (a Secret
+    /// goes with its pod) while this process knew them: their registration
+    /// must still go.
+    pub vanished: &'a [SecretView],
     /// Since when the pool has had more idle runners than it wants.
     pub surplus_since: Option<Timestamp>,
     /// Jobs queued for the pool (from webhooks) that no runner has taken yet.
@@ -288,19 +292,26 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
 
-    for secret in input.secrets {
-        let name = secret.name.as_str();
-        if pods.contains_key(name) || input.removing.contains(name) || input.creating.contains(name)
+    // A Secret without its pod, or a runner whose pod and Secret are both
+    // gone: the registration must go.
+    let with_secret = input.secrets.iter().map(|s| (s, true));
+    let without = input.vanished.iter().map(|s| (s, false));
+    for (record, secret) in with_secret.chain(without) {
+        let name = record.name.as_str();
+        if pods.contains_key(name)
+            || (!secret && secrets.contains_key(name))
+            || input.removing.contains(name)
+            || input.creating.contains(name)
         {
             continue;
         }
         plan.remove.push(Removal {
-            name: secret.name.clone(),
-            runner_id: secret.runner_id,
+            name: record.name.clone(),
+            runner_id: record.runner_id,
             reason: RemovalReason::Vanished,
             deregister: true,
             pod: false,
-            secret: true,
+            secret,
         });
     }
 
@@ -490,6 +501,7 @@ mod tests {
         github: Option<GitHubView>,
         creating: BTreeSet<String>,
         removing: BTreeSet<String>,
+        vanished: Vec<SecretView>,
         surplus_since: Option<Timestamp>,
         now: Timestamp,
         queued: u32,
@@ -505,6 +517,7 @@ mod tests {
                 github: None,
                 creating: BTreeSet::new(),
                 removing: BTreeSet::new(),
+                vanished: vec![],
                 surplus_since: None,
                 now: at(100),
                 queued: 0,
@@ -547,6 +560,7 @@ mod tests {
                 github: self.github.as_ref(),
                 creating: &self.creating,
                 removing: &self.removing,
+                vanished: &self.vanished,
                 surplus_since: self.surplus_since,
                 queued: self.queued,
                 known_busy: &self.known_busy,
@@ -643,6 +657,18 @@ mod tests {
         assert_eq!(reasons(&plan), [("a", RemovalReason::Vanished, Some(7))]);
         assert!(!plan.remove[0].pod && plan.remove[0].secret);
         assert_eq!(plan.create, 1);
+    }
+
+    #[test]
+    fn a_runner_whose_pod_and_secret_vanished_is_deregistered() {
+        let mut case = Case::new(Scaling::Fixed(1));
+        case.vanished.push(secret("a", 7));
+        let plan = case.plan();
+        assert_eq!(reasons(&plan), [("a", RemovalReason::Vanished, Some(7))]);
+        assert!(plan.remove[0].deregister && !plan.remove[0].pod && !plan.remove[0].secret);
+        assert_eq!(plan.create, 1);
+        case.removing.insert("a".into());
+        assert!(case.plan().remove.is_empty(), "already being removed");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::status::{self, Problem};
 use super::{Context, Error, FIELD_MANAGER, backoff, jittered, uid};
 use crate::crd::RunnerPoolStatus;
 use crate::github::{GitHubApi, GitHubError, JitRequest, Scope};
-use crate::runner::{self, POOL_LABEL};
+use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
 use crate::{RunnerPool, connection};
 
 /// The GitHub side of a pool, once connected.
@@ -136,14 +136,23 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
     let namespace = pool.namespace();
     let name = pool.name_any();
     let pool_uid = uid(pool);
+    // By the pool-UID label: a new pool of the same name never adopts the
+    // runners of a deleted one. Pods made before that label existed are
+    // recognised by their ownerReference.
     let mine = |meta: &kube::api::ObjectMeta| {
+        let labels = meta.labels.as_ref();
         meta.namespace == namespace
-            && meta.labels.as_ref().and_then(|l| l.get(POOL_LABEL)) == Some(&name)
-            && meta
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == pool_uid && o.controller == Some(true))
+            && match labels.and_then(|l| l.get(POOL_UID_LABEL)) {
+                Some(owner) => *owner == pool_uid,
+                None => {
+                    labels.and_then(|l| l.get(POOL_LABEL)) == Some(&name)
+                        && meta
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|o| o.uid == pool_uid && o.controller == Some(true))
+                }
+            }
     };
     let pods = ctx
         .pods
@@ -231,7 +240,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     let desired_hash = runner::labels_hash(&desired_labels);
 
     let target = match connect(&pool, ctx).await {
-        Ok(target) => target,
+        Ok(target) => Arc::new(target),
         Err(unreachable) => {
             // Finished runners need no GitHub call (GitHub removed them when
             // their job ended): their pods and Secrets go regardless.
@@ -240,6 +249,8 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
             return degraded(&pool, ctx, unreachable, None).await;
         }
     };
+    ctx.memory
+        .with(&pool_uid, |m| m.target = Some(target.clone()));
 
     let mut github_problem = None;
     let mut listed = false;
@@ -388,6 +399,7 @@ fn make_plan(
     let queued = ctx.demand.queued_for(&pool_uid, Instant::now());
     ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
+        let vanished = m.vanished(&pods, &secrets);
         for pod in &pods {
             if let Some(started) = pod.started
                 && m.first_seen_started(&pod.name)
@@ -408,6 +420,7 @@ fn make_plan(
             github: m.github.as_ref(),
             creating: &m.creating(),
             removing: &m.removing(),
+            vanished: &vanished,
             surplus_since: m.surplus_since,
             queued,
             known_busy: &known_busy,
@@ -485,7 +498,8 @@ async fn create_runner(
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    // Created, never updated: a runner's Secret and pod are immutable once made.
+    // Created, never updated: a runner's Secret and pod are immutable once
+    // made. The Secret is then tied to the pod, so the two go together.
     let made = async {
         secrets
             .create(&PostParams::default(), &runner::runner_secret(pool, &jit))
@@ -497,14 +511,23 @@ async fn create_runner(
         .await
     }
     .await;
-    if let Err(e) = made {
-        // Don't leave a registration nobody will use; the GitHub view's garbage
-        // collection catches it should this fail too.
-        warn!(runner = %name, error = %e, "could not create the runner's Secret or pod; removing its registration");
-        let _ = target.api.delete_runner(&target.scope, runner_id).await;
-        let _ = secrets.delete(&name, &DeleteParams::default()).await;
-        ctx.memory.with(&pool_uid, |m| m.forget_created(&name));
-        return Err(e.into());
+    let pod = match made {
+        Ok(pod) => pod,
+        Err(e) => {
+            // Don't leave a registration nobody will use; the GitHub view's garbage
+            // collection catches it should this fail too.
+            warn!(runner = %name, error = %e, "could not create the runner's Secret or pod; removing its registration");
+            let _ = target.api.delete_runner(&target.scope, runner_id).await;
+            let _ = secrets.delete(&name, &DeleteParams::default()).await;
+            ctx.memory.with(&pool_uid, |m| m.forget_created(&name));
+            return Err(e.into());
+        }
+    };
+    // Without the tie the Secret is still removed with its runner by the
+    // operator; only the garbage collector's shortcut is missing.
+    let tie = Patch::Merge(runner::secret_owner_patch(&pod));
+    if let Err(e) = secrets.patch(&name, &PatchParams::default(), &tie).await {
+        warn!(runner = %name, error = %e, "could not make the runner's Secret a dependent of its pod");
     }
     ctx.metrics.runners_created.inc();
     if let Some(waited) = ctx.demand.serve_oldest(&pool_uid, Instant::now()) {
@@ -677,6 +700,8 @@ async fn delete_runner_objects(
                 .map(|_| ()),
         )?;
     }
+    ctx.memory
+        .with(&uid(pool), |m| m.forget_known(&removal.name));
     ctx.metrics
         .runners_removed
         .get_or_create(&crate::metrics::ReasonLabels {
@@ -822,7 +847,17 @@ pub async fn write_status(
         problem,
         Timestamp::now(),
     );
-    if pool.status.as_ref() == Some(&new) {
+    apply_status(pool, ctx, &new).await
+}
+
+/// Writes `new` as the pool's status through server-side apply, only when it
+/// differs from what the pool shows.
+pub async fn apply_status(
+    pool: &RunnerPool,
+    ctx: &Context,
+    new: &RunnerPoolStatus,
+) -> Result<(), Error> {
+    if pool.status.as_ref() == Some(new) {
         return Ok(());
     }
     let api: Api<RunnerPool> =
@@ -830,7 +865,7 @@ pub async fn write_status(
     let patch = StatusPatch {
         api_version: "actions.runnerpool.dev/v1alpha1",
         kind: "RunnerPool",
-        status: &new,
+        status: new,
     };
     api.patch_status(
         &pool.name_any(),

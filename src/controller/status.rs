@@ -107,6 +107,41 @@ pub fn build(
     status
 }
 
+/// The status of a deleted pool that waits for its busy runners' jobs: `Ready`
+/// is False with reason `WaitingForJobs`, naming how many jobs still run.
+pub fn waiting_for_jobs(
+    previous: Option<&RunnerPoolStatus>,
+    generation: Option<i64>,
+    busy: u32,
+    now: Timestamp,
+) -> RunnerPoolStatus {
+    let counts = Counts {
+        busy,
+        ..Default::default()
+    };
+    let mut status = build(previous, generation, Some(counts), None, None, now);
+    let previous_conditions = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let waiting = condition(
+        previous_conditions,
+        READY,
+        false,
+        WAITING_FOR_JOBS,
+        format!(
+            "The pool is being deleted: waiting for {busy} running job(s) to finish before removing their runners"
+        ),
+        generation,
+        now,
+    );
+    for c in status.conditions.iter_mut().filter(|c| c.type_ == READY) {
+        *c = waiting.clone();
+    }
+    status
+}
+
+pub const WAITING_FOR_JOBS: &str = "WaitingForJobs";
+
 fn condition(
     previous: &[Condition],
     type_: &str,
@@ -158,6 +193,28 @@ mod tests {
         assert_eq!(get(&s, DEGRADED).status, "False");
         let s = build(None, Some(3), Some(counts(3, 2)), Some(1), None, now);
         assert_eq!(get(&s, READY).reason, "ScalingUp");
+    }
+
+    #[test]
+    fn a_deleted_pool_waiting_for_jobs_is_not_ready_and_says_how_many() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let ok = build(None, Some(1), Some(counts(2, 2)), Some(1), None, now);
+        let s = waiting_for_jobs(Some(&ok), Some(1), 2, now);
+        let ready = get(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", WAITING_FOR_JOBS)
+        );
+        assert!(
+            ready.message.contains("2 running job(s)"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(
+            (s.busy_runners, s.desired_runners, s.idle_runners),
+            (2, 0, 0)
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub const STAY_OFFLINE_ANNOTATION: &str = "simulator.runnerpool.dev/stay-offline
 
 /// Plays the runner processes: a Running pod's runner reads its JIT config and
 /// comes online; once GitHub has removed an ephemeral runner after its job,
-/// the process exits 0 and the pod completes (through the kwok stage).
+/// the process exits 0 and the pod completes (through the kwok stage). A
+/// runner whose pod is gone goes offline.
 pub async fn simulate_runners(
     client: kube::Client,
     ns: String,
@@ -41,6 +42,25 @@ pub async fn simulate_runners(
             continue;
         };
         let jobs = fake.jobs();
+        // A runner whose pod is gone (deleted, evicted) lost its process:
+        // GitHub shows it offline, as it would a real one.
+        let alive: BTreeSet<u64> = list
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get(RUNNER_ID_LABEL)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        for id in started.difference(&alive).copied().collect::<Vec<_>>() {
+            let _ = fake.set_online(id, false);
+            started.remove(&id);
+        }
         for pod in list.items {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");

@@ -47,9 +47,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The rules the operator needs where RunnerPools live, and nothing more:
 - runnerpools: watch, the finalizer (patch), status (server-side apply);
-  finalizers/update lets its children's ownerReferences block deletion;
-- pods and Secrets: watch, create and delete runners, relabel pods (patch);
-  the credentials Secret is read with get;
+  runner pods carry no ownerReference to their pool, so no finalizers/update;
+- pods and Secrets: watch, create and delete runners, relabel pods (patch),
+  tie a runner's Secret to its pod (patch); the credentials Secret is read
+  with get;
 - events.k8s.io events: kube-rs's Recorder creates them and patches series.
 */}}
 {{- define "runnerpool-operator.rules" -}}
@@ -59,15 +60,12 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - apiGroups: ["actions.runnerpool.dev"]
   resources: ["runnerpools/status"]
   verbs: ["get", "patch", "update"]
-- apiGroups: ["actions.runnerpool.dev"]
-  resources: ["runnerpools/finalizers"]
-  verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
