@@ -135,6 +135,11 @@ fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, String> 
     ])
 }
 
+/// The label selector that finds every pod and Secret of a pool.
+pub fn pool_selector(pool_name: &str) -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{POOL_LABEL}={pool_name}")
+}
+
 /// The UID of the pool a pod or Secret belongs to, by its label.
 pub fn pool_uid_of<K: Resource>(object: &K) -> Option<&str> {
     object
