@@ -200,8 +200,9 @@ async fn kube_client(
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
     // First, so a missing webhook secret is the error reported, whatever else.
-    let mut feed = start_webhook_listener(&args, &metrics).await?;
+    let mut feed = start_webhook_listener(&args, &metrics, &ready).await?;
     let client = kube_client(args.kubeconfig.as_ref()).await?;
     let observed = metrics.clone();
     let github = Arc::new(CachingConnector::new(ClientOptions {
@@ -217,7 +218,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         })),
         ..ClientOptions::default()
     }));
-    let ready = Arc::new(AtomicBool::new(false));
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
     info!(address = %listener.local_addr()?, "admin listener serving /healthz, /readyz and /metrics");
@@ -307,6 +307,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
 async fn start_webhook_listener(
     args: &RunArgs,
     metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
 ) -> Result<Option<DemandFeed>, Box<dyn std::error::Error>> {
     let Some(address) = args.webhook_listen else {
         return Ok(None);
@@ -323,7 +324,9 @@ async fn start_webhook_listener(
     let (events, received) = tokio::sync::mpsc::channel(4096);
     let listener = tokio::net::TcpListener::bind(address).await?;
     info!(address = %listener.local_addr()?, "webhook listener serving POST /webhook");
-    let state = webhook::server::ReceiverState::new(secret, events, metrics.clone());
+    // Events are taken only while this replica is ready (caches synced, and
+    // leading with leader election): a standby answers 503.
+    let state = webhook::server::ReceiverState::new(secret, ready.clone(), events, metrics.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, webhook::server::router(state)).await {
             error!(error = %e, "webhook listener stopped");

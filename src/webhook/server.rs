@@ -10,6 +10,7 @@
 //! that can be redelivered.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -63,15 +64,24 @@ impl Recent {
 #[derive(Clone)]
 pub struct ReceiverState {
     secret: Arc<[u8]>,
+    /// Whether the controller takes events: caches synced, and this replica
+    /// leads when leader election is on (the readiness signal).
+    taking: Arc<AtomicBool>,
     events: mpsc::Sender<JobEvent>,
     recent: Arc<Mutex<Recent>>,
     metrics: Arc<Metrics>,
 }
 
 impl ReceiverState {
-    pub fn new(secret: Vec<u8>, events: mpsc::Sender<JobEvent>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        secret: Vec<u8>,
+        taking: Arc<AtomicBool>,
+        events: mpsc::Sender<JobEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         ReceiverState {
             secret: secret.into(),
+            taking,
             events,
             recent: Arc::new(Mutex::new(Recent::new())),
             metrics,
@@ -146,6 +156,10 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
             if keys.iter().flatten().any(|k| state.seen(k)) {
                 return state.answer("duplicate", StatusCode::ACCEPTED);
             }
+            if !state.taking.load(Ordering::Relaxed) {
+                // A standby, or caches not synced yet: GitHub can redeliver.
+                return state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE);
+            }
             debug!(delivery, job_id = event.job_id, action = ?event.action, "workflow_job received");
             match state.events.try_send(event) {
                 Ok(()) => {
@@ -167,6 +181,56 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::JobAction;
+    use crate::webhook::payload::tests::sample;
+
+    /// The receiver on a loopback port; returns its URL, the readiness flag
+    /// and what it hands to the controller.
+    async fn receiver() -> (String, Arc<AtomicBool>, mpsc::Receiver<JobEvent>) {
+        let taking = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(16);
+        let state = ReceiverState::new(
+            b"s3cret".to_vec(),
+            taking.clone(),
+            tx,
+            Arc::new(Metrics::default()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        (url, taking, rx)
+    }
+
+    async fn post(url: &str, delivery: &str, body: &[u8]) -> u16 {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(url)
+            .header("x-github-event", "workflow_job")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", signature::sign(b"s3cret", body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_replica_not_taking_events_answers_503_and_takes_the_redelivery() {
+        let (url, taking, mut events) = receiver().await;
+        let body = serde_json::to_vec(&sample("queued")).unwrap();
+        assert_eq!(post(&url, "a", &body).await, 503, "standby");
+        assert!(events.try_recv().is_err(), "nothing handed over");
+        taking.store(true, Ordering::Relaxed);
+        assert_eq!(post(&url, "a", &body).await, 202, "the redelivery is taken");
+        let event = events.try_recv().unwrap();
+        assert_eq!((event.job_id, event.action), (42, JobAction::Queued));
+        assert_eq!(post(&url, "a", &body).await, 202);
+        assert!(events.try_recv().is_err(), "a duplicate is not handed over");
+    }
 
     #[test]
     fn recent_forgets_the_oldest_beyond_its_capacity() {
