@@ -4,7 +4,7 @@
 //! clears both. The pools come from the controller's cache, the runner's
 //! pool from the pod cache (the pod is named after its runner).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,11 +75,12 @@ fn queued(
     ctx: &Context,
     now: Instant,
 ) -> Option<String> {
+    let queued = ctx.demand.queued_by_pool(now);
     let candidates: Vec<Candidate<String>> = pools
         .state()
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| candidate(p, ctx, now))
+        .filter_map(|p| candidate(p, &queued))
         .collect();
     let job = matching::Job {
         repository: &event.repository,
@@ -98,7 +99,7 @@ fn queued(
         .then(|| chosen.key.clone())
 }
 
-fn candidate(pool: &RunnerPool, ctx: &Context, now: Instant) -> Option<Candidate<String>> {
+fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {
     let scope = connection::scope(&pool.spec.github).ok()?;
     let pool_uid = uid(pool);
     let capacity = match reconcile::scaling(pool) {
@@ -109,7 +110,7 @@ fn candidate(pool: &RunnerPool, ctx: &Context, now: Instant) -> Option<Candidate
         .status
         .as_ref()
         .map_or(0, |s| s.busy_runners.max(0) as u32);
-    let taken = busy.saturating_add(ctx.demand.queued_for(&pool_uid, now));
+    let taken = busy.saturating_add(queued.get(&pool_uid).copied().unwrap_or(0));
     Some(Candidate {
         key: pool_uid,
         namespace: pool.namespace().unwrap_or_default(),

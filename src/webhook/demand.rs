@@ -125,18 +125,34 @@ impl Demand {
 
     /// Jobs queued for `pool` and not yet taken, after dropping expired ones.
     pub fn queued_for(&self, pool: &str, now: Instant) -> u32 {
-        let ttl = self.ttl;
         self.with(|s| {
-            // Runners of deleted pools, or whose `completed` was lost, age out.
-            s.busy
-                .retain(|_, b| now.saturating_duration_since(b.since) < BUSY_MAX_AGE);
-            s.queued
-                .retain(|_, j| now.saturating_duration_since(j.queued_at) < ttl);
-            // Settled job ids only guard against late `queued` deliveries.
-            s.settled
-                .retain(|_, at| now.saturating_duration_since(*at) < ttl);
+            self.expire(s, now);
             s.queued.values().filter(|j| j.pool == pool).count() as u32
         })
+    }
+
+    /// Jobs queued and not yet taken, per pool (one pass for all pools).
+    pub fn queued_by_pool(&self, now: Instant) -> HashMap<String, u32> {
+        self.with(|s| {
+            self.expire(s, now);
+            let mut counts: HashMap<String, u32> = HashMap::new();
+            for job in s.queued.values() {
+                *counts.entry(job.pool.clone()).or_default() += 1;
+            }
+            counts
+        })
+    }
+
+    fn expire(&self, s: &mut State, now: Instant) {
+        let ttl = self.ttl;
+        // Runners of deleted pools, or whose `completed` was lost, age out.
+        s.busy
+            .retain(|_, b| now.saturating_duration_since(b.since) < BUSY_MAX_AGE);
+        s.queued
+            .retain(|_, j| now.saturating_duration_since(j.queued_at) < ttl);
+        // Settled job ids only guard against late `queued` deliveries.
+        s.settled
+            .retain(|_, at| now.saturating_duration_since(*at) < ttl);
     }
 
     /// Runners of `pool` a job started on and that have not completed.
@@ -195,6 +211,10 @@ mod tests {
         assert!(demand.queued(2, "p", t0));
         assert!(demand.queued(3, "q", t0));
         assert_eq!(demand.queued_for("p", t0), 2);
+        assert_eq!(
+            demand.queued_by_pool(t0),
+            HashMap::from([("p".to_string(), 2), ("q".to_string(), 1)])
+        );
         assert_eq!(demand.started(1, Some((77, "p")), t0).as_deref(), Some("p"));
         assert_eq!(demand.queued_for("p", t0), 1);
         assert_eq!(demand.busy_runners("p"), BTreeSet::from([77]));
