@@ -203,6 +203,8 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
     let mut spec: PodSpec = template.spec.clone().unwrap_or_default();
     // One job, then the pod is done: a restarted container would reuse the config.
     spec.restart_policy = Some("Never".to_string());
+    // A job needs no Kubernetes API credentials unless the template asks for them.
+    spec.automount_service_account_token.get_or_insert(false);
     for container in spec
         .containers
         .iter_mut()
@@ -238,6 +240,58 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
         spec: Some(spec),
         status: None,
     }
+}
+
+/// Where the pool's template uses the credentials Secret (a volume, a
+/// projected volume source, an env `valueFrom` or an `envFrom`), if it does.
+/// Runner pods run whatever a workflow says: the credential that registers
+/// runners must stay out of their reach.
+pub fn credentials_exposure(pool: &RunnerPool) -> Option<String> {
+    let secret = pool.spec.github.credentials_secret.name.as_str();
+    let spec = pool.spec.template.spec.as_ref()?;
+    for volume in spec.volumes.iter().flatten() {
+        let direct = volume
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some(secret));
+        let projected = volume.projected.as_ref().is_some_and(|p| {
+            p.sources
+                .iter()
+                .flatten()
+                .any(|s| s.secret.as_ref().is_some_and(|s| s.name == secret))
+        });
+        if direct || projected {
+            return Some(format!("volume {:?}", volume.name));
+        }
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for container in containers {
+        let in_env = container.env.iter().flatten().find(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_some_and(|r| r.name == secret)
+        });
+        if let Some(env) = in_env {
+            return Some(format!(
+                "env {:?} of container {:?}",
+                env.name, container.name
+            ));
+        }
+        let in_env_from = container
+            .env_from
+            .iter()
+            .flatten()
+            .any(|f| f.secret_ref.as_ref().is_some_and(|r| r.name == secret));
+        if in_env_from {
+            return Some(format!("envFrom of container {:?}", container.name));
+        }
+    }
+    None
 }
 
 /// The GitHub runner id recorded on a pod or Secret.
@@ -377,6 +431,69 @@ spec:
         assert_eq!(owner["kind"], "Pod");
         assert_eq!(owner["name"], "ci-abcde");
         assert_eq!(owner["uid"], "pod-uid");
+    }
+
+    #[test]
+    fn service_account_token_is_not_mounted_unless_the_template_asks() {
+        let pod = runner_pod(&pool_from_yaml(POOL), "ci-abcde", 1, "h");
+        assert_eq!(
+            pod.spec.unwrap().automount_service_account_token,
+            Some(false)
+        );
+        let yaml = POOL.replace(
+            "      restartPolicy: Always",
+            "      restartPolicy: Always\n      automountServiceAccountToken: true",
+        );
+        let pod = runner_pod(&pool_from_yaml(&yaml), "ci-abcde", 1, "h");
+        assert_eq!(
+            pod.spec.unwrap().automount_service_account_token,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn templates_using_the_credentials_secret_are_found() {
+        assert_eq!(credentials_exposure(&pool_from_yaml(POOL)), None);
+        let with = |extra: &str| {
+            credentials_exposure(&pool_from_yaml(&POOL.replace(
+                "      restartPolicy: Always",
+                &format!("      restartPolicy: Always\n{extra}"),
+            )))
+        };
+        let cases = [
+            (
+                "      volumes: [{ name: creds, secret: { secretName: gh } }]",
+                "volume \"creds\"",
+            ),
+            (
+                "      volumes: [{ name: p, projected: { sources: [{ configMap: { name: x } }, { secret: { name: gh } }] } }]",
+                "volume \"p\"",
+            ),
+            (
+                "      initContainers: [{ name: init, image: x, env: [{ name: T, valueFrom: { secretKeyRef: { name: gh, key: token } } }] }]",
+                "env \"T\" of container \"init\"",
+            ),
+            (
+                "      initContainers: [{ name: init, image: x, envFrom: [{ secretRef: { name: gh } }] }]",
+                "envFrom of container \"init\"",
+            ),
+        ];
+        for (extra, found) in cases {
+            assert_eq!(with(extra).as_deref(), Some(found), "{extra}");
+        }
+        // Other Secrets are the template's business.
+        assert_eq!(
+            with("      volumes: [{ name: certs, secret: { secretName: ca } }]"),
+            None
+        );
+        let env_in_runner = POOL.replace(
+            "{ name: KEEP, value: \"1\" }",
+            "{ name: KEEP, value: \"1\" }, { name: GH, valueFrom: { secretKeyRef: { name: gh, key: token } } }",
+        );
+        assert_eq!(
+            credentials_exposure(&pool_from_yaml(&env_in_runner)).as_deref(),
+            Some("env \"GH\" of container \"runner\"")
+        );
     }
 
     #[test]

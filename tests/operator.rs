@@ -27,6 +27,15 @@ fn condition(pool: &runnerpool::RunnerPool, type_: &str) -> Option<(String, Stri
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Waits until pool `name` is Degraded; returns (status, reason, message).
+async fn wait_for_degraded(env: &Env, name: &str) -> (String, String, String) {
+    wait_for(&format!("pool {name} Degraded"), T, || async {
+        let pool = env.pools().get(name).await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await
+}
+
 /// N runners come up with the right labels, group, Secrets and pods, with one
 /// generate-jitconfig call each and nothing else beyond listing.
 async fn runners_come_up(scope: &str, base: Base, fake_scope: fake_github::Scope) {
@@ -67,6 +76,11 @@ async fn runners_come_up(scope: &str, base: Base, fake_scope: fake_github::Scope
     for pod in env.live_pods("ci").await {
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.automount_service_account_token,
+            Some(false),
+            "jobs get no Kubernetes API token by default"
+        );
         let env_var = spec.containers[0]
             .env
             .iter()
@@ -605,15 +619,43 @@ async fn a_ghes_url_without_api_v3_is_an_invalid_spec_with_a_hint() {
         "",
     ))
     .await;
-    let (_, reason, message) = wait_for("Degraded", T, || async {
-        let pool = env.pools().get("ci").await.ok()?;
-        condition(&pool, "Degraded").filter(|c| c.0 == "True")
-    })
-    .await;
+    let (_, reason, message) = wait_for_degraded(&env, "ci").await;
     assert_eq!(reason, "InvalidSpec", "{message}");
     assert!(
         message.contains("https://ghe.example.invalid/api/v3"),
         "{message}"
+    );
+}
+
+/// A template that hands the credentials Secret to the runner pod is refused
+/// in status, before any runner is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_using_the_credentials_secret_creates_no_runner() {
+    let env = Env::start("exposed").await;
+    let yaml = pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        "",
+    )
+    .replace(
+        "          image: ghcr.io/actions/actions-runner:latest\n",
+        "          image: ghcr.io/actions/actions-runner:latest\n          envFrom: [{ secretRef: { name: gh } }]\n",
+    );
+    env.apply_pool(&yaml).await;
+    let (_, reason, message) = wait_for_degraded(&env, "ci").await;
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(
+        message.contains("credentials Secret \"gh\" (envFrom of container \"runner\")"),
+        "{message}"
+    );
+    assert!(env.live_pods("ci").await.is_empty());
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        0,
+        "a runner was registered"
     );
 }
 
@@ -636,11 +678,7 @@ async fn finished_pods_are_cleaned_up_while_github_is_unreachable() {
         .delete("gh", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the pool to report it", T, || async {
-        let pool = env.pools().get("ci").await.ok()?;
-        condition(&pool, "Degraded").filter(|c| c.0 == "True")
-    })
-    .await;
+    wait_for_degraded(&env, "ci").await;
     env.fake.finish_job(job).unwrap();
     wait_for("the finished pod and its Secret to go", T, || async {
         let gone = env.pods().get_opt(&pod).await.ok()?.is_none()

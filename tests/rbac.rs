@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use runnerpool::RunnerPool;
-use runnerpool::runner::RUNNER_ID_LABEL;
+use runnerpool::runner::{
+    LABELS_HASH_ANNOTATION, RUNNER_ID_LABEL, desired_custom_labels, labels_hash, ownership_label,
+};
 use support::cluster::{self, client_with_token, expect_success, helm, kubectl, wait_for};
-use support::operator::{Env, create_secret};
+use support::operator::{Base, Env, INSTALL_ID, create_secret, pool_yaml};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -158,6 +161,9 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
     })
     .await;
 
+    // A label edit reaches the runners on GitHub and marks their pods.
+    relabel_and_wait(&env, T).await;
+
     // The operator published its events (events.k8s.io/v1) as the ServiceAccount.
     let events = expect_success(
         "kubectl get events",
@@ -226,6 +232,78 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
             .await
             .map(|_| ())
     ));
+}
+
+/// Applies pool `ci` with labels `linux, gpu` and waits until every runner has
+/// them on GitHub; returns the hash the pods should carry.
+async fn relabel(env: &Env) -> String {
+    let url = env.api_url(Base::Root);
+    let pool = env
+        .apply_pool(&pool_yaml(
+            "ci",
+            "organization: acme",
+            &url,
+            2,
+            &["linux", "gpu"],
+            "",
+        ))
+        .await;
+    let owner = ownership_label(INSTALL_ID, &pool.uid().unwrap());
+    labels_hash(&desired_custom_labels(&pool, &owner))
+}
+
+async fn runners_have_gpu(env: &Env) -> bool {
+    let runners = env.fake.runners(&fake_github::Scope::org("acme"));
+    !runners.is_empty()
+        && runners
+            .iter()
+            .all(|r| r.labels.iter().any(|l| l.name == "gpu"))
+}
+
+/// Relabels pool `ci` and waits until GitHub and the pods show it.
+async fn relabel_and_wait(env: &Env, timeout: Duration) {
+    let hash = relabel(env).await;
+    wait_for("labels on GitHub and the pods marked", timeout, || async {
+        let pods = env.live_pods("ci").await;
+        let marked = !pods.is_empty()
+            && pods
+                .iter()
+                .all(|p| p.annotations().get(LABELS_HASH_ANNOTATION) == Some(&hash));
+        (marked && runners_have_gpu(env).await).then_some(())
+    })
+    .await;
+}
+
+/// An API server that refuses the relabelled pods' annotation (a role without
+/// pods/patch) is reported as a Warning event, not swallowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pod_patch_is_reported() {
+    let (env, rbac) = env_with_chart_rbac("rbac-patch", false).await;
+    env.apply_org_pool("ci", 2).await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    let roles: Api<ClusterRole> = Api::all(env.client.clone());
+    let name = format!("{}-runnerpool-operator", rbac.release);
+    let mut role = roles.get(&name).await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        if rule.resources.iter().flatten().any(|r| r == "pods") {
+            rule.verbs.retain(|v| v != "patch");
+        }
+    }
+    roles
+        .replace(&name, &PostParams::default(), &role)
+        .await
+        .unwrap();
+    relabel(&env).await;
+    wait_for("a PodPatchRefused event", T, || async {
+        let events = kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]);
+        let events = String::from_utf8_lossy(&events.stdout).into_owned();
+        events.contains("PodPatchRefused").then_some(())
+    })
+    .await;
+    assert!(
+        runners_have_gpu(&env).await,
+        "GitHub got the labels all the same"
+    );
 }
 
 /// With `watchNamespace` the chart grants a Role in that namespace only: the

@@ -239,7 +239,19 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     let desired_labels = runner::desired_custom_labels(&pool, &ownership);
     let desired_hash = runner::labels_hash(&desired_labels);
 
-    let target = match connect(&pool, ctx).await {
+    // A template that would hand the credentials to every job is refused
+    // before anything is registered.
+    let connected = match runner::credentials_exposure(&pool) {
+        Some(place) => Err(Unreachable::new(
+            Problem::InvalidSpec,
+            format!(
+                "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
+                pool.spec.github.credentials_secret.name
+            ),
+        )),
+        None => connect(&pool, ctx).await,
+    };
+    let target = match connected {
         Ok(target) => Arc::new(target),
         Err(unreachable) => {
             // Finished runners need no GitHub call (GitHub removed them when
@@ -739,7 +751,9 @@ async fn relabel_runners(
     let namespace = pool.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let pool_uid = uid(pool);
-    let results: Vec<Result<(), Error>> = futures::stream::iter(relabels.to_vec())
+    // Ok(Some(message)): GitHub has the labels, but the API server refused
+    // the pod's annotation (e.g. RBAC without pods/patch).
+    let results: Vec<Result<Option<String>, Error>> = futures::stream::iter(relabels.to_vec())
         .map(|relabel: plan::Relabel| {
             let pods = pods.clone();
             let pool_uid = pool_uid.clone();
@@ -747,7 +761,7 @@ async fn relabel_runners(
                 match target.api.set_custom_labels(&target.scope, relabel.runner_id, desired_labels).await {
                     Ok(labels) => ctx.memory.with(&pool_uid, |m| m.github_runner_labels(relabel.runner_id, labels)),
                     // Gone already: the next pass removes what is left of it.
-                    Err(GitHubError::NotFound(_)) => return Ok(()),
+                    Err(GitHubError::NotFound(_)) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 }
                 if relabel.pod {
@@ -755,17 +769,38 @@ async fn relabel_runners(
                         "metadata": { "annotations": { runner::LABELS_HASH_ANNOTATION: desired_hash } }
                     });
                     match pods.patch(&relabel.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                        Ok(_) | Err(kube::Error::Api(_)) => {}
+                        Ok(_) => {}
+                        // The pod is gone: nothing to mark.
+                        Err(kube::Error::Api(status)) if status.code == 404 => {}
+                        Err(kube::Error::Api(status)) => {
+                            warn!(pod = %relabel.name, code = status.code, message = %status.message, "the API server refused the pod's labels-hash annotation");
+                            return Ok(Some(format!("pod {:?}: {}", relabel.name, status.message)));
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Ok(())
+                Ok(None)
             }
         })
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
         .await;
-    let relabelled = successes(results, first_error)?.len();
+    let outcomes = successes(results, first_error)?;
+    let relabelled = outcomes.len();
+    let refused: Vec<&String> = outcomes.iter().flatten().collect();
+    if let Some(first) = refused.first() {
+        ctx.event(
+            pool,
+            EventType::Warning,
+            "PodPatchRefused",
+            "SetLabels",
+            format!(
+                "The API server refused to mark {} runner pod(s) as relabelled, so their labels are set again on every pass; does the operator's role allow patch on pods? First refusal: {first}",
+                refused.len()
+            ),
+        )
+        .await;
+    }
     if relabelled > 0 {
         ctx.event(
             pool,
