@@ -101,7 +101,10 @@ pub struct RunnerPoolSpec {
     /// The pod of every runner. The container named `runner` receives the
     /// just-in-time configuration in `ACTIONS_RUNNER_INPUT_JITCONFIG`, from a
     /// Secret the operator creates; the official runner image reads it when
-    /// started as `/home/runner/run.sh`. `restartPolicy` is always `Never`.
+    /// started as `/home/runner/run.sh`. `restartPolicy` is always `Never`;
+    /// `automountServiceAccountToken` defaults to false. Jobs are untrusted:
+    /// a template that uses the credentials Secret (volume, env valueFrom,
+    /// envFrom) gets no runners and the pool turns Degraded (InvalidSpec).
     #[x_kube(validation = Rule::new("self.spec.containers.exists(c, c.name == 'runner')").message("template.spec.containers must contain a container named 'runner'"))]
     #[x_kube(validation = Rule::new("self.spec.containers.all(c, c.name != 'runner' || (has(c.image) && size(c.image) > 0))").message("the 'runner' container of template.spec.containers needs an image"))]
     pub template: PodTemplateSpec,
