@@ -121,7 +121,8 @@ fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candida
     })
 }
 
-/// The UID of the pool whose pod runs runner `id` (named `name`).
+/// The UID of the pool whose pod runs runner `id` (named `name`): its
+/// pool-UID label, or the ownerReference of pods made before that label.
 fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String> {
     let pods = pods.state();
     let pod = pods.iter().find(|p| {
@@ -129,6 +130,9 @@ fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String>
             && name.is_none_or(|n| p.name_any() == n)
             && p.labels().contains_key(POOL_LABEL)
     })?;
+    if let Some(pool_uid) = runner::pool_uid_of(pod.as_ref()) {
+        return Some(pool_uid.to_string());
+    }
     pod.metadata
         .owner_references
         .iter()
