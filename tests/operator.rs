@@ -1330,3 +1330,83 @@ async fn deleting_the_credentials_with_the_pool_still_removes_the_registrations(
             .into_owned();
     assert!(!events.contains("CleanupIncomplete"), "{events}");
 }
+
+/// Item 5 of issue 10: a 2-replica pool whose pods fail at once mints a
+/// bounded number of JIT configurations (679 in 45 s without backoff) and
+/// says why in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_runners_are_replaced_with_backoff() {
+    let env = Env::start("failing").await;
+    let yaml = pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        2,
+        &["linux"],
+        "",
+    )
+    .replace(
+        "  template:\n    spec:",
+        &format!(
+            "  template:\n    metadata:\n      annotations: {{ {}: failed }}\n    spec:",
+            support::simulator::COMPLETE_ANNOTATION
+        ),
+    );
+    env.apply_pool(&yaml).await;
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let minted = env.calls("generate-jitconfig");
+    eprintln!("{minted} JIT configurations minted in 45 s");
+    assert!(
+        (3..=12).contains(&minted),
+        "{minted} JIT configurations minted in 45 s"
+    );
+    let (_, _, message) = wait_for(
+        "Degraded RunnersFailing",
+        Duration::from_secs(5),
+        || async {
+            let pool = env.pools().get("ci").await.ok()?;
+            condition(&pool, "Degraded").filter(|c| c.0 == "True" && c.1 == "RunnersFailing")
+        },
+    )
+    .await;
+    assert!(message.contains("failed before coming online"), "{message}");
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for_pool_gone("ci", T).await;
+}
+
+/// Item 5 of issue 10: a pod the API server refuses (here a ResourceQuota)
+/// mints no JIT configuration, and the refusal shows in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pod_mints_no_jit_config_and_shows_in_status() {
+    let env = Env::start("quota").await;
+    let quota: k8s_openapi::api::core::v1::ResourceQuota = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}),
+    )
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(env.client.clone(), &env.ns)
+        .create(&Default::default(), &quota)
+        .await
+        .unwrap();
+    env.apply_org_pool("ci", 1).await;
+    let (_, _, message) = wait_for("Degraded PodRejected", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        condition(&pool, "Degraded").filter(|c| c.0 == "True" && c.1 == "PodRejected")
+    })
+    .await;
+    assert!(message.contains("quota"), "{message}");
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        0,
+        "{:?}",
+        env.calls_by_endpoint()
+    );
+    let secrets = env
+        .secrets()
+        .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+        .await
+        .unwrap();
+    assert!(secrets.items.is_empty());
+}

@@ -41,6 +41,8 @@ pub struct PoolMemory {
     /// can still be removed when its credentials Secret went first (a
     /// namespace deletion, `kubectl delete -f dir/`, a GitOps prune).
     pub target: Option<Arc<Target>>,
+    /// Runners failing before they come online, and the pause they impose.
+    pub failures: super::failures::FailureStreak,
     /// Since when a deleted pool's cleanup could not reach GitHub.
     pub unreachable_since: Option<Instant>,
 }

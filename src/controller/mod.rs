@@ -6,6 +6,7 @@
 
 pub mod cleanup;
 pub mod demand;
+pub mod failures;
 pub mod memory;
 pub mod plan;
 pub mod reconcile;

@@ -23,9 +23,9 @@ use super::plan::{
     self, GitHubView, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView,
 };
 use super::status::{self, Problem};
-use super::{Context, Error, FIELD_MANAGER, backoff, jittered, uid};
+use super::{Context, Error, FIELD_MANAGER, backoff, failures, jittered, uid};
 use crate::crd::RunnerPoolStatus;
-use crate::github::{GitHubApi, GitHubError, JitRequest, Scope};
+use crate::github::{GitHubApi, GitHubError, JitRequest, RunnerStatus, Scope};
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
 use crate::{RunnerPool, connection};
 
@@ -292,6 +292,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     }
     ctx.memory
         .with(&pool_uid, |m| m.surplus_since = plan.surplus_since);
+    let failing = failures::hold_creations(&pool, ctx, &mut plan, &desired_hash).await?;
 
     // Removals first: they free capacity and never depend on creations.
     let mut first_error: Option<GitHubError> = None;
@@ -347,6 +348,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
         first_error
             .as_ref()
             .map(|e| Unreachable::from_github(e, "GitHub call failed"))
+            .or(failing)
     });
     let counts = plan.counts;
     ctx.metrics.set_runner_counts(
@@ -412,6 +414,18 @@ fn make_plan(
     ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
         let vanished = m.vanished(&pods, &secrets);
+        let ids: BTreeSet<u64> = pods.iter().filter_map(|p| p.runner_id).collect();
+        let online: Vec<u64> = m
+            .github
+            .iter()
+            .flat_map(|view| &view.runners)
+            .filter(|r| ids.contains(&r.id) && (r.busy || r.status == RunnerStatus::Online))
+            .map(|r| r.id)
+            .collect();
+        m.failures.retain_online(&ids);
+        for id in online {
+            m.failures.online(id);
+        }
         for pod in &pods {
             if let Some(started) = pod.started
                 && m.first_seen_started(&pod.name)

@@ -20,6 +20,10 @@ pub enum Problem {
     RunnerGroupNotFound,
     RateLimited,
     GitHubUnavailable,
+    /// Runners fail before they come online; new ones are created with backoff.
+    RunnersFailing,
+    /// The API server refuses the runner pods (Pod Security, quota, admission).
+    PodRejected,
 }
 
 impl Problem {
@@ -30,6 +34,8 @@ impl Problem {
             Problem::RunnerGroupNotFound => "RunnerGroupNotFound",
             Problem::RateLimited => "RateLimited",
             Problem::GitHubUnavailable => "GitHubUnavailable",
+            Problem::RunnersFailing => "RunnersFailing",
+            Problem::PodRejected => "PodRejected",
         }
     }
 }
