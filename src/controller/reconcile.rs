@@ -549,6 +549,12 @@ async fn create_runner(
             return Err(e.into());
         }
     };
+    // The pod exists: the oldest job waiting for this pool is served.
+    if let Some(waited) = ctx.demand.serve_oldest(&pool_uid, Instant::now()) {
+        ctx.metrics
+            .queued_to_pod_duration
+            .observe(waited.as_secs_f64());
+    }
     // Without the tie the Secret is still removed with its runner by the
     // operator; only the garbage collector's shortcut is missing.
     let tie = Patch::Merge(runner::secret_owner_patch(&pod));
@@ -556,11 +562,6 @@ async fn create_runner(
         warn!(runner = %name, error = %e, "could not make the runner's Secret a dependent of its pod");
     }
     ctx.metrics.runners_created.inc();
-    if let Some(waited) = ctx.demand.serve_oldest(&pool_uid, Instant::now()) {
-        ctx.metrics
-            .queued_to_pod_duration
-            .observe(waited.as_secs_f64());
-    }
     ctx.memory.with(&pool_uid, |m| {
         let mut runner = jit.runner.clone();
         if runner.labels.is_empty() {
