@@ -532,38 +532,6 @@ async fn deleting_the_pool_cleans_up_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_the_pool_completes_when_github_is_down() {
-    let env = Env::start("down").await;
-    env.apply_org_pool("ci", 2).await;
-    env.wait_for_online_runners("ci", 2, T).await;
-    env.fake.set_unavailable(true);
-    env.pools()
-        .delete("ci", &DeleteParams::default())
-        .await
-        .unwrap();
-    // The operator runs with a 15 s cleanup timeout.
-    wait_for(
-        "the pool to be released",
-        Duration::from_secs(60),
-        || async {
-            env.pools()
-                .get_opt("ci")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let events = kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]);
-    let events = String::from_utf8_lossy(&events.stdout);
-    assert!(
-        events.contains("CleanupIncomplete"),
-        "a Warning event tells what was left"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_show_in_status_and_events() {
     let env = Env::start("creds").await;
     create_secret(&env.client, &env.ns, "bad", &[("token", "ghp_wrong")]).await;
@@ -1203,6 +1171,22 @@ fn deletes_of(env: &Env, id: u64) -> usize {
         .count()
 }
 
+/// Waits until no registration, runner pod or runner Secret is left.
+async fn wait_for_nothing_left(env: &Env) {
+    let org = fake_github::Scope::org("acme");
+    wait_for("registrations == pods == Secrets == 0", T, || async {
+        let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+        let secrets = env
+            .secrets()
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+            .ok()?
+            .items;
+        (env.fake.runners(&org).is_empty() && pods.is_empty() && secrets.is_empty()).then_some(())
+    })
+    .await;
+}
+
 /// Item 1 of issue 10: a busy runner's pod and registration survive the
 /// deletion of its pool, in every propagation mode and for longer than the
 /// cleanup timeout, while the pool shows it is waiting; once the job ends,
@@ -1267,17 +1251,7 @@ async fn a_busy_runner_survives_pool_deletion(prefix: &str, propagation: Option<
 
     env.fake.finish_job(job).unwrap();
     env.wait_for_pool_gone("ci", T).await;
-    wait_for("registrations == pods == Secrets == 0", T, || async {
-        let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
-        let secrets = env
-            .secrets()
-            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-            .await
-            .ok()?
-            .items;
-        (env.fake.runners(&org).is_empty() && pods.is_empty() && secrets.is_empty()).then_some(())
-    })
-    .await;
+    wait_for_nothing_left(&env).await;
     assert_eq!(
         deletes_of(&env, busy),
         0,
@@ -1409,4 +1383,62 @@ async fn a_refused_pod_mints_no_jit_config_and_shows_in_status() {
         .await
         .unwrap();
     assert!(secrets.items.is_empty());
+}
+
+/// A pool released while GitHub was down leaves its runner pods running (no
+/// busy runner is killed); once GitHub answers, the sweep removes the idle
+/// ones at once and the busy one after its job: nothing is left forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_pool_released_while_github_was_down_left_is_swept() {
+    let env = Env::start("sweep").await;
+    let (job, busy) = pool_with_a_busy_runner(&env).await;
+    env.fake.set_unavailable(true);
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The operator runs with a 15 s cleanup timeout.
+    wait_for(
+        "the pool to be released",
+        Duration::from_secs(60),
+        || async {
+            env.pools()
+                .get_opt("ci")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let events =
+        String::from_utf8_lossy(&kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]).stdout)
+            .into_owned();
+    assert!(events.contains("CleanupIncomplete"));
+    assert_eq!(
+        env.pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2,
+        "no pod is deleted while GitHub cannot say whether its runner is busy"
+    );
+
+    env.fake.set_unavailable(false);
+    let org = fake_github::Scope::org("acme");
+    wait_for("the idle runner to be swept", T, || async {
+        let runners = env.fake.runners(&org);
+        let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+        (runners.len() == 1 && runners[0].id == busy && pods.len() == 1).then_some(())
+    })
+    .await;
+    env.fake.finish_job(job).unwrap();
+    wait_for_nothing_left(&env).await;
+    assert_eq!(
+        deletes_of(&env, busy),
+        0,
+        "a DELETE was sent for the busy runner"
+    );
 }

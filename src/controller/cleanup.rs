@@ -32,7 +32,7 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
     match remove_everything(&pool, ctx).await {
         Ok(0) => {
             info!(pool = %pool.name_any(), "all runners removed");
-            release(&pool, ctx);
+            release(&pool, ctx, false);
             Ok(Action::await_change())
         }
         Ok(busy) => {
@@ -80,13 +80,22 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
                 ),
             )
             .await;
-            release(&pool, ctx);
+            release(&pool, ctx, true);
             Ok(Action::await_change())
         }
     }
 }
 
-fn release(pool: &RunnerPool, ctx: &Context) {
+fn release(pool: &RunnerPool, ctx: &Context, leftovers: bool) {
+    // Whatever is left (pods of runners GitHub could not confirm idle) is the
+    // sweep's, through the pool's last working connection.
+    if let Some(target) = ctx
+        .memory
+        .with(&uid(pool), |m| m.target.clone())
+        .filter(|_| leftovers)
+    {
+        ctx.leftovers.keep(&uid(pool), target);
+    }
     ctx.memory.forget(&uid(pool));
     ctx.metrics
         .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());

@@ -181,7 +181,10 @@ mod tests {
         streak.failed(2, Problem::RunnersFailing, "y".into());
         let third = streak.held_for(now).unwrap();
         assert!(third > first, "{first:?} then {third:?}");
-        assert!(third <= Duration::from_secs(5), "4 s after three failures: {third:?}");
+        assert!(
+            third <= Duration::from_secs(5),
+            "4 s after three failures: {third:?}"
+        );
         assert_eq!(streak.problem().unwrap().1, "y");
 
         streak.online(7);

@@ -11,6 +11,7 @@ pub mod memory;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
+pub mod sweep;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +80,8 @@ pub struct Context {
     pub demand: Arc<Demand>,
     /// Set once the watch caches have their first full list.
     pub synced: AtomicBool,
+    /// Connections of deleted pools whose runners the sweep still removes.
+    pub leftovers: sweep::Leftovers,
 }
 
 /// `workflow_job` events from the webhook receiver, and where their demand is kept.
@@ -342,6 +345,7 @@ pub async fn run(
         metrics,
         demand,
         synced: AtomicBool::new(false),
+        leftovers: sweep::Leftovers::default(),
     });
 
     let mut controller = Controller::new(pools, watcher::Config::default());
@@ -358,6 +362,7 @@ pub async fn run(
         );
         tokio::spawn(router);
     }
+    let sweeper = tokio::spawn(sweep::run(ctx.clone(), pool_store.clone()));
     tokio::spawn(async move {
         store_ready(&pool_store).await;
         store_ready(&pod_store).await;
@@ -373,6 +378,7 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+    sweeper.abort();
 }
 
 #[cfg(test)]

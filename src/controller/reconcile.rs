@@ -159,38 +159,48 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
         .state()
         .iter()
         .filter(|p| mine(&p.metadata))
-        .map(|p| PodView {
-            name: p.name_any(),
-            runner_id: runner::runner_id_of(p.as_ref()),
-            phase: PodPhase::of_runner(p.status.as_ref()),
-            deleting: p.metadata.deletion_timestamp.is_some(),
-            created: p
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or_else(Timestamp::now),
-            started: p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-                .and_then(|c| c.last_transition_time.as_ref())
-                .map(|t| t.0),
-            labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
-        })
+        .map(|p| pod_view(p))
         .collect();
     let secrets = ctx
         .secrets
         .state()
         .iter()
         .filter(|s| mine(&s.metadata))
-        .map(|s| SecretView {
-            name: s.name_any(),
-            runner_id: runner::runner_id_of(s.as_ref()),
-        })
+        .map(|s| secret_view(s))
         .collect();
     (pods, secrets)
+}
+
+/// What the planner needs of a runner pod.
+pub fn pod_view(p: &Pod) -> PodView {
+    PodView {
+        name: p.name_any(),
+        runner_id: runner::runner_id_of(p),
+        phase: PodPhase::of_runner(p.status.as_ref()),
+        deleting: p.metadata.deletion_timestamp.is_some(),
+        created: p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now),
+        started: p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0),
+        labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
+    }
+}
+
+/// What the planner needs of a runner Secret.
+pub fn secret_view(s: &kube::api::PartialObjectMeta<Secret>) -> SecretView {
+    SecretView {
+        name: s.name_any(),
+        runner_id: runner::runner_id_of(s),
+    }
 }
 
 pub fn scaling(pool: &RunnerPool) -> Scaling {
@@ -706,27 +716,7 @@ async fn delete_runner_objects(
     removal: &Removal,
 ) -> Result<(), Error> {
     let namespace = pool.namespace().unwrap_or_default();
-    let gone_ok = |r: Result<(), kube::Error>| match r {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        other => other,
-    };
-    if removal.pod {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        gone_ok(
-            pods.delete(&removal.name, &DeleteParams::background())
-                .await
-                .map(|_| ()),
-        )?;
-    }
-    if removal.secret {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-        gone_ok(
-            secrets
-                .delete(&removal.name, &DeleteParams::background())
-                .await
-                .map(|_| ()),
-        )?;
-    }
+    delete_pod_and_secret(&ctx.client, &namespace, removal).await?;
     ctx.memory
         .with(&uid(pool), |m| m.forget_known(&removal.name));
     ctx.metrics
@@ -736,6 +726,36 @@ async fn delete_runner_objects(
         })
         .inc();
     debug!(runner = %removal.name, "runner removed");
+    Ok(())
+}
+
+/// Deletes the pod and Secret a removal names; already gone is fine.
+pub async fn delete_pod_and_secret(
+    client: &kube::Client,
+    namespace: &str,
+    removal: &Removal,
+) -> Result<(), kube::Error> {
+    let gone_ok = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    };
+    if removal.pod {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        gone_ok(
+            pods.delete(&removal.name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    if removal.secret {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        gone_ok(
+            secrets
+                .delete(&removal.name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        )?;
+    }
     Ok(())
 }
 
