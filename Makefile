@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus a few conveniences.
-.PHONY: demo test build crd fmt
+.PHONY: demo test build image crd fmt
 
 demo:
 	scripts/demo.sh
@@ -9,6 +9,10 @@ test:
 
 build:
 	cargo build --workspace --release
+
+# The operator's image as an OCI archive under target/image/, without a container daemon.
+image:
+	scripts/image.sh
 
 crd:
 	cargo run --quiet --bin runnerpool-operator -- crd > crds/runnerpool.yaml

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what `make test` and CI run.
 # Builds the local control plane and the lint tools when they are missing
-# (cached outside the repo),
-# installs the OpenAPI description the GitHub fake is checked against, runs a
+# (cached outside the repo), installs the OpenAPI description the GitHub fake
+# is checked against, builds the image archive (scripts/image.sh), runs a
 # short `make demo` (the README's first command must never break unseen),
 # starts one control plane for the suite, runs every Rust test and stops the
 # cluster.
@@ -13,6 +13,11 @@ cd "$root"
 tests/cluster/cluster.sh build
 tests/cluster/tools.sh build   # actionlint, kube-score
 tests/fake-github/openapi/install.sh
+# The image archive tests/image.rs inspects: its release build runs here, not
+# inside the test run where it would compete with timing-sensitive tests.
+image_start=$SECONDS
+scripts/image.sh >/dev/null
+echo "test.sh: image archive ready in $((SECONDS - image_start))s"
 
 # The demo on its own cluster (target/demo-cluster, stopped by demo.sh), before
 # the suite's cluster starts so the two never compete for the cores.

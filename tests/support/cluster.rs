@@ -82,7 +82,8 @@ fn run_rig_script(script: &Path, args: &[&str]) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn target_dir() -> PathBuf {
+/// The Cargo target directory (`$CARGO_TARGET_DIR` or `target/` at the root).
+pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
