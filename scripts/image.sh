@@ -62,6 +62,14 @@ labels_json=$(IFS=,; echo "{${labels[*]}}")
 # Its own target dir: no lock shared with a running `cargo test`, and the
 # static build's flags never invalidate the normal builds.
 build_dir=$root/target/image-build
+# Run from a test, cargo's variables (CARGO_MANIFEST_DIR, ...) would be seen by
+# build scripts that watch them (ring's does) and rebuild everything: drop them.
+for var in $(compgen -e); do
+  case $var in
+    CARGO | CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | \
+      CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR) unset "$var" ;;
+  esac
+done
 log "building the static release binary for $triple ..."
 CARGO_TARGET_DIR=$build_dir RUSTFLAGS='-C target-feature=+crt-static' \
   cargo build --quiet --release --locked --target "$triple" --bin runnerpool-operator
