@@ -362,7 +362,7 @@ fn the_archive_is_the_dockerfiles_image_with_a_static_binary() {
 /// server and syncs its watches. Needs root (chroot, mknod), as CI has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_from_the_image_filesystem_alone() {
-    if run("id -u", &mut Command::new("id").arg("-u")).trim() != "0" {
+    if run("id -u", Command::new("id").arg("-u")).trim() != "0" {
         eprintln!("skipped: chroot needs root");
         return;
     }
