@@ -42,6 +42,10 @@ pub struct Counters {
     pub busy_delete_attempts: u64,
     /// Answers from injected faults (error rate, `inject_fault`, unavailable).
     pub faults_injected: u64,
+    /// Requests applied whose answer was then replaced by an injected
+    /// failure (`Fault::after_apply`); also counted in `faults_injected`.
+    #[serde(default)]
+    pub answers_lost: u64,
     /// Answers refused by the primary rate limit.
     pub primary_rate_limited: u64,
     /// Answers refused by a secondary rate limit.
@@ -74,6 +78,7 @@ pub(crate) struct Accounting {
     pub not_modified: u64,
     pub busy_delete_attempts: u64,
     pub faults_injected: u64,
+    pub answers_lost: u64,
     pub primary_rate_limited: u64,
     pub secondary_rate_limited: u64,
     pub log: VecDeque<LoggedRequest>,
@@ -101,6 +106,7 @@ impl Accounting {
             not_modified: 0,
             busy_delete_attempts: 0,
             faults_injected: 0,
+            answers_lost: 0,
             primary_rate_limited: 0,
             secondary_rate_limited: 0,
             log: VecDeque::new(),
@@ -155,6 +161,7 @@ impl Accounting {
             not_modified: self.not_modified,
             busy_delete_attempts: self.busy_delete_attempts,
             faults_injected: self.faults_injected,
+            answers_lost: self.answers_lost,
             primary_rate_limited: self.primary_rate_limited,
             secondary_rate_limited: self.secondary_rate_limited,
             by_credential: self

@@ -38,6 +38,12 @@ pub struct Fault {
     /// Fail only this many matching requests, then remove the fault.
     #[serde(default)]
     pub count: Option<u32>,
+    /// Apply the request first, then answer `status` instead of its result:
+    /// GitHub did the work but the client never learns it ("registration
+    /// created, answer lost"). Only requests that succeed count against
+    /// `count`; a request that fails on its own keeps its own answer.
+    #[serde(default)]
+    pub after_apply: bool,
 }
 
 fn one() -> f64 {
@@ -53,6 +59,7 @@ impl Fault {
             status,
             probability: 1.0,
             count: None,
+            after_apply: false,
         }
     }
     /// The next `count` matching requests answer `status`.
@@ -60,6 +67,14 @@ impl Fault {
         Fault {
             count: Some(count),
             ..Self::always(endpoint, status)
+        }
+    }
+    /// The next `count` matching requests that succeed are applied, then
+    /// answered `status` (their answer is lost).
+    pub fn lost_answers(endpoint: Option<&str>, status: u16, count: u32) -> Self {
+        Fault {
+            after_apply: true,
+            ..Self::times(endpoint, status, count)
         }
     }
 }
@@ -134,14 +149,24 @@ impl Faults {
         self.latency + extra
     }
 
-    /// The status of an injected failure for this request, if any.
-    pub fn injected(&mut self, method: &str, template: &str, credential: &str) -> Option<u16> {
+    /// The status of an injected failure for this request, if any: with
+    /// `after_apply` false, a failure answered instead of applying the
+    /// request (including the global error rate); with true, one that
+    /// replaces the answer of a request already applied successfully.
+    pub fn injected(
+        &mut self,
+        method: &str,
+        template: &str,
+        credential: &str,
+        after_apply: bool,
+    ) -> Option<u16> {
         let mut rng = rand::rng();
         let mut hit = None;
         for f in self.faults.iter_mut() {
-            if f.endpoint
-                .as_deref()
-                .is_some_and(|p| !endpoint_matches(p, method, template))
+            if f.after_apply != after_apply
+                || f.endpoint
+                    .as_deref()
+                    .is_some_and(|p| !endpoint_matches(p, method, template))
                 || f.credential.as_deref().is_some_and(|c| c != credential)
                 || f.count == Some(0)
             {
@@ -156,7 +181,11 @@ impl Faults {
             }
         }
         self.faults.retain(|f| f.count != Some(0));
-        if hit.is_none() && self.error_rate > 0.0 && rng.random::<f64>() < self.error_rate {
+        if hit.is_none()
+            && !after_apply
+            && self.error_rate > 0.0
+            && rng.random::<f64>() < self.error_rate
+        {
             hit = Some(if self.error_status == 0 {
                 500
             } else {

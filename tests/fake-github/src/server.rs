@@ -429,18 +429,10 @@ impl State {
         let Some(route) = route else {
             return finish_err(out, ApiError::not_found());
         };
-        if let Some(status) = self.faults.injected(method, template, &cred_key) {
+        if let Some(status) = self.faults.injected(method, template, &cred_key, false) {
             self.acct.faults_injected += 1;
             out.injected = true;
-            let msg = match status {
-                500 => "Server Error",
-                502 => "Bad Gateway",
-                503 => "Service Unavailable",
-                504 => "Gateway Timeout",
-                404 => "Not Found",
-                _ => "Injected failure",
-            };
-            return finish_err(out, ApiError::new(status, msg));
+            return finish_err(out, injected_error(status));
         }
         if let Some(v) = headers
             .get("x-github-api-version")
@@ -463,6 +455,17 @@ impl State {
             Err(e) => return finish_err(out, e),
         }
         match self.dispatch(route, &cred, path, query, body, ctx, now) {
+            Ok(reply)
+                if reply.status < 400
+                    && let Some(status) =
+                        self.faults.injected(method, template, &cred_key, true) =>
+            {
+                // Applied, but the answer is lost on its way back.
+                self.acct.faults_injected += 1;
+                self.acct.answers_lost += 1;
+                out.injected = true;
+                finish_err(out, injected_error(status))
+            }
             Ok(reply) => {
                 out.status = reply.status;
                 out.body = reply.body;
@@ -841,6 +844,19 @@ fn to_validation(e: ApiError) -> ApiError {
     } else {
         e
     }
+}
+
+/// The answer of an injected failure.
+fn injected_error(status: u16) -> ApiError {
+    let msg = match status {
+        500 => "Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        404 => "Not Found",
+        _ => "Injected failure",
+    };
+    ApiError::new(status, msg)
 }
 
 /// GitHub-style weak ETag of a body.

@@ -1963,3 +1963,92 @@ async fn handle_is_shareable_across_tasks() {
         .await;
     assert!(r.is_err());
 }
+
+/// A lost answer: the request is applied, then the client sees a failure.
+/// Selected through the control API (generate-jitconfig) and the library
+/// (DELETE); only requests that succeed use up the count.
+#[tokio::test]
+async fn lost_answers_apply_the_request_then_fail() {
+    let fake = start().await;
+    let c = client();
+    let org = Scope::org("acme");
+    let jit_url = format!(
+        "{}/orgs/acme/actions/runners/generate-jitconfig",
+        fake.base_url()
+    );
+    let r = c
+        .post(format!("{}/_fake/faults", fake.base_url()))
+        .json(&json!({
+            "endpoint": "POST /orgs/{org}/actions/runners/generate-jitconfig",
+            "status": 502,
+            "count": 1,
+            "after_apply": true
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let post = |name: &str| {
+        let (c, url, body) = (c.clone(), jit_url.clone(), jit_body(name));
+        async move { call(&c, Method::POST, &url, Some(ORG_TOKEN), Some(&body)).await }
+    };
+
+    // The client sees a 502 and no JIT config, yet the runner is registered.
+    let (status, body) = json_of(post("lost").await).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.get("encoded_jit_config").is_none(), "{body}");
+    let lost = fake
+        .runners(&org)
+        .into_iter()
+        .find(|r| r.name == "lost")
+        .expect("the lost answer's runner is registered");
+    assert_eq!(lost.status, RunnerStatus::Offline);
+    let counters = fake.counters();
+    assert_eq!(counters.answers_lost, 1);
+    assert_eq!(counters.faults_injected, 1);
+    let logged = fake.request_log().pop().unwrap();
+    assert!(logged.injected && logged.status == 502, "{logged:?}");
+    // The count is used up: the next request is answered.
+    assert_eq!(post("kept").await.status(), 201);
+    assert_eq!(fake.runners(&org).len(), 2);
+
+    // A request that fails on its own keeps its answer and leaves the count.
+    fake.inject_fault(Fault::lost_answers(
+        Some("DELETE /orgs/{org}/actions/runners/{runner_id}"),
+        502,
+        1,
+    ));
+    let delete_url = |id: u64| format!("{}/orgs/acme/actions/runners/{id}", fake.base_url());
+    assert_eq!(
+        call(&c, Method::DELETE, &delete_url(999_999), Some(ORG_TOKEN), None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(fake.counters().answers_lost, 1);
+    // DELETE: the runner is removed although the client saw a 502; a retry
+    // then finds it gone.
+    assert_eq!(
+        call(&c, Method::DELETE, &delete_url(lost.id), Some(ORG_TOKEN), None)
+            .await
+            .status(),
+        502
+    );
+    assert!(fake.runner(lost.id).is_none());
+    assert_eq!(fake.counters().answers_lost, 2);
+    assert_eq!(
+        call(&c, Method::DELETE, &delete_url(lost.id), Some(ORG_TOKEN), None)
+            .await
+            .status(),
+        404
+    );
+    // Faults that fire before the request is applied are untouched.
+    fake.inject_fault(Fault::times(
+        Some("POST /orgs/{org}/actions/runners/generate-jitconfig"),
+        502,
+        1,
+    ));
+    assert_eq!(post("refused").await.status(), 502);
+    assert!(fake.runners(&org).iter().all(|r| r.name != "refused"));
+    fake.shutdown().await;
+}
