@@ -1089,12 +1089,20 @@ async fn an_exhausted_rate_limit_shows_in_status_and_sends_nothing() {
         .reset_rate_limit(&env.fake.token_key(support::operator::TOKEN));
 }
 
-/// Invariant 5: after GitHub errors, pod deletions and a controller restart,
-/// the pool converges to runners == pods, with nothing left behind.
+/// Invariant 5: after GitHub errors, lost generate-jitconfig answers (the
+/// runner registered, the operator told 502), pod deletions and a controller
+/// restart, the pool converges to runners == pods == Secrets, with no
+/// registration left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_to_runners_equal_pods_after_chaos() {
+    const LOST: u32 = 3;
     let mut env = Env::start("chaos").await;
     env.fake.set_error_rate(0.3, 502);
+    env.fake.inject_fault(fake_github::Fault::lost_answers(
+        Some("POST /orgs/{org}/actions/runners/generate-jitconfig"),
+        502,
+        LOST,
+    ));
     env.apply_org_pool("ci", 5).await;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1159,6 +1167,9 @@ async fn converges_to_runners_equal_pods_after_chaos() {
     )
     .await;
     assert_eq!(ids.len(), 5);
+    // The lost answers happened (each left a registration the operator never
+    // heard of); the checks above show they were collected.
+    assert_eq!(env.fake.counters().answers_lost, u64::from(LOST));
 }
 
 /// The DELETE requests the fake saw for runner `id`, from its request log.
