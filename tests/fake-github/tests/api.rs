@@ -2020,26 +2020,44 @@ async fn lost_answers_apply_the_request_then_fail() {
     ));
     let delete_url = |id: u64| format!("{}/orgs/acme/actions/runners/{id}", fake.base_url());
     assert_eq!(
-        call(&c, Method::DELETE, &delete_url(999_999), Some(ORG_TOKEN), None)
-            .await
-            .status(),
+        call(
+            &c,
+            Method::DELETE,
+            &delete_url(999_999),
+            Some(ORG_TOKEN),
+            None
+        )
+        .await
+        .status(),
         404
     );
     assert_eq!(fake.counters().answers_lost, 1);
     // DELETE: the runner is removed although the client saw a 502; a retry
     // then finds it gone.
     assert_eq!(
-        call(&c, Method::DELETE, &delete_url(lost.id), Some(ORG_TOKEN), None)
-            .await
-            .status(),
+        call(
+            &c,
+            Method::DELETE,
+            &delete_url(lost.id),
+            Some(ORG_TOKEN),
+            None
+        )
+        .await
+        .status(),
         502
     );
     assert!(fake.runner(lost.id).is_none());
     assert_eq!(fake.counters().answers_lost, 2);
     assert_eq!(
-        call(&c, Method::DELETE, &delete_url(lost.id), Some(ORG_TOKEN), None)
-            .await
-            .status(),
+        call(
+            &c,
+            Method::DELETE,
+            &delete_url(lost.id),
+            Some(ORG_TOKEN),
+            None
+        )
+        .await
+        .status(),
         404
     );
     // Faults that fire before the request is applied are untouched.
