@@ -424,15 +424,14 @@ fn make_plan(
     ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
         let vanished = m.vanished(&pods, &secrets);
-        let ids: BTreeSet<u64> = pods.iter().filter_map(|p| p.runner_id).collect();
         let online: Vec<u64> = m
             .github
             .iter()
             .flat_map(|view| &view.runners)
-            .filter(|r| ids.contains(&r.id) && (r.busy || r.status == RunnerStatus::Online))
+            .filter(|r| runner_ids.contains(&r.id) && (r.busy || r.status == RunnerStatus::Online))
             .map(|r| r.id)
             .collect();
-        m.failures.retain_online(&ids);
+        m.failures.retain_online(&runner_ids);
         for id in online {
             m.failures.online(id);
         }
