@@ -1409,19 +1409,8 @@ async fn what_a_pool_released_while_github_was_down_left_is_swept() {
         .await
         .unwrap();
     // The operator runs with a 15 s cleanup timeout.
-    wait_for(
-        "the pool to be released",
-        Duration::from_secs(60),
-        || async {
-            env.pools()
-                .get_opt("ci")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    env.wait_for_pool_released("ci", Duration::from_secs(60))
+        .await;
     let events =
         String::from_utf8_lossy(&kubectl(&["get", "events", "-n", &env.ns, "-o", "yaml"]).stdout)
             .into_owned();

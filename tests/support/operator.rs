@@ -265,8 +265,8 @@ impl Env {
         .await
     }
 
-    /// Waits until a deleted pool is gone, with its pods and runner Secrets.
-    pub async fn wait_for_pool_gone(&self, name: &str, timeout: Duration) {
+    /// Waits until a deleted pool's object is gone (its finalizer released).
+    pub async fn wait_for_pool_released(&self, name: &str, timeout: Duration) {
         wait_for(&format!("pool {name} to be gone"), timeout, || async {
             self.pools()
                 .get_opt(name)
@@ -276,6 +276,11 @@ impl Env {
                 .then_some(())
         })
         .await;
+    }
+
+    /// Waits until a deleted pool is gone, with its pods and runner Secrets.
+    pub async fn wait_for_pool_gone(&self, name: &str, timeout: Duration) {
+        self.wait_for_pool_released(name, timeout).await;
         wait_for("its pods and Secrets to go", timeout, || async {
             let pods = self.live_pods(name).await.is_empty();
             let lp = ListParams::default().labels(&format!("{POOL_LABEL}={name}"));
