@@ -201,8 +201,13 @@ async fn kube_client(
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    // Whether this replica takes webhook deliveries: it does from the moment
+    // it acts (at once, or once it leads), before its caches are synced,
+    // because GitHub does not redeliver a refused delivery by itself. The
+    // events wait in the feed until the controller can route them.
+    let taking = Arc::new(AtomicBool::new(!args.leader_elect));
     // First, so a missing webhook secret is the error reported, whatever else.
-    let mut feed = start_webhook_listener(&args, &metrics, &ready).await?;
+    let mut feed = start_webhook_listener(&args, &metrics, &taking).await?;
     let client = kube_client(args.kubeconfig.as_ref()).await?;
     let observed = metrics.clone();
     let github = Arc::new(CachingConnector::new(ClientOptions {
@@ -239,6 +244,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             _ = elector.acquire() => {}
             _ = shutdown.clone() => return Ok(()),
         }
+        taking.store(true, Ordering::Relaxed);
         Some(elector)
     } else {
         None
@@ -264,9 +270,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let stop_holding = Arc::new(Notify::new());
     let holder = tokio::spawn({
         let (lost, stop_holding, ready) = (lost.clone(), stop_holding.clone(), ready.clone());
+        let taking = taking.clone();
         async move {
             let held = elector.hold(stop_holding.notified()).await;
             if held.is_err() {
+                taking.store(false, Ordering::Relaxed);
                 ready.store(false, Ordering::Relaxed);
                 lost.notify_one();
             }
@@ -289,6 +297,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         stop,
     )
     .await;
+    taking.store(false, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
     stop_holding.notify_one();
     let (mut elector, held) = holder.await?;
@@ -307,7 +316,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
 async fn start_webhook_listener(
     args: &RunArgs,
     metrics: &Arc<Metrics>,
-    ready: &Arc<AtomicBool>,
+    taking: &Arc<AtomicBool>,
 ) -> Result<Option<DemandFeed>, Box<dyn std::error::Error>> {
     let Some(address) = args.webhook_listen else {
         return Ok(None);
@@ -319,14 +328,16 @@ async fn start_webhook_listener(
         args.webhook_secret_file.as_deref(),
         std::env::var(webhook::SECRET_ENV).ok(),
     )?;
-    // Bounded: a standby replica (or an overloaded one) answers 503 rather
-    // than queueing without end; GitHub can redeliver.
+    // Bounded: an overloaded replica answers 503 rather than queueing
+    // without end (the delivery shows failed on GitHub, to redeliver).
     let (events, received) = tokio::sync::mpsc::channel(4096);
     let listener = tokio::net::TcpListener::bind(address).await?;
     info!(address = %listener.local_addr()?, "webhook listener serving POST /webhook");
-    // Events are taken only while this replica is ready (caches synced, and
-    // leading with leader election): a standby answers 503.
-    let state = webhook::server::ReceiverState::new(secret, ready.clone(), events, metrics.clone());
+    // Events are taken only while this replica acts (leads, with leader
+    // election): a standby answers 503, and its readiness keeps it out of
+    // the Service meanwhile.
+    let state =
+        webhook::server::ReceiverState::new(secret, taking.clone(), events, metrics.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, webhook::server::router(state)).await {
             error!(error = %e, "webhook listener stopped");

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::Receiver;
 use tracing::{debug, info};
 
-use super::{Context, reconcile, uid};
+use super::{Context, reconcile, store_ready, uid};
 use crate::RunnerPool;
 use crate::connection;
 use crate::controller::plan::Scaling;
@@ -32,6 +32,10 @@ pub async fn route_jobs(
     ctx: Arc<Context>,
     trigger: UnboundedSender<ObjectRef<RunnerPool>>,
 ) {
+    // Deliveries are accepted from the start; they wait here until the pools
+    // and runners they name are known, rather than being matched to nothing.
+    store_ready(&pools).await;
+    store_ready(&pods).await;
     while let Some(event) = events.recv().await {
         let now = Instant::now();
         let touched: Vec<String> = match event.action {

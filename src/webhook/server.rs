@@ -5,9 +5,9 @@
 //!
 //! Answers: 401 missing or bad signature, 413 body over 1 MiB, 400 malformed,
 //! 200 `ping`, 202 `workflow_job` accepted (duplicates included, applied
-//! once), 204 any other event, 503 when the controller is not taking events
-//! (a standby replica, or overloaded): GitHub shows that as a failed delivery
-//! that can be redelivered.
+//! once), 204 any other event, 503 when the replica is not taking events
+//! (a standby, or overloaded): GitHub shows that as a failed delivery, which
+//! it does not redeliver by itself.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,7 +157,8 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
                 return state.answer("duplicate", StatusCode::ACCEPTED);
             }
             if !state.taking.load(Ordering::Relaxed) {
-                // A standby, or caches not synced yet: GitHub can redeliver.
+                // A standby replica (out of the Service while it is not ready).
+                debug!(delivery, "webhook refused: not taking events");
                 return state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE);
             }
             debug!(delivery, job_id = event.job_id, action = ?event.action, "workflow_job received");
@@ -170,7 +171,10 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
                     }
                     state.answer("accepted", StatusCode::ACCEPTED)
                 }
-                Err(_) => state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+                Err(e) => {
+                    warn!(delivery, error = %e, "webhook refused: the event queue does not take it");
+                    state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE)
+                }
             }
         }
         Some(_) => state.answer("ignored", StatusCode::NO_CONTENT),
