@@ -98,6 +98,22 @@ pub struct RunnerPoolSpec {
     #[schemars(range(min = 30, max = 86400))]
     pub bootstrap_timeout_seconds: Option<i32>,
 
+    /// What the runner pod is built for, around the template's `runner` container:
+    ///
+    /// - `none` (default): the template as written.
+    /// - `dind`: Docker-in-Docker. A `docker:dind` daemon runs as a native
+    ///   sidecar (an init container with `restartPolicy: Always` and a
+    ///   startup probe: the runner starts once the daemon answers, and the pod
+    ///   ends when the runner ends). It is the only privileged container. The
+    ///   runner gets `DOCKER_HOST` (the daemon's Unix socket on a shared
+    ///   volume) and shares its work directory with the daemon, so jobs can
+    ///   `docker build` and use `container:` and `services:`.
+    ///
+    /// Containers, volumes and settings the template already defines under
+    /// the same names win over what a mode adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_mode: Option<ContainerMode>,
+
     /// The pod of every runner. The container named `runner` receives the
     /// just-in-time configuration in `ACTIONS_RUNNER_INPUT_JITCONFIG`, from a
     /// Secret the operator creates; the official runner image reads it when
@@ -108,6 +124,17 @@ pub struct RunnerPoolSpec {
     #[x_kube(validation = Rule::new("self.spec.containers.exists(c, c.name == 'runner')").message("template.spec.containers must contain a container named 'runner'"))]
     #[x_kube(validation = Rule::new("self.spec.containers.all(c, c.name != 'runner' || (has(c.image) && size(c.image) > 0))").message("the 'runner' container of template.spec.containers needs an image"))]
     pub template: PodTemplateSpec,
+}
+
+/// How the runner pod is built around the `runner` container.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerMode {
+    #[default]
+    None,
+    Dind,
 }
 
 /// Where the runners register.
@@ -300,6 +327,10 @@ impl RunnerPool {
 
     pub fn work_folder(&self) -> &str {
         self.spec.work_folder.as_deref().unwrap_or("_work")
+    }
+
+    pub fn container_mode(&self) -> ContainerMode {
+        self.spec.container_mode.unwrap_or_default()
     }
 
     pub fn bootstrap_timeout(&self) -> std::time::Duration {

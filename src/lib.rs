@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod connection;
+pub mod container_mode;
 pub mod controller;
 pub mod crd;
 pub mod github;

@@ -205,6 +205,7 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
     spec.restart_policy = Some("Never".to_string());
     // A job needs no Kubernetes API credentials unless the template asks for them.
     spec.automount_service_account_token.get_or_insert(false);
+    crate::container_mode::expand(pool, &mut spec);
     for container in spec
         .containers
         .iter_mut()

@@ -1,0 +1,492 @@
+//! How `spec.containerMode` expands a runner pod around the template's
+//! `runner` container: the Docker-in-Docker sidecar, the shared work volume
+//! and the environment each mode needs. Pure functions over a `PodSpec`,
+//! called by [`crate::runner::runner_pod`]; what the template already sets
+//! under the same names wins.
+
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec, Probe, SecurityContext, Volume,
+    VolumeMount,
+};
+
+use crate::RunnerPool;
+use crate::crd::ContainerMode;
+use crate::runner::RUNNER_CONTAINER;
+
+/// The runner's home in the official runner image; a relative
+/// `spec.workFolder` is relative to it.
+pub const RUNNER_HOME: &str = "/home/runner";
+/// The volume holding the runner's work directory.
+pub const WORK_VOLUME: &str = "work";
+/// The Docker-in-Docker sidecar.
+pub const DIND_CONTAINER: &str = "dind";
+pub const DIND_IMAGE: &str = "docker:dind";
+/// Where the daemon's socket lives, on a volume shared with the runner.
+pub const DIND_SOCKET_DIR: &str = "/var/run/dind";
+pub const DIND_SOCKET_VOLUME: &str = "dind-sock";
+pub const DIND_HOST: &str = "unix:///var/run/dind/docker.sock";
+/// The daemon's storage: on an emptyDir, because overlayfs does not stack on
+/// the container's own overlay root (dockerd would fall back to slow vfs).
+pub const DIND_STORAGE_VOLUME: &str = "dind-storage";
+/// The runner's `externals` (node for JavaScript actions), copied to a
+/// volume the daemon mounts at the same path, so `container:` jobs find them.
+pub const DIND_EXTERNALS_VOLUME: &str = "dind-externals";
+pub const DIND_EXTERNALS_INIT: &str = "init-dind-externals";
+/// The `docker` group of the official runner image, owner of the socket.
+pub const DOCKER_GROUP_GID: &str = "123";
+
+/// The runner's work directory: `spec.workFolder` under the runner's home
+/// unless it is absolute.
+pub fn work_dir(pool: &RunnerPool) -> String {
+    let folder = pool.work_folder();
+    if folder.starts_with('/') {
+        folder.to_string()
+    } else {
+        format!("{RUNNER_HOME}/{}", folder.trim_end_matches('/'))
+    }
+}
+
+/// Expands `spec` for the pool's container mode.
+pub fn expand(pool: &RunnerPool, spec: &mut PodSpec) {
+    match pool.container_mode() {
+        ContainerMode::None => {}
+        ContainerMode::Dind => expand_dind(pool, spec),
+    }
+}
+
+fn expand_dind(pool: &RunnerPool, spec: &mut PodSpec) {
+    let work_dir = work_dir(pool);
+    let runner_image = spec
+        .containers
+        .iter()
+        .find(|c| c.name == RUNNER_CONTAINER)
+        .and_then(|c| c.image.clone());
+
+    for (name, source) in [
+        (WORK_VOLUME, empty_dir()),
+        (DIND_SOCKET_VOLUME, empty_dir()),
+        (DIND_STORAGE_VOLUME, empty_dir()),
+        (DIND_EXTERNALS_VOLUME, empty_dir()),
+    ] {
+        add_volume(spec, name, source);
+    }
+
+    if let Some(runner) = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == RUNNER_CONTAINER)
+    {
+        add_env(runner, "DOCKER_HOST", DIND_HOST);
+        add_mount(runner, WORK_VOLUME, &work_dir);
+        add_mount(runner, DIND_SOCKET_VOLUME, DIND_SOCKET_DIR);
+    }
+
+    // A template that runs its own `dind` as a regular container keeps it:
+    // two containers of one name would be refused.
+    if spec.containers.iter().any(|c| c.name == DIND_CONTAINER) {
+        return;
+    }
+    let mut sidecars = Vec::new();
+    if let Some(image) = runner_image {
+        let externals = format!("{RUNNER_HOME}/externals");
+        sidecars.push(Container {
+            name: DIND_EXTERNALS_INIT.to_string(),
+            image: Some(image),
+            command: Some(vec![
+                "cp".into(),
+                "-a".into(),
+                format!("{externals}/."),
+                "/mnt/externals/".into(),
+            ]),
+            volume_mounts: Some(vec![mount(DIND_EXTERNALS_VOLUME, "/mnt/externals")]),
+            ..Default::default()
+        });
+    }
+    sidecars.push(dind_sidecar(&work_dir));
+
+    let init = spec.init_containers.get_or_insert_with(Vec::new);
+    // The template's own settings for these containers win: each of its
+    // fields replaces the one built here, and it keeps its place.
+    let mut prepend = Vec::new();
+    for built in sidecars {
+        match init.iter_mut().find(|c| c.name == built.name) {
+            Some(theirs) => *theirs = overlay(&built, theirs),
+            None => prepend.push(built),
+        }
+    }
+    init.splice(0..0, prepend);
+}
+
+/// The Docker daemon as a native sidecar: started before the runner and
+/// ready once `docker info` answers, stopped when the runner's container ends.
+fn dind_sidecar(work_dir: &str) -> Container {
+    Container {
+        name: DIND_CONTAINER.to_string(),
+        image: Some(DIND_IMAGE.to_string()),
+        restart_policy: Some("Always".to_string()),
+        args: Some(vec![
+            "dockerd".into(),
+            format!("--host={DIND_HOST}"),
+            "--group=$(DOCKER_GROUP_GID)".into(),
+        ]),
+        env: Some(vec![
+            env("DOCKER_GROUP_GID", DOCKER_GROUP_GID),
+            // The socket is the only endpoint: no TCP listener, no certificates.
+            env("DOCKER_TLS_CERTDIR", ""),
+        ]),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        }),
+        startup_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "docker".into(),
+                    format!("--host={DIND_HOST}"),
+                    "info".into(),
+                ]),
+            }),
+            period_seconds: Some(1),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(120),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount(WORK_VOLUME, work_dir),
+            mount(DIND_SOCKET_VOLUME, DIND_SOCKET_DIR),
+            mount(DIND_STORAGE_VOLUME, "/var/lib/docker"),
+            mount(DIND_EXTERNALS_VOLUME, &format!("{RUNNER_HOME}/externals")),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// `built` with every field `theirs` sets replaced by theirs (objects
+/// merged field by field, lists and values replaced whole).
+fn overlay(built: &Container, theirs: &Container) -> Container {
+    fn merge(base: &mut serde_json::Value, top: serde_json::Value) {
+        match (base, top) {
+            (serde_json::Value::Object(base), serde_json::Value::Object(top)) => {
+                for (key, value) in top {
+                    match base.get_mut(&key) {
+                        Some(slot) => merge(slot, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+            (slot, top) => *slot = top,
+        }
+    }
+    let (Ok(mut base), Ok(top)) = (serde_json::to_value(built), serde_json::to_value(theirs))
+    else {
+        return theirs.clone();
+    };
+    merge(&mut base, top);
+    serde_json::from_value(base).unwrap_or_else(|_| theirs.clone())
+}
+
+fn empty_dir() -> Volume {
+    Volume {
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+/// Adds volume `name` unless the template has one of that name.
+pub(crate) fn add_volume(spec: &mut PodSpec, name: &str, mut volume: Volume) {
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    if volumes.iter().all(|v| v.name != name) {
+        volume.name = name.to_string();
+        volumes.push(volume);
+    }
+}
+
+/// Sets variable `name` unless the container sets it already.
+pub(crate) fn add_env(container: &mut Container, name: &str, value: &str) {
+    let vars = container.env.get_or_insert_with(Vec::new);
+    if vars.iter().all(|e| e.name != name) {
+        vars.push(env(name, value));
+    }
+}
+
+/// Mounts volume `name` at `path` unless the container mounts that volume
+/// or something at that path already.
+pub(crate) fn add_mount(container: &mut Container, name: &str, path: &str) {
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    if mounts
+        .iter()
+        .all(|m| m.name != name && m.mount_path != path)
+    {
+        mounts.push(mount(name, path));
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::runner_pod;
+
+    fn pool(mode: &str, template_spec: &str) -> RunnerPool {
+        let yaml = format!(
+            r#"
+apiVersion: actions.runnerpool.dev/v1alpha1
+kind: RunnerPool
+metadata: {{ name: ci, namespace: builds, uid: u-1 }}
+spec:
+  github: {{ organization: acme, credentialsSecret: {{ name: gh }} }}
+  labels: [linux]
+  {mode}
+  template:
+    spec:
+{template_spec}
+"#
+        );
+        serde_yaml::from_str(&yaml).expect("fixture parses")
+    }
+
+    const RUNNER_ONLY: &str =
+        "      containers: [{ name: runner, image: ghcr.io/actions/actions-runner:2.330.0 }]";
+
+    fn spec_of(pool: &RunnerPool) -> PodSpec {
+        runner_pod(pool, "ci-abc", 1, "h").spec.expect("spec")
+    }
+
+    fn container<'a>(list: &'a [Container], name: &str) -> &'a Container {
+        list.iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("container {name}"))
+    }
+
+    fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+        c.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+
+    fn mount_path<'a>(c: &'a Container, volume: &str) -> Option<&'a str> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == volume)
+            .map(|m| m.mount_path.as_str())
+    }
+
+    #[test]
+    fn no_mode_leaves_the_template_alone() {
+        for mode in ["", "containerMode: none"] {
+            let spec = spec_of(&pool(mode, RUNNER_ONLY));
+            assert!(spec.init_containers.is_none(), "{mode}");
+            assert!(spec.volumes.is_none(), "{mode}");
+            assert!(env_value(&spec.containers[0], "DOCKER_HOST").is_none());
+        }
+    }
+
+    #[test]
+    fn dind_runs_the_daemon_as_the_only_privileged_native_sidecar() {
+        let spec = spec_of(&pool("containerMode: dind", RUNNER_ONLY));
+        let init = spec.init_containers.as_deref().expect("init containers");
+        let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [DIND_EXTERNALS_INIT, DIND_CONTAINER]);
+
+        let dind = container(init, DIND_CONTAINER);
+        assert_eq!(dind.image.as_deref(), Some(DIND_IMAGE));
+        assert_eq!(
+            dind.restart_policy.as_deref(),
+            Some("Always"),
+            "a native sidecar: the pod ends with the runner"
+        );
+        let probe = dind.startup_probe.as_ref().expect("startup probe");
+        let probe_command = probe.exec.as_ref().and_then(|e| e.command.clone()).unwrap();
+        assert_eq!(probe_command.last().map(String::as_str), Some("info"));
+        assert!(probe_command.contains(&format!("--host={DIND_HOST}")));
+        assert!(
+            dind.args
+                .as_ref()
+                .unwrap()
+                .contains(&format!("--host={DIND_HOST}"))
+        );
+
+        let privileged: Vec<&str> = init
+            .iter()
+            .chain(&spec.containers)
+            .filter(|c| {
+                c.security_context
+                    .as_ref()
+                    .and_then(|s| s.privileged)
+                    .unwrap_or(false)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(privileged, [DIND_CONTAINER]);
+
+        // The externals copy uses the runner's own image.
+        assert_eq!(
+            container(init, DIND_EXTERNALS_INIT).image.as_deref(),
+            Some("ghcr.io/actions/actions-runner:2.330.0")
+        );
+        assert!(
+            container(init, DIND_EXTERNALS_INIT)
+                .restart_policy
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn dind_shares_the_work_directory_and_socket_with_the_runner() {
+        let spec = spec_of(&pool("containerMode: dind", RUNNER_ONLY));
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        let dind = container(spec.init_containers.as_deref().unwrap(), DIND_CONTAINER);
+        assert_eq!(env_value(runner, "DOCKER_HOST"), Some(DIND_HOST));
+        for c in [runner, dind] {
+            assert_eq!(
+                mount_path(c, WORK_VOLUME),
+                Some("/home/runner/_work"),
+                "{}",
+                c.name
+            );
+            assert_eq!(mount_path(c, DIND_SOCKET_VOLUME), Some(DIND_SOCKET_DIR));
+        }
+        assert_eq!(
+            mount_path(dind, DIND_EXTERNALS_VOLUME),
+            Some("/home/runner/externals")
+        );
+        assert_eq!(
+            mount_path(dind, DIND_STORAGE_VOLUME),
+            Some("/var/lib/docker")
+        );
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        for name in [
+            WORK_VOLUME,
+            DIND_SOCKET_VOLUME,
+            DIND_STORAGE_VOLUME,
+            DIND_EXTERNALS_VOLUME,
+        ] {
+            assert!(volumes.contains(&name), "{name} in {volumes:?}");
+        }
+        // The runner is neither privileged nor given an API token.
+        assert!(runner.security_context.is_none());
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        // The JIT config still comes from the Secret only.
+        assert!(
+            runner
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == crate::runner::JIT_CONFIG_ENV && e.value.is_none())
+        );
+    }
+
+    #[test]
+    fn dind_follows_the_work_folder() {
+        let mut p = pool("containerMode: dind", RUNNER_ONLY);
+        p.spec.work_folder = Some("build/".into());
+        let spec = spec_of(&p);
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(mount_path(runner, WORK_VOLUME), Some("/home/runner/build"));
+        p.spec.work_folder = Some("/data/work".into());
+        assert_eq!(work_dir(&p), "/data/work");
+    }
+
+    #[test]
+    fn the_templates_own_settings_win_in_dind_mode() {
+        let template = r#"      initContainers:
+        - name: setup
+          image: busybox
+        - name: dind
+          image: mirror.example/docker:27-dind
+          resources: { limits: { memory: 4Gi } }
+          env: [{ name: DOCKER_GROUP_GID, value: "1001" }]
+      containers:
+        - name: runner
+          image: my-runner
+          env: [{ name: DOCKER_HOST, value: "tcp://localhost:2375" }]
+          volumeMounts: [{ name: scratch, mountPath: /home/runner/_work }]
+      volumes:
+        - name: scratch
+          emptyDir: { medium: Memory }
+        - name: work
+          ephemeral: { volumeClaimTemplate: { spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } } } }"#;
+        let spec = spec_of(&pool("containerMode: dind", template));
+        let init = spec.init_containers.as_deref().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [DIND_EXTERNALS_INIT, "setup", DIND_CONTAINER]);
+        let dind = container(init, DIND_CONTAINER);
+        assert_eq!(dind.image.as_deref(), Some("mirror.example/docker:27-dind"));
+        assert!(dind.resources.is_some());
+        assert_eq!(env_value(dind, "DOCKER_GROUP_GID"), Some("1001"));
+        // What the template left unset is still built.
+        assert_eq!(dind.restart_policy.as_deref(), Some("Always"));
+        assert!(dind.startup_probe.is_some());
+        assert_eq!(
+            dind.security_context.as_ref().and_then(|s| s.privileged),
+            Some(true)
+        );
+
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(
+            env_value(runner, "DOCKER_HOST"),
+            Some("tcp://localhost:2375")
+        );
+        let mounts: Vec<(&str, &str)> = runner
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("scratch", "/home/runner/_work"),
+                (DIND_SOCKET_VOLUME, DIND_SOCKET_DIR)
+            ]
+        );
+        let work = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == WORK_VOLUME)
+            .unwrap();
+        assert!(work.ephemeral.is_some() && work.empty_dir.is_none());
+    }
+
+    #[test]
+    fn a_dind_container_of_the_template_is_not_doubled() {
+        let template = r#"      containers:
+        - { name: runner, image: r }
+        - { name: dind, image: docker:dind, securityContext: { privileged: true } }"#;
+        let spec = spec_of(&pool("containerMode: dind", template));
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter(|c| c.name == DIND_CONTAINER)
+            .count();
+        assert_eq!(all, 1);
+    }
+}

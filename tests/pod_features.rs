@@ -1,0 +1,115 @@
+//! The runner pod features of `spec.containerMode`, `spec.cacheVolumes` and
+//! scheduled capacity, end to end: the API server must accept the pods the
+//! operator builds, kwok runs them, and their runners come online on the
+//! GitHub fake.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::ResourceExt;
+use runnerpool::container_mode::{DIND_CONTAINER, DIND_HOST, WORK_VOLUME};
+use runnerpool::runner::RUNNER_CONTAINER;
+use support::cluster::wait_for;
+use support::operator::{Base, Env, pool_yaml};
+
+const T: Duration = Duration::from_secs(60);
+
+fn org_pool(env: &Env, replicas: u32, extra: &str) -> String {
+    pool_yaml(
+        "ci",
+        "organization: acme",
+        &env.api_url(Base::Root),
+        replicas,
+        &["linux"],
+        extra,
+    )
+}
+
+fn container<'a>(list: Option<&'a Vec<Container>>, name: &str) -> &'a Container {
+    list.into_iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("container {name}"))
+}
+
+/// Waits until the pool's single pod shows every container (init and
+/// regular) in the state kwok gives a started pod.
+async fn wait_for_running_pod(env: &Env) -> Pod {
+    wait_for("the runner pod Running", T, || async {
+        let pod = env.live_pods("ci").await.into_iter().next()?;
+        let status = pod.status.as_ref()?;
+        (status.phase.as_deref() == Some("Running")).then_some(pod)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dind_runner_pod_is_accepted_started_and_comes_online() {
+    let env = Env::start("dind").await;
+    env.apply_pool(&org_pool(&env, 1, "  containerMode: dind"))
+        .await;
+    let ids = env.wait_for_online_runners("ci", 1, T).await;
+    let pod = wait_for_running_pod(&env).await;
+    let spec = pod.spec.as_ref().unwrap();
+
+    let dind = container(spec.init_containers.as_ref(), DIND_CONTAINER);
+    assert_eq!(dind.restart_policy.as_deref(), Some("Always"));
+    assert!(dind.startup_probe.is_some());
+    let runner = container(Some(&spec.containers), RUNNER_CONTAINER);
+    let docker_host = runner
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "DOCKER_HOST")
+        .and_then(|e| e.value.as_deref());
+    assert_eq!(docker_host, Some(DIND_HOST));
+    assert!(
+        runner
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == WORK_VOLUME)
+    );
+    // The sidecar runs next to the runner (kwok reports it as a started
+    // native sidecar).
+    let sidecar = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|s| s.iter().find(|c| c.name == DIND_CONTAINER))
+        .expect("dind status");
+    assert!(
+        sidecar
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .is_some()
+    );
+
+    // A job runs, the runner exits and is replaced by a fresh one.
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        (env.fake.job(job)?.runner_id == Some(ids[0])).then_some(())
+    })
+    .await;
+    env.fake.finish_job(job).unwrap();
+    wait_for("a replacement runner", T, || async {
+        let now = env
+            .wait_for_online_runners("ci", 1, Duration::from_secs(10))
+            .await;
+        (now[0] != ids[0]).then_some(())
+    })
+    .await;
+    wait_for("the finished pod to go", T, || async {
+        env.pods()
+            .get_opt(&pod.name_any())
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.assert_no_secret_leaked().await;
+}
