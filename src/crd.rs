@@ -260,9 +260,15 @@ pub struct RunnerPoolStatus {
     /// The runner group the runners join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_group_id: Option<i64>,
-    /// `Ready` (all desired runners exist and GitHub answers) and `Degraded`
-    /// (with a reason such as CredentialsInvalid, RunnerGroupNotFound,
-    /// RateLimited or GitHubUnavailable).
+    /// `Ready`: True (RunnersOnline) only when the desired runners are online
+    /// on GitHub; False with RunnersStarting, WaitingForJobs (the pool is
+    /// being deleted) or the problem's reason. `Reconciling` (kstatus): True
+    /// while converging (ScalingUp, ScalingDown, WaitingForJobs, RateLimited,
+    /// GitHubUnavailable, RunnersFailing), False (Converged, or Stalled).
+    /// `Stalled` (kstatus): True for what needs a person (InvalidSpec,
+    /// CredentialsInvalid, RunnerGroupNotFound, PodRejected), else False
+    /// (AsExpected). `Degraded`: True with the reason of any of those problems,
+    /// else False (AsExpected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

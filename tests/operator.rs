@@ -27,6 +27,16 @@ fn condition(pool: &runnerpool::RunnerPool, type_: &str) -> Option<(String, Stri
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// The pool's `Ready`, `Reconciling` and `Stalled` conditions.
+/// Each as "status reason".
+fn kstatus(pool: &runnerpool::RunnerPool) -> [String; 3] {
+    ["Ready", "Reconciling", "Stalled"].map(|t| {
+        condition(pool, t)
+            .map(|(status, reason, _)| format!("{status} {reason}"))
+            .unwrap_or_default()
+    })
+}
+
 /// Waits until pool `name` is Degraded; returns (status, reason, message).
 async fn wait_for_degraded(env: &Env, name: &str) -> (String, String, String) {
     wait_for(&format!("pool {name} Degraded"), T, || async {
@@ -552,6 +562,16 @@ async fn wrong_credentials_show_in_status_and_events() {
         "{message}"
     );
     assert!(!message.contains("ghp_wrong"));
+    let pool = env.pools().get("ci").await.unwrap();
+    assert_eq!(
+        kstatus(&pool),
+        [
+            "False CredentialsInvalid",
+            "False Stalled",
+            "True CredentialsInvalid"
+        ],
+        "wrong credentials need a person: Stalled, not Reconciling"
+    );
 
     env.apply_pool(
         &pool_yaml("missing", "organization: acme", &url, 1, &["linux"], "")
@@ -1355,6 +1375,16 @@ async fn failing_runners_are_replaced_with_backoff() {
     )
     .await;
     assert!(message.contains("failed before coming online"), "{message}");
+    let pool = env.pools().get("ci").await.unwrap();
+    assert_eq!(
+        kstatus(&pool),
+        [
+            "False RunnersFailing",
+            "True RunnersFailing",
+            "False AsExpected"
+        ],
+        "crash-looping runners: not Ready, retried with backoff"
+    );
     env.pools()
         .delete("ci", &DeleteParams::default())
         .await
@@ -1440,5 +1470,75 @@ async fn what_a_pool_released_while_github_was_down_left_is_swept() {
         deletes_of(&env, busy),
         0,
         "a DELETE was sent for the busy runner"
+    );
+}
+
+/// Item 9 of issue 10: `Ready` means the desired runners are online on
+/// GitHub, not that their pods exist; a converged pool shows the kstatus
+/// conditions GitOps tools read, and its status is not rewritten while
+/// nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_when_the_runners_are_online() {
+    let env = Env::start("truth").await;
+    let yaml = support::operator::staying_offline(&env.org_pool_yaml("ci", 2));
+    env.apply_pool(&yaml).await;
+    // Both pods run (their runner processes never register) and the status
+    // counts them.
+    let pool = wait_for("2 running pods counted as pending", T, || async {
+        let pods = env.live_pods("ci").await;
+        let running = pods
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count();
+        let pool = env.pools().get("ci").await.ok()?;
+        (running == 2 && pool.status.as_ref()?.pending_runners == 2).then_some(pool)
+    })
+    .await;
+    assert_eq!(
+        kstatus(&pool),
+        [
+            "False RunnersStarting",
+            "True ScalingUp",
+            "False AsExpected"
+        ],
+        "pods exist but no runner is online"
+    );
+
+    // The runner processes come online.
+    for pod in env.live_pods("ci").await {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            support::simulator::STAY_OFFLINE_ANNOTATION: null
+        }}});
+        env.pods()
+            .patch(
+                &pod.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+    env.wait_for_online_runners("ci", 2, T).await;
+    let pool = wait_for("Ready", T, || async {
+        let pool = env.pools().get("ci").await.ok()?;
+        (condition(&pool, "Ready")?.0 == "True").then_some(pool)
+    })
+    .await;
+    assert_eq!(
+        kstatus(&pool),
+        ["True RunnersOnline", "False Converged", "False AsExpected"]
+    );
+    let status = pool.status.as_ref().unwrap();
+    assert_eq!((status.idle_runners, status.pending_runners), (2, 0));
+
+    // Several passes (2 s sync interval) later, nothing was written.
+    let version = pool.resource_version();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let pool = env.pools().get("ci").await.unwrap();
+    assert_eq!(
+        pool.resource_version(),
+        version,
+        "status rewritten while nothing changed: {:?}",
+        pool.status
     );
 }

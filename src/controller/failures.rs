@@ -98,10 +98,10 @@ pub async fn hold_creations(
             .collect();
         if let Some(last) = failed.last() {
             let n = failed.len() as u32;
-            let message = format!(
-                "{} runner(s) in a row failed before coming online (last: {last}); new runners are registered with exponential backoff",
-                m.failures.count.saturating_add(n)
-            );
+            tracing::info!(pool = %pool.name_any(), runner = %last, in_a_row = m.failures.count.saturating_add(n), "runner failed before coming online");
+            // No count or name in the message: status is rewritten only when
+            // the pool's state changes, not on every failure.
+            let message = "runners failed before coming online; new runners are registered with exponential backoff (up to 5 minutes) until one comes online".to_string();
             m.failures.failed(n, Problem::RunnersFailing, message);
         }
         m.failures.held_for(Instant::now())

@@ -275,6 +275,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                         plan.needs_github_view = true;
                     } else {
                         recheck(&mut plan, duration_until(input.now, deadline));
+                        look_for_started_runner(&mut plan, input, pod);
                     }
                 }
                 if let Some(id) = pod.runner_id {
@@ -386,6 +387,26 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
     plan
+}
+
+/// How long after its process started a runner is looked for on GitHub once
+/// (a registration takes a few seconds), so `Ready` follows runners coming
+/// online without waiting for the next periodic list.
+pub const ONLINE_LOOK_DELAY: Duration = Duration::from_secs(10);
+
+/// Asks for one GitHub list taken after a started runner had time to come
+/// online: one list serves every runner started before it.
+fn look_for_started_runner(plan: &mut Plan, input: &Inputs<'_>, pod: &PodView) {
+    let Some(started) = pod.started else { return };
+    let look = started + ONLINE_LOOK_DELAY;
+    if input.github.is_some_and(|g| g.taken >= look) {
+        return;
+    }
+    if input.now >= look {
+        plan.needs_github_view = true;
+    } else {
+        recheck(plan, duration_until(input.now, look));
+    }
 }
 
 /// Which runners to remove when there are too many: never a busy one, never
@@ -747,6 +768,24 @@ mod tests {
         assert_eq!(plan.remove.len(), 2);
         assert_eq!(plan.create, 2);
         assert!(!plan.needs_github_view);
+    }
+
+    #[test]
+    fn a_started_runner_is_looked_for_once_after_it_had_time_to_come_online() {
+        let mut case =
+            Case::new(Scaling::Fixed(1)).with_runner("a", 1, PodPhase::Running, false, false);
+        case.pods[0].started = Some(at(100));
+        case.github.as_mut().unwrap().taken = at(99);
+        case.now = at(105);
+        let plan = case.plan();
+        assert!(!plan.needs_github_view);
+        assert_eq!(plan.recheck_in, Some(Duration::from_secs(5)));
+        case.now = at(111);
+        assert!(case.plan().needs_github_view, "the view predates the look");
+        case.github.as_mut().unwrap().taken = at(111);
+        let plan = case.plan();
+        assert!(!plan.needs_github_view, "one look only");
+        assert_eq!(plan.recheck_in, Some(Duration::from_secs(489)));
     }
 
     #[test]

@@ -61,11 +61,25 @@ impl Unreachable {
             GitHubError::InvalidEndpoint(_) => Problem::InvalidSpec,
             _ => Problem::GitHubUnavailable,
         };
-        let mut unreachable = Unreachable::new(problem, format!("{what}: {error}"));
-        if let GitHubError::RateLimited { retry_after, .. } = error {
-            unreachable.retry_in = Some(*retry_after);
+        match error {
+            // The wait is not in the message: a countdown would rewrite status
+            // on every pass.
+            GitHubError::RateLimited {
+                retry_after,
+                secondary,
+            } => {
+                let limit = if *secondary { "secondary" } else { "primary" };
+                let mut unreachable = Unreachable::new(
+                    problem,
+                    format!(
+                        "{what}: GitHub's {limit} rate limit is exhausted; nothing is sent until it resets"
+                    ),
+                );
+                unreachable.retry_in = Some(*retry_after);
+                unreachable
+            }
+            _ => Unreachable::new(problem, format!("{what}: {error}")),
         }
-        unreachable
     }
 }
 

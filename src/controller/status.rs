@@ -1,7 +1,18 @@
-//! The pool's status: counts and the `Ready` and `Degraded` conditions, built
-//! the way Kubernetes conventions (and so `kubectl wait`, Argo CD and Flux)
-//! expect: `observedGeneration`, and `lastTransitionTime` that moves only when
-//! a condition's status changes.
+//! The pool's status: counts and the conditions, built the way Kubernetes
+//! conventions (and so `kubectl wait`, Argo CD, Flux and kstatus) expect:
+//! `observedGeneration`, and `lastTransitionTime` that moves only when a
+//! condition's status changes.
+//!
+//! - `Ready`: True only when the desired runners are online on GitHub (idle or
+//!   busy), not merely created, and nothing is wrong.
+//! - `Reconciling` (kstatus): True while the pool converges (runners starting,
+//!   surplus runners going, a problem the operator retries by itself).
+//! - `Stalled` (kstatus): True for a problem only a person can fix: an invalid
+//!   spec, wrong credentials, a missing runner group, refused runner pods.
+//! - `Degraded`: True for any problem, with its reason.
+//!
+//! Messages depend only on what changes the state (counts, the problem), never
+//! on time, so a pass that changes nothing writes nothing.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -11,6 +22,8 @@ use crate::crd::RunnerPoolStatus;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 
 /// Why a pool cannot do its work, as the `Degraded` condition's reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +51,94 @@ impl Problem {
             Problem::PodRejected => "PodRejected",
         }
     }
+
+    /// Whether only a person can fix it (kstatus `Stalled`). The others pass
+    /// by themselves (a rate limit resets, GitHub comes back) or are retried
+    /// with backoff (failing runners: a bad image is as often a registry
+    /// hiccup, as with a Deployment's crash-looping pods).
+    pub fn needs_a_person(self) -> bool {
+        matches!(
+            self,
+            Problem::InvalidSpec
+                | Problem::CredentialsInvalid
+                | Problem::RunnerGroupNotFound
+                | Problem::PodRejected
+        )
+    }
 }
+
+/// One condition's value: status, reason and message.
+struct Value {
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl Value {
+    fn new(status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+        Value {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `Ready`, `Reconciling` and `Stalled` for the counts and problem observed.
+fn kstatus(counts: &RunnerPoolStatus, problem: Option<&(Problem, String)>) -> [Value; 3] {
+    let online = counts.idle_runners + counts.busy_runners;
+    let existing = online + counts.pending_runners;
+    let desired = counts.desired_runners;
+    let online_message = format!("{online} of {desired} runners online");
+    match problem {
+        Some((p, message)) if p.needs_a_person() => [
+            Value::new(false, p.reason(), message.clone()),
+            Value::new(
+                false,
+                STALLED,
+                "the operator cannot progress until the problem in the Stalled condition is fixed",
+            ),
+            Value::new(true, p.reason(), message.clone()),
+        ],
+        Some((p, message)) => [
+            Value::new(false, p.reason(), message.clone()),
+            Value::new(true, p.reason(), message.clone()),
+            Value::new(false, NO_PROBLEM, NO_PROBLEM_MESSAGE),
+        ],
+        None => {
+            let ready = if online >= desired {
+                Value::new(true, "RunnersOnline", online_message.clone())
+            } else {
+                Value::new(
+                    false,
+                    "RunnersStarting",
+                    format!("{online_message}, {} starting", counts.pending_runners),
+                )
+            };
+            let reconciling = if online < desired || existing < desired {
+                Value::new(true, "ScalingUp", ready.message.clone())
+            } else if existing > desired {
+                Value::new(
+                    true,
+                    "ScalingDown",
+                    format!(
+                        "{existing} runners, {desired} wanted (busy runners finish their job first)"
+                    ),
+                )
+            } else {
+                Value::new(false, "Converged", online_message)
+            };
+            [
+                ready,
+                reconciling,
+                Value::new(false, NO_PROBLEM, NO_PROBLEM_MESSAGE),
+            ]
+        }
+    }
+}
+
+const NO_PROBLEM: &str = "AsExpected";
+const NO_PROBLEM_MESSAGE: &str = "GitHub and Kubernetes answer as expected";
 
 /// The status for what was observed. `previous` keeps transition times and
 /// the last known counts when GitHub could not be asked.
@@ -64,57 +164,29 @@ pub fn build(
         status.runner_group_id = runner_group_id;
     }
 
-    let available = status.pending_runners + status.idle_runners + status.busy_runners;
-    let (ready, ready_reason, ready_message) = match (&problem, counts) {
-        (Some((p, message)), _) => (false, p.reason(), message.clone()),
-        (None, _) if available >= status.desired_runners => (
-            true,
-            "RunnersAvailable",
-            format!("{available} of {} runners exist", status.desired_runners),
-        ),
-        (None, _) => (
-            false,
-            "ScalingUp",
-            format!("{available} of {} runners exist", status.desired_runners),
-        ),
+    let [ready, reconciling, stalled] = kstatus(&status, problem.as_ref());
+    let degraded = match &problem {
+        Some((p, message)) => Value::new(true, p.reason(), message.clone()),
+        None => Value::new(false, NO_PROBLEM, NO_PROBLEM_MESSAGE),
     };
-    let (degraded, degraded_reason, degraded_message) = match &problem {
-        Some((p, message)) => (true, p.reason(), message.clone()),
-        None => (
-            false,
-            "AsExpected",
-            "GitHub and Kubernetes answer as expected".to_string(),
-        ),
-    };
-
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    status.conditions = vec![
-        condition(
-            previous_conditions,
-            READY,
-            ready,
-            ready_reason,
-            ready_message,
-            generation,
-            now,
-        ),
-        condition(
-            previous_conditions,
-            DEGRADED,
-            degraded,
-            degraded_reason,
-            degraded_message,
-            generation,
-            now,
-        ),
-    ];
+    status.conditions = [
+        (READY, ready),
+        (DEGRADED, degraded),
+        (RECONCILING, reconciling),
+        (STALLED, stalled),
+    ]
+    .into_iter()
+    .map(|(type_, value)| condition(previous_conditions, type_, value, generation, now))
+    .collect();
     status
 }
 
 /// The status of a deleted pool that waits for its busy runners' jobs: `Ready`
-/// is False with reason `WaitingForJobs`, naming how many jobs still run.
+/// False and `Reconciling` True with reason `WaitingForJobs`, naming how many
+/// jobs still run.
 pub fn waiting_for_jobs(
     previous: Option<&RunnerPoolStatus>,
     generation: Option<i64>,
@@ -129,19 +201,20 @@ pub fn waiting_for_jobs(
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let waiting = condition(
-        previous_conditions,
-        READY,
-        false,
-        WAITING_FOR_JOBS,
-        format!(
-            "The pool is being deleted: waiting for {busy} running job(s) to finish before removing their runners"
-        ),
-        generation,
-        now,
+    let message = format!(
+        "The pool is being deleted: waiting for {busy} running job(s) to finish before removing their runners"
     );
-    for c in status.conditions.iter_mut().filter(|c| c.type_ == READY) {
-        *c = waiting.clone();
+    for (type_, value) in [(READY, false), (RECONCILING, true)] {
+        let waiting = condition(
+            previous_conditions,
+            type_,
+            Value::new(value, WAITING_FOR_JOBS, message.clone()),
+            generation,
+            now,
+        );
+        for c in status.conditions.iter_mut().filter(|c| c.type_ == type_) {
+            *c = waiting.clone();
+        }
     }
     status
 }
@@ -151,13 +224,11 @@ pub const WAITING_FOR_JOBS: &str = "WaitingForJobs";
 fn condition(
     previous: &[Condition],
     type_: &str,
-    value: bool,
-    reason: &str,
-    message: String,
+    value: Value,
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let status = if value { "True" } else { "False" };
+    let status = if value.status { "True" } else { "False" };
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -166,8 +237,8 @@ fn condition(
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
-        reason: reason.to_string(),
-        message,
+        reason: value.reason.to_string(),
+        message: value.message,
         observed_generation: generation,
         last_transition_time,
     }
@@ -189,6 +260,27 @@ mod tests {
         status.conditions.iter().find(|c| c.type_ == type_).unwrap()
     }
 
+    fn pending(desired: u32, idle: u32, pending: u32) -> Counts {
+        Counts {
+            desired,
+            idle,
+            pending,
+            ..Default::default()
+        }
+    }
+
+    /// (status, reason) of each condition, in the order Ready, Reconciling, Stalled.
+    fn kstatus_of(s: &RunnerPoolStatus) -> [(String, String); 3] {
+        [READY, RECONCILING, STALLED].map(|t| {
+            let c = get(s, t);
+            (c.status.clone(), c.reason.clone())
+        })
+    }
+
+    fn pair(status: &str, reason: &str) -> (String, String) {
+        (status.to_string(), reason.to_string())
+    }
+
     #[test]
     fn ready_when_all_runners_exist() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
@@ -197,8 +289,107 @@ mod tests {
         assert_eq!(get(&s, READY).status, "True");
         assert_eq!(get(&s, READY).observed_generation, Some(3));
         assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(
+            kstatus_of(&s),
+            [
+                pair("True", "RunnersOnline"),
+                pair("False", "Converged"),
+                pair("False", "AsExpected")
+            ]
+        );
         let s = build(None, Some(3), Some(counts(3, 2)), Some(1), None, now);
-        assert_eq!(get(&s, READY).reason, "ScalingUp");
+        assert_eq!(get(&s, READY).reason, "RunnersStarting");
+        assert_eq!(get(&s, RECONCILING).reason, "ScalingUp");
+    }
+
+    #[test]
+    fn runners_whose_pods_exist_but_are_not_online_are_not_ready() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let s = build(None, Some(1), Some(pending(2, 1, 1)), Some(1), None, now);
+        assert_eq!(
+            kstatus_of(&s),
+            [
+                pair("False", "RunnersStarting"),
+                pair("True", "ScalingUp"),
+                pair("False", "AsExpected")
+            ]
+        );
+        assert_eq!(get(&s, READY).message, "1 of 2 runners online, 1 starting");
+        // More runners than wanted: Ready, still converging.
+        let s = build(None, Some(1), Some(pending(2, 3, 0)), Some(1), None, now);
+        assert_eq!(
+            kstatus_of(&s),
+            [
+                pair("True", "RunnersOnline"),
+                pair("True", "ScalingDown"),
+                pair("False", "AsExpected")
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_a_person_must_fix_stall_the_others_keep_reconciling() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let with = |p: Problem| {
+            let s = build(
+                None,
+                Some(1),
+                Some(counts(2, 2)),
+                Some(1),
+                Some((p, "why".into())),
+                now,
+            );
+            assert_eq!(get(&s, DEGRADED).status, "True");
+            assert_eq!(get(&s, READY).status, "False", "{p:?}");
+            kstatus_of(&s)
+        };
+        for p in [
+            Problem::InvalidSpec,
+            Problem::CredentialsInvalid,
+            Problem::RunnerGroupNotFound,
+            Problem::PodRejected,
+        ] {
+            assert_eq!(
+                with(p),
+                [
+                    pair("False", p.reason()),
+                    pair("False", STALLED),
+                    pair("True", p.reason())
+                ]
+            );
+        }
+        for p in [
+            Problem::RateLimited,
+            Problem::GitHubUnavailable,
+            Problem::RunnersFailing,
+        ] {
+            assert_eq!(
+                with(p),
+                [
+                    pair("False", p.reason()),
+                    pair("True", p.reason()),
+                    pair("False", "AsExpected")
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_pass_that_changes_nothing_builds_the_same_status() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let later = t0 + std::time::Duration::from_secs(600);
+        for (counts, problem) in [
+            (counts(2, 2), None),
+            (pending(2, 0, 2), None),
+            (
+                counts(1, 0),
+                Some((Problem::RunnersFailing, "fails".to_string())),
+            ),
+        ] {
+            let first = build(None, Some(1), Some(counts), Some(1), problem.clone(), t0);
+            let again = build(Some(&first), Some(1), Some(counts), Some(1), problem, later);
+            assert_eq!(first, again, "the status patch is skipped");
+        }
     }
 
     #[test]
@@ -217,6 +408,8 @@ mod tests {
             ready.message
         );
         assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(get(&s, RECONCILING).reason, WAITING_FOR_JOBS);
+        assert_eq!(get(&s, RECONCILING).status, "True");
         assert_eq!(
             (s.busy_runners, s.desired_runners, s.idle_runners),
             (2, 0, 0)

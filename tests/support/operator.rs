@@ -253,16 +253,20 @@ impl Env {
 
     /// Applies a pool of `replicas` runners labelled `linux` for organization `acme`.
     pub async fn apply_org_pool(&self, name: &str, replicas: u32) -> RunnerPool {
-        let url = self.api_url(Base::Root);
-        self.apply_pool(&pool_yaml(
+        self.apply_pool(&self.org_pool_yaml(name, replicas)).await
+    }
+
+    /// The manifest of a pool of `replicas` runners labelled `linux` for
+    /// organization `acme`.
+    pub fn org_pool_yaml(&self, name: &str, replicas: u32) -> String {
+        pool_yaml(
             name,
             "organization: acme",
-            &url,
+            &self.api_url(Base::Root),
             replicas,
             &["linux"],
             "",
-        ))
-        .await
+        )
     }
 
     /// Waits until a deleted pool's object is gone (its finalizer released).
