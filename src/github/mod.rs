@@ -107,6 +107,50 @@ pub struct RunnerGroup {
     pub default: bool,
 }
 
+/// Which repositories may use an organization's runner group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupVisibility {
+    All,
+    Selected,
+    Private,
+}
+
+/// The settings of a runner group the operator manages, as GitHub shows them
+/// and as create and update take them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerGroupSettings {
+    pub name: String,
+    pub visibility: GroupVisibility,
+    #[serde(default)]
+    pub allows_public_repositories: bool,
+    #[serde(default)]
+    pub restricted_to_workflows: bool,
+    #[serde(default)]
+    pub selected_workflows: Vec<String>,
+}
+
+/// An organization's runner group with its settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct RunnerGroupInfo {
+    pub id: u64,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(flatten)]
+    pub settings: RunnerGroupSettings,
+}
+
+/// One runner application GitHub serves for download (`…/runners/downloads`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerDownload {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub download_url: String,
+    #[serde(default)]
+    pub filename: String,
+}
+
 /// What `generate-jitconfig` is asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct JitRequest {
@@ -193,9 +237,54 @@ impl GitHubError {
 
 pub type Result<T, E = GitHubError> = std::result::Result<T, E>;
 
+/// The organization runner-group endpoints a `RunnerGroup` is managed with,
+/// the repository lookup its access list needs, and the runner downloads.
+#[async_trait]
+pub trait RunnerGroupApi: Send + Sync {
+    /// The group named `name` (case-insensitively, as GitHub compares group
+    /// names), from a fresh listing (conditional requests).
+    async fn find_runner_group(&self, org: &str, name: &str) -> Result<Option<RunnerGroupInfo>>;
+    /// `Err(NotFound)` when the group is gone.
+    async fn get_runner_group(&self, org: &str, id: u64) -> Result<RunnerGroupInfo>;
+    /// Creates a group; `repository_ids` is its access list (visibility `selected`).
+    async fn create_runner_group(
+        &self,
+        org: &str,
+        settings: &RunnerGroupSettings,
+        repository_ids: &[u64],
+    ) -> Result<RunnerGroupInfo>;
+    async fn update_runner_group(
+        &self,
+        org: &str,
+        id: u64,
+        settings: &RunnerGroupSettings,
+    ) -> Result<RunnerGroupInfo>;
+    async fn delete_runner_group(&self, org: &str, id: u64) -> Result<()>;
+    /// Ids of the repositories allowed to use the group (all pages).
+    async fn list_group_repositories(&self, org: &str, id: u64) -> Result<Vec<u64>>;
+    async fn set_group_repositories(
+        &self,
+        org: &str,
+        id: u64,
+        repository_ids: &[u64],
+    ) -> Result<()>;
+    async fn add_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()>;
+    async fn remove_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()>;
+    /// Runners in the group (all pages).
+    async fn list_group_runners(&self, org: &str, id: u64) -> Result<Vec<Runner>>;
+    async fn set_group_runners(&self, org: &str, id: u64, runner_ids: &[u64]) -> Result<()>;
+    async fn add_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()>;
+    /// The runner goes back to the default group.
+    async fn remove_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()>;
+    /// The id of repository `owner/name` (`GET /repos/{owner}/{repo}`).
+    async fn repository_id(&self, owner: &str, name: &str) -> Result<u64>;
+    /// The runner applications GitHub serves to the scope (conditional request).
+    async fn runner_downloads(&self, scope: &Scope) -> Result<Vec<RunnerDownload>>;
+}
+
 /// The runner endpoints the reconciler uses, for one GitHub host and one credential.
 #[async_trait]
-pub trait GitHubApi: Send + Sync {
+pub trait GitHubApi: RunnerGroupApi + Send + Sync {
     /// Every runner in the scope (all pages). Uses conditional requests, so an
     /// unchanged list costs no rate-limit budget.
     async fn list_runners(&self, scope: &Scope) -> Result<Vec<Runner>>;

@@ -508,3 +508,164 @@ async fn pools_sharing_a_credential_share_one_client() {
         "the second pool's list was conditional on the first's ETag"
     );
 }
+
+#[tokio::test]
+async fn manages_an_organization_runner_group_end_to_end() {
+    use crate::github::{GroupVisibility, RunnerGroupApi, RunnerGroupSettings};
+    let rig = Rig::start().await;
+    let lib = rig.fake.add_repo("acme", "lib");
+    let client = rig.client();
+    let app = client.repository_id("acme", "app").await.unwrap();
+    assert_eq!(client.repository_id("acme", "lib").await.unwrap(), lib);
+    assert!(matches!(
+        client.repository_id("acme", "nothing").await,
+        Err(GitHubError::NotFound(_))
+    ));
+
+    let mut settings = RunnerGroupSettings {
+        name: "team-a".into(),
+        visibility: GroupVisibility::Selected,
+        allows_public_repositories: false,
+        restricted_to_workflows: false,
+        selected_workflows: vec![],
+    };
+    let group = client
+        .create_runner_group("acme", &settings, &[app])
+        .await
+        .unwrap();
+    assert_eq!(group.settings, settings);
+    // GitHub compares group names case-insensitively, and so does the lookup.
+    let found = client.find_runner_group("acme", "TEAM-A").await.unwrap();
+    assert_eq!(found.map(|g| g.id), Some(group.id));
+    assert!(matches!(
+        client.create_runner_group("acme", &settings, &[]).await,
+        Err(GitHubError::Invalid(_))
+    ));
+    // A group created here is visible to the cached name lookup of pools at once.
+    let names: Vec<String> = client
+        .list_runner_groups(&acme())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert!(names.contains(&"team-a".to_string()), "{names:?}");
+
+    settings.restricted_to_workflows = true;
+    settings.selected_workflows = vec!["acme/app/.github/workflows/ci.yml@refs/heads/main".into()];
+    let updated = client
+        .update_runner_group("acme", group.id, &settings)
+        .await
+        .unwrap();
+    assert_eq!(updated.settings, settings);
+    assert_eq!(
+        client.get_runner_group("acme", group.id).await.unwrap(),
+        updated
+    );
+
+    assert_eq!(
+        client
+            .list_group_repositories("acme", group.id)
+            .await
+            .unwrap(),
+        [app]
+    );
+    client
+        .add_group_repository("acme", group.id, lib)
+        .await
+        .unwrap();
+    client
+        .remove_group_repository("acme", group.id, app)
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .list_group_repositories("acme", group.id)
+            .await
+            .unwrap(),
+        [lib]
+    );
+    client
+        .set_group_repositories("acme", group.id, &[app, lib])
+        .await
+        .unwrap();
+    let mut both = client
+        .list_group_repositories("acme", group.id)
+        .await
+        .unwrap();
+    both.sort();
+    assert_eq!(both, [app.min(lib), app.max(lib)]);
+
+    let runner = rig
+        .fake
+        .register_runner(&fake_acme(), "r1", &[], true)
+        .unwrap();
+    client
+        .add_group_runner("acme", group.id, runner.id)
+        .await
+        .unwrap();
+    let in_group = client.list_group_runners("acme", group.id).await.unwrap();
+    assert_eq!(
+        in_group.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [runner.id]
+    );
+    client
+        .remove_group_runner("acme", group.id, runner.id)
+        .await
+        .unwrap();
+    assert!(
+        client
+            .list_group_runners("acme", group.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client
+        .set_group_runners("acme", group.id, &[runner.id])
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .list_group_runners("acme", group.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    client.delete_runner_group("acme", group.id).await.unwrap();
+    assert!(matches!(
+        client.get_runner_group("acme", group.id).await,
+        Err(GitHubError::NotFound(_))
+    ));
+    assert!(
+        client
+            .find_runner_group("acme", "team-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn runner_downloads_are_asked_for_conditionally() {
+    use crate::github::RunnerGroupApi;
+    let rig = Rig::start().await;
+    let client = rig.client();
+    let first = client.runner_downloads(&acme()).await.unwrap();
+    assert!(
+        first
+            .iter()
+            .any(|d| d.os == "linux" && d.architecture == "x64"),
+        "{first:?}"
+    );
+    let again = client.runner_downloads(&acme()).await.unwrap();
+    assert_eq!(first, again);
+    // The second answer was a 304, which costs no rate-limit budget.
+    assert_eq!(
+        rig.fake
+            .counters()
+            .endpoint_status("GET /orgs/{org}/actions/runners/downloads", 304),
+        1
+    );
+}

@@ -1574,6 +1574,27 @@ impl Model {
         self.orgs.values().find(|o| o.id == id)
     }
 
+    /// The repository a scope key names (`ScopeKey::Repo` only).
+    pub fn repo_by_key(&self, key: &ScopeKey) -> Option<&Repo> {
+        match key {
+            ScopeKey::Repo(k) => self.repos.get(k),
+            _ => None,
+        }
+    }
+
+    /// `GET /repos/{owner}/{repo}`'s answer: the minimal repository plus the
+    /// fields GitHub's `full-repository` schema adds and requires.
+    pub fn full_repository_json(&self, repo: &Repo, ctx: &Ctx<'_>) -> Value {
+        let mut v = self.minimal_repository_json(repo, ctx);
+        if let Value::Object(o) = &mut v {
+            o.insert("mirror_url".into(), Value::Null);
+            o.insert("license".into(), Value::Null);
+            o.insert("network_count".into(), json!(0));
+            o.insert("subscribers_count".into(), json!(0));
+        }
+        v
+    }
+
     pub fn minimal_repository_json(&self, repo: &Repo, ctx: &Ctx<'_>) -> Value {
         let api = ctx.api_base;
         let web = ctx.web_base;

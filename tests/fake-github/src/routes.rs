@@ -40,6 +40,8 @@ pub(crate) enum Op {
     ListGroupHostedRunners,
     CreateInstallationToken,
     RateLimit,
+    /// `GET /repos/{owner}/{repo}`: a repository (its id for runner-group access).
+    GetRepo,
 }
 
 impl Op {
@@ -57,6 +59,7 @@ impl Op {
                 | Op::ListGroupRunners
                 | Op::ListGroupHostedRunners
                 | Op::RateLimit
+                | Op::GetRepo
         )
     }
 }
@@ -165,6 +168,14 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
             r.op = Op::CreateInstallationToken;
             r.template = "/app/installations/{installation_id}/access_tokens";
             r.id = Some(id(inst)?);
+            return Some(r);
+        }
+        ["repos", o, n] if m == "GET" => {
+            r.op = Op::GetRepo;
+            r.kind = Kind::Repo;
+            r.template = "/repos/{owner}/{repo}";
+            r.owner = percent_decode(o, false);
+            r.repo = percent_decode(n, false);
             return Some(r);
         }
         _ => {}
@@ -371,6 +382,22 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn routes_a_repository() {
+        let r = route(&Method::GET, "/repos/acme/app").unwrap();
+        assert_eq!(
+            (r.op, r.kind, r.template, r.owner.as_str(), r.repo.as_str()),
+            (
+                Op::GetRepo,
+                Kind::Repo,
+                "/repos/{owner}/{repo}",
+                "acme",
+                "app"
+            )
+        );
+        assert!(route(&Method::DELETE, "/repos/acme/app").is_none());
     }
 
     #[test]

@@ -267,6 +267,9 @@ impl State {
                 _ => Err(ApiError::new(401, "A JSON web token could not be decoded")),
             };
         }
+        if r.op == Op::GetRepo {
+            return self.authorize_repository_read(cred, r);
+        }
         let write = !r.op.is_read();
         match cred {
             Credential::Anonymous => Err(ApiError::new(401, "Requires authentication")),
@@ -319,6 +322,39 @@ impl State {
                     _ => Err(denied()),
                 }
             }
+        }
+    }
+
+    /// Reading a repository needs no admin right, only sight of it: all the
+    /// fake's repositories are private, so a classic token needs `repo` and an
+    /// installation must include the repository. GitHub answers 404, not 403,
+    /// to anyone who may not see a private repository.
+    fn authorize_repository_read(
+        &self,
+        cred: &Credential,
+        r: &Route,
+    ) -> Result<Vec<(&'static str, String)>, ApiError> {
+        let visible = match cred {
+            Credential::Anonymous => {
+                return Err(ApiError::new(401, "Requires authentication"));
+            }
+            Credential::AppJwt { .. } => {
+                return Err(ApiError::new(403, "Resource not accessible by integration"));
+            }
+            Credential::Token { scopes, .. } => auth::has_scope(scopes, "repo"),
+            Credential::Installation(t) => {
+                t.owner
+                    .as_deref()
+                    .is_none_or(|o| o.eq_ignore_ascii_case(&r.owner))
+                    && t.repositories
+                        .as_ref()
+                        .is_none_or(|repos| repos.iter().any(|n| n.eq_ignore_ascii_case(&r.repo)))
+            }
+        };
+        if visible {
+            Ok(vec![])
+        } else {
+            Err(ApiError::not_found())
         }
     }
 
@@ -789,6 +825,10 @@ impl State {
             Op::ListGroupHostedRunners => {
                 m.group(&key, r.id.expect("group id"))?;
                 Reply::json(200, &json!({"total_count": 0, "runners": []}))
+            }
+            Op::GetRepo => {
+                let repo = m.repo_by_key(&key).ok_or_else(ApiError::not_found)?;
+                Reply::json(200, &m.full_repository_json(repo, ctx))
             }
             Op::RateLimit | Op::CreateInstallationToken => unreachable!("handled above"),
         };

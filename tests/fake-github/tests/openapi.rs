@@ -695,6 +695,10 @@ async fn scenario(flavor: Flavor) -> Checker {
         c.req(Method::PUT, &format!("{one}/runners/{rid}"), t, None)
             .await;
         if owner.starts_with("/orgs") {
+            // Repository ids, as a runner group's access list needs them.
+            let (s, repo) = c.req(Method::GET, "/repos/acme/lib", t, None).await;
+            assert_eq!((s, repo["id"].as_u64()), (200, Some(target)), "{repo}");
+            c.req(Method::GET, "/repos/acme/nothing", t, None).await;
             c.req(
                 Method::GET,
                 &format!("{groups}?visible_to_repository=lib"),
@@ -803,14 +807,18 @@ async fn scenario(flavor: Flavor) -> Checker {
 fn runner_operations(spec: &Spec, prefixes: &[&str]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (tpl, item) in spec.doc["paths"].as_object().unwrap() {
-        let relevant = (tpl.contains("/actions/runners") || tpl.contains("/actions/runner-groups"))
+        // `GET /repos/{owner}/{repo}` gives the repository ids runner groups grant access to.
+        let relevant = (tpl.contains("/actions/runners")
+            || tpl.contains("/actions/runner-groups")
+            || tpl == "/repos/{owner}/{repo}")
             && !tpl.contains("deprecations")
             && prefixes.iter().any(|p| tpl.starts_with(p));
         if !relevant {
             continue;
         }
         for m in ["get", "post", "put", "patch", "delete"] {
-            if item.get(m).is_some() {
+            let repository_write = tpl == "/repos/{owner}/{repo}" && m != "get";
+            if item.get(m).is_some() && !repository_write {
                 out.insert(format!("{} {tpl}", m.to_uppercase()));
             }
         }
