@@ -4,14 +4,21 @@
 //! called by [`crate::runner::runner_pod`]; what the template already sets
 //! under the same names wins.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec, Probe, SecurityContext, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource, ExecAction,
+    ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PodSpec, Probe,
+    SecurityContext, ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 
 use crate::RunnerPool;
-use crate::crd::ContainerMode;
-use crate::runner::RUNNER_CONTAINER;
+use crate::crd::{ContainerMode, VolumeClaimSpec};
+use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, RUNNER_CONTAINER};
 
 /// The runner's home in the official runner image; a relative
 /// `spec.workFolder` is relative to it.
@@ -35,6 +42,9 @@ pub const DIND_EXTERNALS_INIT: &str = "init-dind-externals";
 /// The `docker` group of the official runner image, owner of the socket.
 pub const DOCKER_GROUP_GID: &str = "123";
 
+/// The Kubernetes container hooks of the official runner image.
+pub const CONTAINER_HOOKS_PATH: &str = "/home/runner/k8s/index.js";
+
 /// The runner's work directory: `spec.workFolder` under the runner's home
 /// unless it is absolute.
 pub fn work_dir(pool: &RunnerPool) -> String {
@@ -46,15 +56,185 @@ pub fn work_dir(pool: &RunnerPool) -> String {
     }
 }
 
-/// Expands `spec` for the pool's container mode.
+/// Expands `spec` for the pool's container mode and work volume.
 pub fn expand(pool: &RunnerPool, spec: &mut PodSpec) {
+    let work = work_volume(pool);
     match pool.container_mode() {
+        ContainerMode::None if pool.spec.work_volume_claim_template.is_some() => {
+            add_volume(spec, WORK_VOLUME, work);
+            if let Some(runner) = runner_container(spec) {
+                add_mount(runner, WORK_VOLUME, &work_dir(pool));
+            }
+        }
         ContainerMode::None => {}
-        ContainerMode::Dind => expand_dind(pool, spec),
+        ContainerMode::Dind => expand_dind(pool, spec, work),
+        ContainerMode::Kubernetes => expand_kubernetes(pool, spec, work),
     }
 }
 
-fn expand_dind(pool: &RunnerPool, spec: &mut PodSpec) {
+fn runner_container(spec: &mut PodSpec) -> Option<&mut Container> {
+    spec.containers
+        .iter_mut()
+        .find(|c| c.name == RUNNER_CONTAINER)
+}
+
+/// The work volume: a claim per runner when the pool asks for one, else an emptyDir.
+fn work_volume(pool: &RunnerPool) -> Volume {
+    match &pool.spec.work_volume_claim_template {
+        Some(claim) => ephemeral_volume(pool, claim),
+        None => empty_dir(),
+    }
+}
+
+/// An ephemeral volume: a claim made with the pod and deleted with it.
+pub(crate) fn ephemeral_volume(pool: &RunnerPool, claim: &VolumeClaimSpec) -> Volume {
+    let access_modes = claim
+        .access_modes
+        .clone()
+        .unwrap_or_else(|| vec!["ReadWriteOnce".to_string()]);
+    Volume {
+        ephemeral: Some(EphemeralVolumeSource {
+            volume_claim_template: Some(PersistentVolumeClaimTemplate {
+                metadata: Some(ObjectMeta {
+                    labels: Some(BTreeMap::from([
+                        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                        (POOL_LABEL.to_string(), pool.name_any()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: PersistentVolumeClaimSpec {
+                    access_modes: Some(access_modes),
+                    storage_class_name: claim.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            Quantity(claim.size.clone()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Jobs' containers run as pods of their own, made by the runner's
+/// Kubernetes hooks with the pool's ServiceAccount; they share the runner's
+/// work directory through its claim (`<pod>-work`, the name the hooks look for).
+fn expand_kubernetes(pool: &RunnerPool, spec: &mut PodSpec, work: Volume) {
+    add_volume(spec, WORK_VOLUME, work);
+    if spec.service_account_name.is_none() {
+        spec.service_account_name = Some(hooks_account_name(pool));
+    }
+    // The hooks call the API server: the token is needed in this mode only.
+    // `runner_pod` defaulted it to false; only an explicit template setting wins.
+    let template_token = pool
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.automount_service_account_token);
+    spec.automount_service_account_token = Some(template_token.unwrap_or(true));
+    let work_dir = work_dir(pool);
+    if let Some(runner) = runner_container(spec) {
+        add_env(
+            runner,
+            "ACTIONS_RUNNER_CONTAINER_HOOKS",
+            CONTAINER_HOOKS_PATH,
+        );
+        add_env(runner, "ACTIONS_RUNNER_REQUIRE_JOB_CONTAINER", "true");
+        let vars = runner.env.get_or_insert_with(Vec::new);
+        if vars.iter().all(|e| e.name != "ACTIONS_RUNNER_POD_NAME") {
+            vars.push(EnvVar {
+                name: "ACTIONS_RUNNER_POD_NAME".to_string(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_string(),
+                        api_version: None,
+                    }),
+                    ..Default::default()
+                }),
+            });
+        }
+        add_mount(runner, WORK_VOLUME, &work_dir);
+    }
+}
+
+/// The name of the ServiceAccount, Role and RoleBinding of a pool in
+/// `kubernetes` mode.
+pub fn hooks_account_name(pool: &RunnerPool) -> String {
+    format!("{}-container-hooks", pool.name_any())
+}
+
+/// What the runner's Kubernetes hooks do in the pool's namespace: run job
+/// and service containers as pods (and container steps as Jobs), exec into
+/// them and read their logs, and pass them their environment in Secrets.
+pub fn hooks_rules() -> Vec<PolicyRule> {
+    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    vec![
+        rule("", "pods", &["get", "list", "create", "delete"]),
+        rule("", "pods/exec", &["get", "create"]),
+        rule("", "pods/log", &["get", "list", "watch"]),
+        rule("batch", "jobs", &["get", "list", "create", "delete"]),
+        rule("", "secrets", &["get", "list", "create", "delete"]),
+    ]
+}
+
+/// Metadata of the pool's hooks objects: in its namespace, owned by it, so
+/// the garbage collector removes them with the pool.
+fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(hooks_account_name(pool)),
+        namespace: pool.namespace(),
+        labels: Some(BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            (POOL_LABEL.to_string(), pool.name_any()),
+        ])),
+        owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+pub fn hooks_service_account(pool: &RunnerPool) -> ServiceAccount {
+    ServiceAccount {
+        metadata: hooks_meta(pool),
+        ..Default::default()
+    }
+}
+
+pub fn hooks_role(pool: &RunnerPool) -> Role {
+    Role {
+        metadata: hooks_meta(pool),
+        rules: Some(hooks_rules()),
+    }
+}
+
+pub fn hooks_role_binding(pool: &RunnerPool) -> RoleBinding {
+    RoleBinding {
+        metadata: hooks_meta(pool),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
+            kind: "Role".to_string(),
+            name: hooks_account_name(pool),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_string(),
+            name: hooks_account_name(pool),
+            namespace: pool.namespace(),
+            api_group: None,
+        }]),
+    }
+}
+
+fn expand_dind(pool: &RunnerPool, spec: &mut PodSpec, work: Volume) {
     let work_dir = work_dir(pool);
     let runner_image = spec
         .containers
@@ -63,7 +243,7 @@ fn expand_dind(pool: &RunnerPool, spec: &mut PodSpec) {
         .and_then(|c| c.image.clone());
 
     for (name, source) in [
-        (WORK_VOLUME, empty_dir()),
+        (WORK_VOLUME, work),
         (DIND_SOCKET_VOLUME, empty_dir()),
         (DIND_STORAGE_VOLUME, empty_dir()),
         (DIND_EXTERNALS_VOLUME, empty_dir()),
@@ -283,6 +463,14 @@ spec:
             .and_then(|e| e.value.as_deref())
     }
 
+    fn volume<'a>(spec: &'a PodSpec, name: &str) -> &'a Volume {
+        spec.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+    }
+
     fn mount_path<'a>(c: &'a Container, volume: &str) -> Option<&'a str> {
         c.volume_mounts
             .iter()
@@ -465,12 +653,7 @@ spec:
                 (DIND_SOCKET_VOLUME, DIND_SOCKET_DIR)
             ]
         );
-        let work = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == WORK_VOLUME)
-            .unwrap();
+        let work = volume(&spec, WORK_VOLUME);
         assert!(work.ephemeral.is_some() && work.empty_dir.is_none());
     }
 
@@ -488,5 +671,164 @@ spec:
             .filter(|c| c.name == DIND_CONTAINER)
             .count();
         assert_eq!(all, 1);
+    }
+
+    const KUBERNETES: &str = "containerMode: kubernetes\n  workVolumeClaimTemplate: { storageClassName: fast, size: 10Gi }";
+
+    #[test]
+    fn kubernetes_mode_configures_the_hooks_and_a_claim_per_runner() {
+        let p = pool(KUBERNETES, RUNNER_ONLY);
+        let spec = spec_of(&p);
+        assert!(spec.init_containers.is_none(), "no sidecar in this mode");
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("ci-container-hooks")
+        );
+        assert_eq!(
+            spec.automount_service_account_token,
+            Some(true),
+            "the hooks call the API server"
+        );
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(
+            env_value(runner, "ACTIONS_RUNNER_CONTAINER_HOOKS"),
+            Some(CONTAINER_HOOKS_PATH)
+        );
+        assert_eq!(
+            env_value(runner, "ACTIONS_RUNNER_REQUIRE_JOB_CONTAINER"),
+            Some("true")
+        );
+        let pod_name = runner
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "ACTIONS_RUNNER_POD_NAME")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(pod_name, Some("metadata.name"));
+        assert_eq!(mount_path(runner, WORK_VOLUME), Some("/home/runner/_work"));
+        let work = volume(&spec, WORK_VOLUME);
+        let claim = work
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+            .expect("an ephemeral claim");
+        assert_eq!(claim.spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim.spec.access_modes.as_deref(),
+            Some(&["ReadWriteOnce".to_string()][..])
+        );
+        let size = &claim
+            .spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"];
+        assert_eq!(size.0, "10Gi");
+        let privileged = spec.containers.iter().any(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false)
+        });
+        assert!(!privileged);
+    }
+
+    #[test]
+    fn kubernetes_mode_keeps_the_templates_account_and_token_setting() {
+        let template = format!(
+            "      serviceAccountName: mine\n      automountServiceAccountToken: false\n{RUNNER_ONLY}"
+        );
+        let spec = spec_of(&pool(KUBERNETES, &template));
+        assert_eq!(spec.service_account_name.as_deref(), Some("mine"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn other_modes_get_no_token_and_a_claim_only_when_asked() {
+        let spec = spec_of(&pool(
+            "workVolumeClaimTemplate: { size: 5Gi, accessModes: [ReadWriteOncePod] }",
+            RUNNER_ONLY,
+        ));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert!(spec.service_account_name.is_none());
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(mount_path(runner, WORK_VOLUME), Some("/home/runner/_work"));
+        let work = &spec.volumes.as_ref().unwrap()[0];
+        let claim = work
+            .ephemeral
+            .as_ref()
+            .unwrap()
+            .volume_claim_template
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            claim.spec.access_modes.as_deref(),
+            Some(&["ReadWriteOncePod".to_string()][..])
+        );
+        assert!(claim.spec.storage_class_name.is_none());
+        // dind puts its work directory on the claim too.
+        let spec = spec_of(&pool(
+            "containerMode: dind\n  workVolumeClaimTemplate: { size: 5Gi }",
+            RUNNER_ONLY,
+        ));
+        let work = volume(&spec, WORK_VOLUME);
+        assert!(work.ephemeral.is_some());
+    }
+
+    #[test]
+    fn the_hooks_role_grants_exactly_what_the_hooks_use_and_belongs_to_the_pool() {
+        let p = pool(KUBERNETES, RUNNER_ONLY);
+        let role = hooks_role(&p);
+        let rules: Vec<(String, String, String)> = role
+            .rules
+            .iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r.api_groups.as_ref().unwrap().join(","),
+                    r.resources.as_ref().unwrap().join(","),
+                    r.verbs.join(","),
+                )
+            })
+            .collect();
+        let want = [
+            ("", "pods", "get,list,create,delete"),
+            ("", "pods/exec", "get,create"),
+            ("", "pods/log", "get,list,watch"),
+            ("batch", "jobs", "get,list,create,delete"),
+            ("", "secrets", "get,list,create,delete"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(rules, want);
+        let binding = hooks_role_binding(&p);
+        assert_eq!(binding.role_ref.name, "ci-container-hooks");
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "ci-container-hooks", Some("builds"))
+        );
+        for meta in [
+            &role.metadata,
+            &binding.metadata,
+            &hooks_service_account(&p).metadata,
+        ] {
+            assert_eq!(meta.namespace.as_deref(), Some("builds"));
+            let owner = &meta.owner_references.as_ref().expect("owned")[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+                ("RunnerPool", "u-1", Some(true))
+            );
+        }
     }
 }

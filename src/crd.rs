@@ -40,6 +40,7 @@ pub const MAX_NAME_PREFIX: usize = 52;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
+#[x_kube(validation = Rule::new("!has(self.containerMode) || self.containerMode != 'kubernetes' || has(self.workVolumeClaimTemplate)").message("containerMode kubernetes needs workVolumeClaimTemplate (e.g. { size: 10Gi }): the job pods share the runner's work directory through that volume claim"))]
 #[x_kube(validation = Rule::new("!(has(self.runnerGroup) && has(self.runnerGroupId))").message("set either runnerGroup or runnerGroupId, not both"))]
 #[x_kube(validation = Rule::new("!has(self.github.repository) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("runnerGroup and runnerGroupId apply to organization and enterprise runners only: repository runners have no runner groups"))]
 pub struct RunnerPoolSpec {
@@ -108,11 +109,24 @@ pub struct RunnerPoolSpec {
     ///   runner gets `DOCKER_HOST` (the daemon's Unix socket on a shared
     ///   volume) and shares its work directory with the daemon, so jobs can
     ///   `docker build` and use `container:` and `services:`.
+    /// - `kubernetes`: jobs with `container:` and `services:` run as pods of
+    ///   their own, through the runner's Kubernetes container hooks
+    ///   (`ACTIONS_RUNNER_CONTAINER_HOOKS`, `ACTIONS_RUNNER_REQUIRE_JOB_CONTAINER`),
+    ///   with the work directory on an ephemeral volume claim
+    ///   (workVolumeClaimTemplate, required). The pool gets a ServiceAccount,
+    ///   Role and RoleBinding with the rights the hooks need in its namespace.
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_mode: Option<ContainerMode>,
+
+    /// The runner's work directory as a volume claim made for each runner
+    /// (an ephemeral volume, deleted with the runner's pod) instead of an
+    /// emptyDir. Required by containerMode `kubernetes`, whose job pods mount
+    /// the same claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_volume_claim_template: Option<VolumeClaimSpec>,
 
     /// The pod of every runner. The container named `runner` receives the
     /// just-in-time configuration in `ACTIONS_RUNNER_INPUT_JITCONFIG`, from a
@@ -135,6 +149,32 @@ pub enum ContainerMode {
     #[default]
     None,
     Dind,
+    Kubernetes,
+}
+
+/// A volume claim made for each runner.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeClaimSpec {
+    /// The StorageClass of the claim; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// The requested size, a Kubernetes quantity such as `10Gi`.
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    )]
+    pub size: String,
+
+    /// Access modes of the claim. Default `[ReadWriteOnce]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 4),
+        inner(regex(pattern = r"^(ReadWriteOnce|ReadOnlyMany|ReadWriteMany|ReadWriteOncePod)$"))
+    )]
+    pub access_modes: Option<Vec<String>>,
 }
 
 /// Where the runners register.

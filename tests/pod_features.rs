@@ -113,3 +113,72 @@ async fn a_dind_runner_pod_is_accepted_started_and_comes_online() {
     .await;
     env.assert_no_secret_leaked().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Api, DeleteParams};
+
+    let env = Env::start("kube-mode").await;
+    let class = format!("hooks-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 3).await;
+    let extra = format!(
+        "  containerMode: kubernetes\n  workVolumeClaimTemplate: {{ storageClassName: {class}, size: 1Gi }}"
+    );
+    let pool = env.apply_pool(&org_pool(&env, 1, &extra)).await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    let pod = wait_for_running_pod(&env).await;
+    let spec = pod.spec.as_ref().unwrap();
+    let account = "ci-container-hooks";
+    assert_eq!(spec.service_account_name.as_deref(), Some(account));
+    assert_eq!(spec.automount_service_account_token, Some(true));
+
+    // The claim the hooks look for, made from the template and bound.
+    let claim = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), &env.ns)
+        .get(&format!("{}-{WORK_VOLUME}", pod.name_any()))
+        .await
+        .expect("the work claim");
+    assert_eq!(claim.spec.unwrap().storage_class_name, Some(class.clone()));
+
+    let owned_by_pool = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
+    };
+    let sa = Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns)
+        .get(account)
+        .await
+        .expect("the hooks ServiceAccount");
+    let role = Api::<Role>::namespaced(env.client.clone(), &env.ns)
+        .get(account)
+        .await
+        .expect("the hooks Role");
+    let binding = Api::<RoleBinding>::namespaced(env.client.clone(), &env.ns)
+        .get(account)
+        .await
+        .expect("the hooks RoleBinding");
+    assert!(
+        owned_by_pool(&sa.metadata)
+            && owned_by_pool(&role.metadata)
+            && owned_by_pool(&binding.metadata)
+    );
+    assert_eq!(role.rules, Some(runnerpool::container_mode::hooks_rules()));
+
+    // They go with the pool.
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for_pool_gone("ci", T).await;
+    wait_for("the hooks objects to be collected", T, || async {
+        let roles = Api::<Role>::namespaced(env.client.clone(), &env.ns);
+        let accounts = Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns);
+        let gone = roles.get_opt(account).await.ok()?.is_none()
+            && accounts.get_opt(account).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    support::operator::delete_pvs(&env.client, &class).await;
+}

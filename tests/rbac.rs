@@ -387,3 +387,63 @@ async fn namespaced_mode_cannot_read_other_namespaces() {
     })
     .await;
 }
+
+/// containerMode kubernetes: the chart's rules let the operator make each
+/// pool's ServiceAccount, Role and RoleBinding (it holds every right it
+/// grants: no escalate, no bind). Without one of them, the pool says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_role_can_set_up_kubernetes_mode() {
+    use k8s_openapi::api::rbac::v1::Role;
+    let (env, rbac) = env_with_chart_rbac("rbac-kube", true).await;
+    let class = format!("rbac-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 2).await;
+    let kube_pool = |name: &str| {
+        pool_yaml(
+            name,
+            "organization: acme",
+            &env.api_url(Base::Root),
+            1,
+            &["linux"],
+            &format!(
+                "  containerMode: kubernetes\n  workVolumeClaimTemplate: {{ storageClassName: {class}, size: 1Gi }}"
+            ),
+        )
+    };
+    env.apply_pool(&kube_pool("ci")).await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    assert_nothing_was_forbidden(&env);
+    Api::<Role>::namespaced(env.client.clone(), &env.ns)
+        .get("ci-container-hooks")
+        .await
+        .expect("the pool's hooks Role");
+
+    // Without pods/exec the operator may not grant it: the API server refuses
+    // the Role and the pool shows why, with no runner created.
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), &env.ns);
+    let name = format!("{}-runnerpool-operator", rbac.release);
+    let mut role = roles.get(&name).await.unwrap();
+    role.rules
+        .get_or_insert_with(Vec::new)
+        .retain(|r| !r.resources.iter().flatten().any(|r| r == "pods/exec"));
+    roles
+        .replace(&name, &PostParams::default(), &role)
+        .await
+        .unwrap();
+    env.apply_pool(&kube_pool("ci2")).await;
+    let message = wait_for("ci2 Degraded", T, || async {
+        let pool = env.pools().get("ci2").await.ok()?;
+        let c = pool
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+        Some(c.message)
+    })
+    .await;
+    assert!(
+        message.contains("Role") && message.contains("ci2-container-hooks"),
+        "{message}"
+    );
+    assert!(env.live_pods("ci2").await.is_empty());
+    support::operator::delete_pvs(&env.client, &class).await;
+}

@@ -44,7 +44,7 @@ pub struct Unreachable {
 }
 
 impl Unreachable {
-    fn new(problem: Problem, message: impl Into<String>) -> Self {
+    pub fn new(problem: Problem, message: impl Into<String>) -> Self {
         Unreachable {
             problem,
             message: message.into(),
@@ -316,6 +316,16 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     }
     ctx.memory
         .with(&pool_uid, |m| m.surplus_since = plan.surplus_since);
+    // Runner pods of kubernetes mode name the pool's ServiceAccount: it must
+    // exist before they are created (and before their dry run).
+    let mut hooks_problem = None;
+    if plan.create > 0
+        && pool.container_mode() == crate::crd::ContainerMode::Kubernetes
+        && let Err(refused) = super::container_hooks::ensure(&pool, ctx).await
+    {
+        plan.create = 0;
+        hooks_problem = Some(refused);
+    }
     let failing = failures::hold_creations(&pool, ctx, &mut plan, &desired_hash).await?;
 
     // Removals first: they free capacity and never depend on creations.
@@ -372,6 +382,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
         first_error
             .as_ref()
             .map(|e| Unreachable::from_github(e, "GitHub call failed"))
+            .or(hooks_problem)
             .or(failing)
     });
     let counts = plan.counts;

@@ -530,7 +530,10 @@ start_cluster() {
 
 # Controllers of kube-controller-manager the rig runs. Node lifecycle watches
 # the Leases kwok renews (and lifts the not-ready taint new nodes get); IPAM,
-# routes, cloud and volume controllers are off: fake nodes need none of them.
+# routes, cloud and attach/detach controllers are off: fake nodes need none of
+# them. The ephemeral-volume and PV binder controllers run, so runner pods
+# with volume claims (containerMode kubernetes, cache volumes) bind to PVs a
+# test creates and get scheduled.
 kcm_controllers=$(
   IFS=,
   a=(
@@ -544,6 +547,7 @@ kcm_controllers=$(
     certificatesigningrequest-signing-controller certificatesigningrequest-approving-controller
     certificatesigningrequest-cleaner-controller
     node-lifecycle-controller taint-eviction-controller
+    ephemeral-volume-controller persistentvolume-binder-controller
   )
   echo "${a[*]}"
 )

@@ -549,3 +549,38 @@ impl Env {
         (env, url)
     }
 }
+
+/// `n` PersistentVolumes of StorageClass name `class` (no StorageClass object:
+/// the rig's PV binder matches claims by name), for runner pods with volume
+/// claims. They are cluster-scoped: remove them with [`delete_pvs`].
+pub async fn create_pvs(client: &kube::Client, class: &str, n: usize) {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    for i in 0..n {
+        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": format!("{class}-{i}"), "labels": { "test-class": class } },
+            "spec": {
+                "storageClassName": class,
+                "capacity": { "storage": "1Gi" },
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": { "path": format!("/tmp/{class}-{i}") },
+            }
+        }))
+        .expect("PV");
+        pvs.create(&PostParams::default(), &pv)
+            .await
+            .expect("creating a PV");
+    }
+}
+
+pub async fn delete_pvs(client: &kube::Client, class: &str) {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let _ = pvs
+        .delete_collection(
+            &Default::default(),
+            &ListParams::default().labels(&format!("test-class={class}")),
+        )
+        .await;
+}

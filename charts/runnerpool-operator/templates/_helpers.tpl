@@ -69,4 +69,23 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# containerMode kubernetes: each such pool gets a ServiceAccount, Role and
+# RoleBinding (server-side apply: create + patch). The API server lets the
+# operator grant only rights it holds itself (no escalate/bind), so it also
+# holds the rights of that Role: pods (above), secrets (above), and these.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["pods/exec"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "create", "delete"]
 {{- end }}
