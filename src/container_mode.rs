@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource, ExecAction,
-    ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PodSpec, Probe,
-    SecurityContext, ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
+    ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecurityContext, ServiceAccount, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -56,8 +57,9 @@ pub fn work_dir(pool: &RunnerPool) -> String {
     }
 }
 
-/// Expands `spec` for the pool's container mode and work volume.
+/// Expands `spec` for the pool's container mode, work and cache volumes.
 pub fn expand(pool: &RunnerPool, spec: &mut PodSpec) {
+    add_cache_volumes(pool, spec);
     let work = work_volume(pool);
     match pool.container_mode() {
         ContainerMode::None if pool.spec.work_volume_claim_template.is_some() => {
@@ -69,6 +71,39 @@ pub fn expand(pool: &RunnerPool, spec: &mut PodSpec) {
         ContainerMode::None => {}
         ContainerMode::Dind => expand_dind(pool, spec, work),
         ContainerMode::Kubernetes => expand_kubernetes(pool, spec, work),
+    }
+}
+
+/// Mounts `spec.cacheVolumes` into the runner container.
+fn add_cache_volumes(pool: &RunnerPool, spec: &mut PodSpec) {
+    for cache in &pool.spec.cache_volumes {
+        let volume = match (
+            &cache.source.persistent_volume_claim,
+            &cache.source.ephemeral,
+        ) {
+            (Some(claim), _) => Volume {
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.claim_name.clone(),
+                    read_only: cache.read_only,
+                }),
+                ..Default::default()
+            },
+            (None, Some(claim)) => ephemeral_volume(pool, claim),
+            // Refused by the CRD's rules; nothing to mount.
+            (None, None) => continue,
+        };
+        add_volume(spec, &cache.name, volume);
+        if let Some(runner) = runner_container(spec) {
+            let mounts = runner.volume_mounts.get_or_insert_with(Vec::new);
+            if mounts.iter().all(|m| m.mount_path != cache.mount_path) {
+                mounts.push(VolumeMount {
+                    name: cache.name.clone(),
+                    mount_path: cache.mount_path.clone(),
+                    read_only: cache.read_only,
+                    ..Default::default()
+                });
+            }
+        }
     }
 }
 
@@ -830,5 +865,56 @@ spec:
                 ("RunnerPool", "u-1", Some(true))
             );
         }
+    }
+
+    #[test]
+    fn cache_volumes_are_mounted_into_the_runner_only() {
+        let caches = r#"cacheVolumes:
+    - { name: tools, mountPath: /opt/hostedtoolcache, readOnly: true, source: { persistentVolumeClaim: { claimName: toolcache } } }
+    - { name: deps, mountPath: /home/runner/.cache, source: { ephemeral: { storageClassName: fast, size: 20Gi } } }"#;
+        let spec = spec_of(&pool(caches, RUNNER_ONLY));
+        let tools = volume(&spec, "tools");
+        let claim = tools.persistent_volume_claim.as_ref().expect("a claim");
+        assert_eq!(claim.claim_name, "toolcache");
+        assert_eq!(claim.read_only, Some(true));
+        let deps = volume(&spec, "deps");
+        let template = deps
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+            .expect("an ephemeral claim");
+        assert_eq!(template.spec.storage_class_name.as_deref(), Some("fast"));
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        let mounts: Vec<(&str, &str, Option<bool>)> = runner
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("tools", "/opt/hostedtoolcache", Some(true)),
+                ("deps", "/home/runner/.cache", None)
+            ]
+        );
+
+        // With dind, the daemon does not see them; a template volume of the
+        // same name wins, a template mount at the same path too.
+        let template = r#"      containers:
+        - name: runner
+          image: r
+          volumeMounts: [{ name: mine, mountPath: /home/runner/.cache }]
+      volumes:
+        - { name: tools, emptyDir: {} }
+        - { name: mine, emptyDir: {} }"#;
+        let spec = spec_of(&pool(&format!("containerMode: dind\n  {caches}"), template));
+        assert!(volume(&spec, "tools").empty_dir.is_some());
+        let dind = container(spec.init_containers.as_deref().unwrap(), DIND_CONTAINER);
+        assert_eq!(mount_path(dind, "tools"), None);
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(mount_path(runner, "tools"), Some("/opt/hostedtoolcache"));
+        assert_eq!(mount_path(runner, "deps"), None);
+        assert_eq!(mount_path(runner, "mine"), Some("/home/runner/.cache"));
     }
 }

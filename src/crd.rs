@@ -128,6 +128,16 @@ pub struct RunnerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_volume_claim_template: Option<VolumeClaimSpec>,
 
+    /// Volumes mounted into the `runner` container, e.g. a shared
+    /// ReadOnlyMany claim with a tool cache, or a claim made for each runner
+    /// (ephemeral) for a dependency cache. A volume of the template with the
+    /// same name is used instead of the source given here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.name == v.name))").message("cacheVolumes: every name must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.mountPath == v.mountPath))").message("cacheVolumes: every mountPath must be unique"))]
+    pub cache_volumes: Vec<CacheVolume>,
+
     /// The pod of every runner. The container named `runner` receives the
     /// just-in-time configuration in `ACTIONS_RUNNER_INPUT_JITCONFIG`, from a
     /// Secret the operator creates; the official runner image reads it when
@@ -175,6 +185,55 @@ pub struct VolumeClaimSpec {
         inner(regex(pattern = r"^(ReadWriteOnce|ReadOnlyMany|ReadWriteMany|ReadWriteOncePod)$"))
     )]
     pub access_modes: Option<Vec<String>>,
+}
+
+/// A volume mounted into the `runner` container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(self.name in ['work', 'dind-sock', 'dind-storage', 'dind-externals'])").message("cacheVolumes: the names work, dind-sock, dind-storage and dind-externals are the operator's own volumes"))]
+pub struct CacheVolume {
+    /// The volume's name in the pod (a DNS label).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Where the runner sees it: an absolute path.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("cacheVolumes: mountPath must be an absolute path (start with /)"))]
+    pub mount_path: String,
+
+    /// Mount it read-only. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+
+    /// Where the volume comes from: exactly one of persistentVolumeClaim or ephemeral.
+    pub source: CacheVolumeSource,
+}
+
+/// The source of a cache volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.persistentVolumeClaim), has(self.ephemeral)].filter(x, x).size() == 1").message("cacheVolumes: set exactly one source, persistentVolumeClaim or ephemeral"))]
+pub struct CacheVolumeSource {
+    /// An existing claim in the pool's namespace, shared by every runner
+    /// (ReadOnlyMany or ReadWriteMany for more than one node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<ClaimReference>,
+
+    /// A claim made for each runner and deleted with its pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<VolumeClaimSpec>,
+}
+
+/// A PersistentVolumeClaim in the pool's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimReference {
+    /// Name of the claim.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
 }
 
 /// Where the runners register.

@@ -182,3 +182,115 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
     .await;
     support::operator::delete_pvs(&env.client, &class).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_volumes_are_mounted_and_the_runner_comes_online() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::{Api, PostParams};
+
+    let env = Env::start("caches").await;
+    let class = format!("cache-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 3).await;
+    let shared: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "toolcache" },
+        "spec": { "storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                  "resources": { "requests": { "storage": "1Gi" } } }
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &shared)
+        .await
+        .unwrap();
+    let extra = format!(
+        r#"  cacheVolumes:
+    - {{ name: tools, mountPath: /opt/hostedtoolcache, readOnly: true, source: {{ persistentVolumeClaim: {{ claimName: toolcache }} }} }}
+    - {{ name: deps, mountPath: /home/runner/.cache, source: {{ ephemeral: {{ storageClassName: {class}, size: 1Gi }} }} }}"#
+    );
+    env.apply_pool(&org_pool(&env, 1, &extra)).await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    let pod = wait_for_running_pod(&env).await;
+    let runner = container(
+        Some(&pod.spec.as_ref().unwrap().containers),
+        RUNNER_CONTAINER,
+    );
+    let mounts: Vec<&str> = runner
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert!(mounts.contains(&"/opt/hostedtoolcache") && mounts.contains(&"/home/runner/.cache"));
+    Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), &env.ns)
+        .get(&format!("{}-deps", pod.name_any()))
+        .await
+        .expect("the runner's own cache claim");
+    support::operator::delete_pvs(&env.client, &class).await;
+}
+
+/// Applies `yaml` as a server-side dry run; returns the API server's refusal.
+async fn refusal(env: &Env, yaml: &str) -> String {
+    use kube::api::{Patch, PatchParams};
+    let mut value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    value["metadata"]["namespace"] = env.ns.clone().into();
+    let name = value["metadata"]["name"].as_str().unwrap().to_string();
+    let params = PatchParams::apply("integration-test").force().dry_run();
+    match env
+        .pools()
+        .patch(&name, &params, &Patch::Apply(&value))
+        .await
+    {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_pod_features_are_refused_with_clear_messages() {
+    let env = Env::start("features-cel").await;
+    let pvc = "source: { persistentVolumeClaim: { claimName: c } }";
+    let cases = [
+        (
+            "  containerMode: kubernetes".to_string(),
+            "containerMode kubernetes needs workVolumeClaimTemplate",
+        ),
+        (
+            "  containerMode: podman".to_string(),
+            "spec.containerMode",
+        ),
+        (
+            format!("  cacheVolumes:\n    - {{ name: a, mountPath: /a, {pvc} }}\n    - {{ name: a, mountPath: /b, {pvc} }}"),
+            "every name must be unique",
+        ),
+        (
+            format!("  cacheVolumes:\n    - {{ name: a, mountPath: /a, {pvc} }}\n    - {{ name: b, mountPath: /a, {pvc} }}"),
+            "every mountPath must be unique",
+        ),
+        (
+            format!("  cacheVolumes:\n    - {{ name: a, mountPath: relative/path, {pvc} }}"),
+            "mountPath must be an absolute path",
+        ),
+        (
+            "  cacheVolumes:\n    - { name: a, mountPath: /a, source: {} }".to_string(),
+            "set exactly one source",
+        ),
+        (
+            "  cacheVolumes:\n    - { name: a, mountPath: /a, source: { persistentVolumeClaim: { claimName: c }, ephemeral: { size: 1Gi } } }".to_string(),
+            "set exactly one source",
+        ),
+        (
+            format!("  cacheVolumes:\n    - {{ name: work, mountPath: /a, {pvc} }}"),
+            "are the operator's own volumes",
+        ),
+        (
+            "  workVolumeClaimTemplate: { size: lots }".to_string(),
+            "workVolumeClaimTemplate.size",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let message = refusal(&env, &org_pool(&env, 1, &extra)).await;
+        assert!(
+            message.contains(expected),
+            "{extra}\nexpected {expected:?} in {message}"
+        );
+    }
+}
