@@ -958,14 +958,7 @@ async fn failed_pods_are_deregistered_and_replaced() {
     let pod = env.live_pods("ci").await.remove(0).name_any();
     // The runner process crashes: the pod fails with a non-zero exit code.
     let patch = serde_json::json!({"metadata": {"annotations": {support::simulator::COMPLETE_ANNOTATION: "failed"}}});
-    env.pods()
-        .patch(
-            &pod,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    env.merge_patch_pod(&pod, patch).await;
     assert_replaced(&env, first, &pod).await;
 }
 
@@ -1509,14 +1502,7 @@ async fn ready_only_when_the_runners_are_online() {
         let patch = serde_json::json!({"metadata": {"annotations": {
             support::simulator::STAY_OFFLINE_ANNOTATION: null
         }}});
-        env.pods()
-            .patch(
-                &pod.name_any(),
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-            .unwrap();
+        env.merge_patch_pod(&pod.name_any(), patch).await;
     }
     env.wait_for_online_runners("ci", 2, T).await;
     let pool = wait_for("Ready", T, || async {
@@ -1540,5 +1526,96 @@ async fn ready_only_when_the_runners_are_online() {
         version,
         "status rewritten while nothing changed: {:?}",
         pool.status
+    );
+}
+
+/// How many runner lists the fake has answered so far.
+fn lists(env: &Env) -> usize {
+    env.fake
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/actions/runners"))
+        .count()
+}
+
+/// Waits until the operator has listed the runners `n` more times (so the
+/// passes before the last of them have acted).
+async fn wait_for_lists(env: &Env, n: usize) {
+    let start = lists(env);
+    wait_for(&format!("{n} more runner lists"), T, || async {
+        (lists(env) >= start + n).then_some(())
+    })
+    .await;
+}
+
+/// Item 7 of issue 10: a paged list is not a snapshot. A runner that one list
+/// missed (shifted off a page) past its bootstrap deadline is read directly
+/// (`GET …/runners/{id}`) before it is removed: online, it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_missing_from_one_list_is_read_before_it_is_removed() {
+    let env = Env::start("paged").await;
+    let yaml = env.org_pool_yaml("ci", 1).replace(
+        "  replicas: 1\n",
+        "  replicas: 1\n  bootstrapTimeoutSeconds: 30\n",
+    );
+    env.apply_pool(&yaml).await;
+    let id = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0);
+    let created = pod.creation_timestamp().unwrap().0;
+    let past_deadline = created + Duration::from_secs(33);
+    let wait =
+        Duration::try_from(past_deadline.duration_since(k8s_openapi::jiff::Timestamp::now()))
+            .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+
+    env.fake.hide_from_lists(id, 1);
+    wait_for("the list that misses the runner", T, || async {
+        (env.fake.hidden_from_lists(id) == 0).then_some(())
+    })
+    .await;
+    wait_for_lists(&env, 2).await;
+    assert_eq!(
+        deletes_of(&env, id),
+        0,
+        "a DELETE was sent for the online runner"
+    );
+    assert!(env.fake.runner(id).is_some());
+    assert_eq!(env.live_pods("ci").await[0].name_any(), pod.name_any());
+    assert!(
+        env.calls("GET /orgs/{org}/actions/runners/{runner_id}") >= 1,
+        "{:?}",
+        env.calls_by_endpoint()
+    );
+}
+
+/// Item 7 of issue 10: a runner pod missing from the operator's cache (here
+/// it lost the label the watch selects on, as a lagging watch would hide it)
+/// is read from the API server before its runner is removed: it exists, so
+/// neither its registration nor its Secret goes, and no replacement is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_missing_from_the_cache_is_read_before_its_runner_is_removed() {
+    let env = Env::start("lagging").await;
+    env.apply_org_pool("ci", 1).await;
+    let id = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0).name_any();
+    let patch = serde_json::json!({"metadata": {"labels": {
+        runnerpool::runner::MANAGED_BY_LABEL: null
+    }}});
+    env.merge_patch_pod(&pod, patch).await;
+    wait_for_lists(&env, 3).await;
+    assert_eq!(
+        deletes_of(&env, id),
+        0,
+        "a DELETE was sent for a runner whose pod runs"
+    );
+    assert!(env.fake.runner(id).is_some());
+    assert!(
+        env.secrets().get_opt(&pod).await.unwrap().is_some(),
+        "the runner's Secret was deleted"
+    );
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        1,
+        "a replacement was registered"
     );
 }

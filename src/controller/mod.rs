@@ -5,6 +5,7 @@
 //! lives, [`cleanup`] when it is deleted.
 
 pub mod cleanup;
+pub mod confirm;
 pub mod container_hooks;
 pub mod demand;
 pub mod failures;

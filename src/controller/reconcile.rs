@@ -23,7 +23,7 @@ use super::plan::{
     self, GitHubView, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView,
 };
 use super::status::{self, Problem};
-use super::{Context, Error, FIELD_MANAGER, backoff, failures, jittered, uid};
+use super::{Context, Error, FIELD_MANAGER, backoff, confirm, failures, jittered, uid};
 use crate::crd::RunnerPoolStatus;
 use crate::github::{GitHubApi, GitHubError, JitRequest, RunnerStatus, Scope};
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
@@ -316,6 +316,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     }
     ctx.memory
         .with(&pool_uid, |m| m.surplus_since = plan.surplus_since);
+    confirm::confirm_removals(&pool, &target, ctx, &mut plan).await?;
     // Runner pods of kubernetes mode name the pool's ServiceAccount: it must
     // exist before they are created (and before their dry run).
     let mut hooks_problem = None;
@@ -789,9 +790,17 @@ pub async fn delete_pod_and_secret(
 /// pod on that say-so would kill jobs and leak registrations.
 async fn confirm_gone(api: &Arc<dyn GitHubApi>, scope: &Scope, id: u64) -> Result<(), GitHubError> {
     let runners = api.list_runners(scope).await?;
-    if runners.iter().any(|r| r.id == id) {
+    // A paged list is not a snapshot: absence from it is confirmed by a read
+    // of the runner itself.
+    let listed = runners.iter().any(|r| r.id == id)
+        || match api.get_runner(scope, id).await {
+            Ok(_) => true,
+            Err(GitHubError::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+    if listed {
         return Err(GitHubError::Protocol(format!(
-            "runner {id} is listed in {scope} but its DELETE answered 404"
+            "runner {id} is in {scope} but its DELETE answered 404"
         )));
     }
     Ok(())

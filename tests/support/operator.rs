@@ -294,6 +294,14 @@ impl Env {
         .await;
     }
 
+    /// Merge-patches pod `name` (labels, annotations) as a person would.
+    pub async fn merge_patch_pod(&self, name: &str, patch: serde_json::Value) {
+        self.pods()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("patching pod {name}: {e}"));
+    }
+
     /// Pods of a pool that are not being deleted.
     pub async fn live_pods(&self, pool: &str) -> Vec<Pod> {
         let lp = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));

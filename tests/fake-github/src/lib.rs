@@ -406,6 +406,25 @@ impl FakeGitHub {
         Ok(self.lock().model.set_online(runner_id, online)?)
     }
 
+    /// The next `lists` runner-list answers of its scope omit the runner, as
+    /// a paged list does when the runner shifts pages while it is read. A
+    /// direct `GET` of the runner still finds it.
+    pub fn hide_from_lists(&self, runner_id: u64, lists: u32) {
+        let mut state = self.lock();
+        state.model.hidden_from_lists.insert(runner_id, lists);
+    }
+
+    /// How many more list answers omit the runner.
+    pub fn hidden_from_lists(&self, runner_id: u64) -> u32 {
+        let state = self.lock();
+        state
+            .model
+            .hidden_from_lists
+            .get(&runner_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The runner removes itself (as `config.sh remove` would).
     pub fn remove_runner(&self, runner_id: u64) -> Result<Runner, FakeError> {
         self.lock()

@@ -338,6 +338,9 @@ pub(crate) struct Model {
     next_label_id: u64,
     next_job_id: u64,
     pub webhook: Option<tokio::sync::mpsc::UnboundedSender<WebhookEvent>>,
+    /// Runner id → how many more list answers omit it (a runner shifted off
+    /// a page while the list was read: a paged list is not a snapshot).
+    pub hidden_from_lists: HashMap<u64, u32>,
     /// Bumped whenever any runner may change (invalidates `list_cache`).
     pub version: u64,
     /// Serialized runner-list pages: (scope, name filter, page, per_page) →
@@ -383,6 +386,7 @@ impl Model {
             next_label_id: 1,
             next_job_id: 1,
             webhook: None,
+            hidden_from_lists: HashMap::new(),
             version: 0,
             list_cache: HashMap::new(),
         }

@@ -161,6 +161,16 @@ fn encode_query_component(s: &str) -> String {
     out
 }
 
+/// A runner-list page with its ETag and `Link` header.
+fn list_reply(body: Bytes, etag: String, link: Option<String>) -> Reply {
+    Reply {
+        status: 200,
+        body: Some(body),
+        headers: link.map(|l| ("link", l)).into_iter().collect(),
+        etag: Some(etag),
+    }
+}
+
 /// The `Link` header of a page, as GitHub builds it.
 fn link_header(
     api_base: &str,
@@ -579,10 +589,20 @@ impl State {
                 let (page, per_page) = q.paging();
                 let name = q.get("name");
                 let cache_key = (key.clone(), name.map(str::to_string), page, per_page);
+                let hiding = !m.hidden_from_lists.is_empty();
                 let (total, body, etag) = match m.list_cache.get(&cache_key) {
-                    Some(c) if c.version == m.version => (c.total, c.body.clone(), c.etag.clone()),
+                    Some(c) if c.version == m.version && !hiding => {
+                        (c.total, c.body.clone(), c.etag.clone())
+                    }
                     _ => {
-                        let all = m.list_runners(&key, name)?;
+                        let mut all = m.list_runners(&key, name)?;
+                        // Runners shifted off the page while it was read.
+                        let hidden: Vec<u64> = all
+                            .iter()
+                            .map(|r| r.id)
+                            .filter(|id| m.hidden_from_lists.contains_key(id))
+                            .collect();
+                        all.retain(|r| !hidden.contains(&r.id));
                         let items: Vec<RunnerJson<'_>> = page_of(&all, page, per_page)
                             .iter()
                             .map(|r| RunnerJson::from(*r))
@@ -601,6 +621,17 @@ impl State {
                             .expect("json"),
                         );
                         let etag = etag_of(&body);
+                        if !hidden.is_empty() {
+                            for id in hidden {
+                                if let Some(left) = m.hidden_from_lists.get_mut(&id) {
+                                    *left = left.saturating_sub(1);
+                                }
+                            }
+                            m.hidden_from_lists.retain(|_, left| *left > 0);
+                            // Not cached: the next list shows them again.
+                            let link = link_header(ctx.api_base, path, q, page, per_page, total);
+                            return Ok(list_reply(body, etag, link));
+                        }
                         if m.list_cache.len() > 4096 {
                             m.list_cache.clear();
                         }
@@ -617,16 +648,8 @@ impl State {
                         (total, body, etag)
                     }
                 };
-                let mut reply = Reply {
-                    status: 200,
-                    body: Some(body),
-                    headers: vec![],
-                    etag: Some(etag),
-                };
-                if let Some(l) = link_header(ctx.api_base, path, q, page, per_page, total) {
-                    reply.headers.push(("link", l));
-                }
-                reply
+                let link = link_header(ctx.api_base, path, q, page, per_page, total);
+                list_reply(body, etag, link)
             }
             Op::Downloads => Reply::json(200, &downloads()),
             Op::GenerateJit => {
