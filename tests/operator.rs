@@ -14,6 +14,8 @@ use support::operator::{Base, Env, INSTALL_ID, create_secret, pool_yaml};
 
 const T: Duration = Duration::from_secs(40);
 
+const ORG_LIST: &str = "GET /orgs/{org}/actions/runners";
+
 fn runner_id(pod: &Pod) -> u64 {
     pod.labels()[RUNNER_ID_LABEL].parse().unwrap()
 }
@@ -422,6 +424,35 @@ async fn a_404_on_delete_is_not_gone_while_the_scope_does_not_answer() {
     // Once the scope answers again, the scale-down completes.
     env.fake.clear_faults();
     env.wait_for_online_runners("ci", 1, T).await;
+}
+
+/// Pools of one organization read one shared list: GitHub is listed about
+/// once per sync interval, not once per pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_of_one_organization_share_one_runner_list() {
+    const POOLS: usize = 12;
+    let env = Env::start_with("shared", &["--github-sync-interval-seconds", "3"]).await;
+    for i in 0..POOLS {
+        env.apply_org_pool(&format!("p{i}"), 1).await;
+    }
+    for i in 0..POOLS {
+        env.wait_for_online_runners(&format!("p{i}"), 1, Duration::from_secs(60))
+            .await;
+    }
+    let before = env.calls(ORG_LIST);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let lists = env.calls(ORG_LIST) - before;
+    // 4 intervals: 4 to 5 lists (a pool refreshes at 80 % of the interval),
+    // where one list per pool would be 48.
+    assert!(
+        (3..=7).contains(&lists),
+        "{lists} lists of the organization in 4 sync intervals for {POOLS} pools"
+    );
+    // Every pool still sees the one view: one runner each, online.
+    for i in 0..POOLS {
+        env.wait_for_online_runners(&format!("p{i}"), 1, Duration::from_secs(10))
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,7 +47,10 @@ pub async fn route_jobs(
                 });
                 if let Some((id, pool_uid)) = &runner {
                     // The GitHub view learns it too, until the next list says so itself.
-                    ctx.memory.with(pool_uid, |m| m.github_runner_busy(*id));
+                    let target = ctx.memory.with(pool_uid, |m| m.target.clone());
+                    if let Some(target) = target {
+                        reconcile::inventory_of(&ctx, &target).busy(*id);
+                    }
                 }
                 let queued_for = ctx.demand.started(
                     event.job_id,

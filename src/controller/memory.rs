@@ -3,10 +3,11 @@
 //! The watch caches lag the API server by a moment, so a pod just created may
 //! not be in the cache at the next reconcile, nor a pod just deleted gone from
 //! it. Without remembering those, the pool would overshoot on scale-up and ask
-//! GitHub twice to delete the same runner. Also kept: the last GitHub view
-//! (so the hot path needs no list call), when a surplus began, and the error
-//! streak for backoff. Lost on restart by design: the first reconcile lists
-//! GitHub again and the caches are complete by then.
+//! GitHub twice to delete the same runner. Also kept: the last connection,
+//! when a surplus began, and the error streak for backoff. Lost on restart by
+//! design: the first reconcile lists GitHub again and the caches are complete
+//! by then. GitHub's side is kept per scope, not per pool (see
+//! [`super::inventory`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::plan::{GitHubView, PodView, SecretView};
+use super::plan::{PodView, SecretView};
 use super::reconcile::Target;
-use crate::github::{Runner, RunnerLabel};
 
 /// How long an expectation is trusted before the caches are believed again.
 const EXPECTATION_TTL: Duration = Duration::from_secs(60);
@@ -31,7 +31,6 @@ pub struct PoolMemory {
     known: BTreeMap<String, u64>,
     /// Pods whose start time was already recorded in the metrics.
     started: BTreeSet<String>,
-    pub github: Option<GitHubView>,
     pub surplus_since: Option<Timestamp>,
     pub error_streak: u32,
     /// Condition reasons already announced with an event, so a lasting problem
@@ -129,39 +128,6 @@ impl PoolMemory {
             (pod_names.contains(name) || secret_names.contains(name))
                 && now.duration_since(*since) < EXPECTATION_TTL
         });
-    }
-
-    pub fn github_runner_added(&mut self, runner: Runner) {
-        if let Some(view) = self.github.as_mut() {
-            view.runners.retain(|r| r.id != runner.id);
-            view.runners.push(runner);
-        }
-    }
-
-    pub fn github_runner_removed(&mut self, id: u64) {
-        if let Some(view) = self.github.as_mut() {
-            view.runners.retain(|r| r.id != id);
-        }
-    }
-
-    pub fn github_runner_busy(&mut self, id: u64) {
-        if let Some(r) = self
-            .github
-            .as_mut()
-            .and_then(|v| v.runners.iter_mut().find(|r| r.id == id))
-        {
-            r.busy = true;
-        }
-    }
-
-    pub fn github_runner_labels(&mut self, id: u64, labels: Vec<RunnerLabel>) {
-        if let Some(r) = self
-            .github
-            .as_mut()
-            .and_then(|v| v.runners.iter_mut().find(|r| r.id == id))
-        {
-            r.labels = labels;
-        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod container_hooks;
 pub mod demand;
 pub mod failures;
+pub mod inventory;
 pub mod memory;
 pub mod plan;
 pub mod reconcile;
@@ -84,6 +85,8 @@ pub struct Context {
     pub synced: AtomicBool,
     /// Connections of deleted pools whose runners the sweep still removes.
     pub leftovers: sweep::Leftovers,
+    /// GitHub's runners, one view per scope shared by its pools.
+    pub inventory: inventory::Inventories,
 }
 
 /// `workflow_job` events from the webhook receiver, and where their demand is kept.
@@ -348,6 +351,7 @@ pub async fn run(
         demand,
         synced: AtomicBool::new(false),
         leftovers: sweep::Leftovers::default(),
+        inventory: inventory::Inventories::default(),
     });
 
     let mut controller = Controller::new(pools, watcher::Config::default());

@@ -19,9 +19,8 @@ use kube::runtime::events::EventType;
 use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
-use super::plan::{
-    self, GitHubView, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView,
-};
+use super::inventory::ScopeInventory;
+use super::plan::{self, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView};
 use super::status::{self, Problem};
 use super::{Context, Error, FIELD_MANAGER, backoff, confirm, failures, jittered, uid};
 use crate::crd::RunnerPoolStatus;
@@ -231,29 +230,19 @@ pub fn scaling(pool: &RunnerPool) -> Scaling {
     }
 }
 
-/// Lists the scope's runners on GitHub and remembers the view.
-async fn refresh_github_view(
-    pool: &RunnerPool,
-    target: &Target,
-    ctx: &Context,
-) -> Result<(), GitHubError> {
-    let runners = target.api.list_runners(&target.scope).await?;
-    let view = GitHubView {
-        runners,
-        taken: Timestamp::now(),
-    };
-    ctx.memory.with(&uid(pool), |m| m.github = Some(view));
-    Ok(())
+/// The shared view of the pool's scope on GitHub (see [`inventory`]).
+pub fn inventory_of(ctx: &Context, target: &Target) -> Arc<ScopeInventory> {
+    ctx.inventory.of(&target.api, &target.scope)
 }
 
-fn github_view_is_stale(pool: &RunnerPool, ctx: &Context) -> bool {
-    let interval = ctx.settings.github_sync_interval;
-    ctx.memory.with(&uid(pool), |m| match &m.github {
-        None => true,
-        Some(view) => {
-            Timestamp::now().duration_since(view.taken).as_secs_f64() >= interval.as_secs_f64()
-        }
-    })
+/// The inventory the pool last reached GitHub through, if any.
+fn last_inventory(pool_uid: &str, ctx: &Context) -> Option<Arc<ScopeInventory>> {
+    let target = ctx.memory.with(pool_uid, |m| m.target.clone())?;
+    Some(inventory_of(ctx, &target))
+}
+
+fn list_problem(error: &GitHubError, target: &Target) -> Unreachable {
+    Unreachable::from_github(error, &format!("cannot list runners of {}", target.scope))
 }
 
 #[instrument(skip_all, fields(pool = %pool.name_any()))]
@@ -288,30 +277,24 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
     ctx.memory
         .with(&pool_uid, |m| m.target = Some(target.clone()));
 
-    let mut github_problem = None;
-    let mut listed = false;
-    if github_view_is_stale(&pool, ctx) {
-        match refresh_github_view(&pool, &target, ctx).await {
-            Ok(()) => listed = true,
-            Err(e) => {
-                github_problem = Some(Unreachable::from_github(
-                    &e,
-                    &format!("cannot list runners of {}", target.scope),
-                ))
-            }
-        }
-    }
+    // About one list per scope and sync interval, whatever the number of
+    // pools. Each pool comes back once per interval (jittered); refreshing at
+    // 80 % of it keeps every pool's view younger than the interval at the
+    // cost of at most 1.25 lists per interval.
+    let inventory = inventory_of(ctx, &target);
+    let pass_began = Instant::now();
+    let mut github_problem = inventory
+        .refresh_if_older_than(ctx.settings.github_sync_interval.mul_f64(0.8))
+        .await
+        .err()
+        .map(|e| list_problem(&e, &target));
 
     let mut plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
-    if plan.needs_github_view && !listed && github_problem.is_none() {
-        match refresh_github_view(&pool, &target, ctx).await {
-            Ok(()) => plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash),
-            Err(e) => {
-                github_problem = Some(Unreachable::from_github(
-                    &e,
-                    &format!("cannot list runners of {}", target.scope),
-                ))
-            }
+    if plan.needs_github_view && github_problem.is_none() {
+        // A view asked for during this pass (by any pool) will do.
+        match inventory.refresh_since(pass_began).await {
+            Ok(_) => plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash),
+            Err(e) => github_problem = Some(list_problem(&e, &target)),
         }
     }
     ctx.memory
@@ -444,14 +427,21 @@ fn make_plan(
     let secret_names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
     let pool_uid = uid(pool);
     let runner_ids: BTreeSet<u64> = pods.iter().filter_map(|p| p.runner_id).collect();
+    // The runners GitHub knows for this pool: those its pods and Secrets
+    // name, and those carrying its ownership label.
+    let named: BTreeSet<u64> = runner_ids
+        .iter()
+        .copied()
+        .chain(secrets.iter().filter_map(|s| s.runner_id))
+        .collect();
+    let github = last_inventory(&pool_uid, ctx).and_then(|inv| inv.pool_view(&named, ownership));
     ctx.demand.retain_busy(&pool_uid, &runner_ids);
     let known_busy = ctx.demand.busy_runners(&pool_uid);
     let queued = ctx.demand.queued_for(&pool_uid, Instant::now());
     ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
         let vanished = m.vanished(&pods, &secrets);
-        let online: Vec<u64> = m
-            .github
+        let online: Vec<u64> = github
             .iter()
             .flat_map(|view| &view.runners)
             .filter(|r| runner_ids.contains(&r.id) && (r.busy || r.status == RunnerStatus::Online))
@@ -478,7 +468,7 @@ fn make_plan(
             desired_labels_hash: desired_hash,
             pods: &pods,
             secrets: &secrets,
-            github: m.github.as_ref(),
+            github: github.as_ref(),
             creating: &m.creating(),
             removing: &m.removing(),
             vanished: &vanished,
@@ -597,7 +587,7 @@ async fn create_runner(
         warn!(runner = %name, error = %e, "could not make the runner's Secret a dependent of its pod");
     }
     ctx.metrics.runners_created.inc();
-    ctx.memory.with(&pool_uid, |m| {
+    {
         let mut runner = jit.runner.clone();
         if runner.labels.is_empty() {
             runner.labels = runner::registration_labels(pool, ownership)
@@ -613,8 +603,8 @@ async fn create_runner(
                 })
                 .collect();
         }
-        m.github_runner_added(runner);
-    });
+        inventory_of(ctx, target).added(runner);
+    }
     info!(runner = %name, runner_id, "runner registered");
     Ok(())
 }
@@ -682,10 +672,11 @@ pub async fn remove_runner(
     removal: &Removal,
 ) -> Result<bool, Error> {
     let pool_uid = uid(pool);
+    let inventory = ctx.inventory.of(api, scope);
     ctx.memory
         .with(&pool_uid, |m| m.expect_removed(&removal.name));
     if let (Some(id), false) = (removal.runner_id, removal.deregister) {
-        ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id));
+        inventory.removed(id);
     }
     if let (Some(id), true) = (removal.runner_id, removal.deregister) {
         let deleted = match api.delete_runner(scope, id).await {
@@ -693,14 +684,13 @@ pub async fn remove_runner(
             other => other,
         };
         match deleted {
-            Ok(()) => ctx.memory.with(&pool_uid, |m| m.github_runner_removed(id)),
+            Ok(()) => inventory.removed(id),
             Err(GitHubError::Busy) => {
                 info!(runner_id = id, "runner is running a job; keeping it");
                 ctx.metrics.busy_runners_kept.inc();
-                ctx.memory.with(&pool_uid, |m| {
-                    m.forget_removed(&removal.name);
-                    m.github_runner_busy(id);
-                });
+                ctx.memory
+                    .with(&pool_uid, |m| m.forget_removed(&removal.name));
+                inventory.busy(id);
                 return Ok(false);
             }
             Err(e) => {
@@ -722,13 +712,13 @@ async fn remove_finished_runners(
     removals: &[Removal],
 ) -> Result<(), Error> {
     let pool_uid = uid(pool);
+    let inventory = last_inventory(&pool_uid, ctx);
     for removal in removals.iter().filter(|r| !r.deregister) {
-        ctx.memory.with(&pool_uid, |m| {
-            m.expect_removed(&removal.name);
-            if let Some(id) = removal.runner_id {
-                m.github_runner_removed(id);
-            }
-        });
+        ctx.memory
+            .with(&pool_uid, |m| m.expect_removed(&removal.name));
+        if let (Some(inventory), Some(id)) = (&inventory, removal.runner_id) {
+            inventory.removed(id);
+        }
         delete_runner_objects(pool, ctx, removal).await?;
     }
     Ok(())
@@ -818,16 +808,14 @@ async fn relabel_runners(
 ) -> Result<(), Error> {
     let namespace = pool.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pool_uid = uid(pool);
     // Ok(Some(message)): GitHub has the labels, but the API server refused
     // the pod's annotation (e.g. RBAC without pods/patch).
     let results: Vec<Result<Option<String>, Error>> = futures::stream::iter(relabels.to_vec())
         .map(|relabel: plan::Relabel| {
             let pods = pods.clone();
-            let pool_uid = pool_uid.clone();
             async move {
                 match target.api.set_custom_labels(&target.scope, relabel.runner_id, desired_labels).await {
-                    Ok(labels) => ctx.memory.with(&pool_uid, |m| m.github_runner_labels(relabel.runner_id, labels)),
+                    Ok(labels) => inventory_of(ctx, target).labels(relabel.runner_id, labels),
                     // Gone already: the next pass removes what is left of it.
                     Err(GitHubError::NotFound(_)) => return Ok(None),
                     Err(e) => return Err(e.into()),

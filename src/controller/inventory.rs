@@ -1,0 +1,455 @@
+//! One view of GitHub's runners per scope, shared by every pool that
+//! registers there.
+//!
+//! Pools of one organization (or enterprise, or repository) reached with the
+//! same credential read the same list: listing it once per pool would cost
+//! pools × pages requests per sync interval and keep pools × runners in
+//! memory. An inventory is keyed by the connection (one API client per host
+//! and credential) and the scope. One refresh runs at a time; pools that
+//! wanted a fresh list while it ran take its result, and a failed refresh is
+//! reported to them without asking GitHub again.
+//!
+//! A pool reads its own runners from it: those its pods and Secrets name (by
+//! runner id, whatever their labels now are) and those carrying its ownership
+//! label (orphans). That costs O(the pool's runners), never a copy of the
+//! scope. What the operator learns between lists (a runner registered,
+//! removed, relabelled, or a job started on it) is written into the shared
+//! view at once, so every pool sees it before the next list.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::plan::GitHubView;
+use crate::github::{GitHubApi, GitHubError, Runner, RunnerLabel, Scope};
+
+/// An inventory no pool read for this long is dropped (rotated credentials,
+/// deleted pools), with the API client it holds.
+const IDLE_TTL: Duration = Duration::from_secs(3600);
+
+/// Every scope's inventory.
+#[derive(Default)]
+pub struct Inventories {
+    scopes: Mutex<HashMap<(usize, Scope), Arc<ScopeInventory>>>,
+}
+
+impl Inventories {
+    /// The inventory of `scope` as seen through `api`. The same API client
+    /// (the connector hands out one per host and credential) and scope give
+    /// the same inventory.
+    pub fn of(&self, api: &Arc<dyn GitHubApi>, scope: &Scope) -> Arc<ScopeInventory> {
+        // The inventory holds the client, so its address is not reused while
+        // the entry lives.
+        let key = (Arc::as_ptr(api) as *const () as usize, scope.clone());
+        let now = Instant::now();
+        let mut scopes = lock(&self.scopes);
+        scopes.retain(|k, inv| *k == key || now.duration_since(inv.last_read()) < IDLE_TTL);
+        let inventory = scopes
+            .entry(key)
+            .or_insert_with(|| Arc::new(ScopeInventory::new(api.clone(), scope.clone())));
+        inventory.touch(now);
+        inventory.clone()
+    }
+
+    /// How many scopes have an inventory (for tests and metrics).
+    pub fn len(&self) -> usize {
+        lock(&self.scopes).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The runners of one scope.
+pub struct ScopeInventory {
+    api: Arc<dyn GitHubApi>,
+    scope: Scope,
+    /// Held while a list runs: one refresh at a time. Remembers the last
+    /// failed attempt, so pools queued behind it share its error.
+    refresh: tokio::sync::Mutex<Option<(Instant, Arc<GitHubError>)>>,
+    view: Mutex<View>,
+    last_read: Mutex<Instant>,
+}
+
+#[derive(Default)]
+struct View {
+    /// When the list in `runners` was asked for (monotonic, and wall clock
+    /// for the planner's deadlines).
+    taken: Option<(Instant, Timestamp)>,
+    runners: HashMap<u64, Runner>,
+    /// Runner ids by label name, for the ownership labels.
+    by_label: HashMap<String, BTreeSet<u64>>,
+}
+
+impl View {
+    fn insert(&mut self, runner: Runner) {
+        self.remove(runner.id);
+        for label in &runner.labels {
+            if is_ownership_label(&label.name) {
+                self.by_label
+                    .entry(label.name.clone())
+                    .or_default()
+                    .insert(runner.id);
+            }
+        }
+        self.runners.insert(runner.id, runner);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Runner> {
+        let runner = self.runners.remove(&id)?;
+        for label in &runner.labels {
+            if let Some(ids) = self.by_label.get_mut(&label.name) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_label.remove(&label.name);
+                }
+            }
+        }
+        Some(runner)
+    }
+}
+
+/// Only ownership labels are indexed: they are what a pool looks its
+/// orphans up by (`runnerpool-` and 16 hex digits, see
+/// [`crate::runner::ownership_label`]).
+fn is_ownership_label(name: &str) -> bool {
+    name.strip_prefix("runnerpool-")
+        .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl ScopeInventory {
+    fn new(api: Arc<dyn GitHubApi>, scope: Scope) -> Self {
+        ScopeInventory {
+            api,
+            scope,
+            refresh: tokio::sync::Mutex::new(None),
+            view: Mutex::new(View::default()),
+            last_read: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn touch(&self, now: Instant) {
+        *lock(&self.last_read) = now;
+    }
+
+    fn last_read(&self) -> Instant {
+        *lock(&self.last_read)
+    }
+
+    /// When the current list was asked for; `None` before the first one.
+    pub fn taken(&self) -> Option<Instant> {
+        lock(&self.view).taken.map(|(at, _)| at)
+    }
+
+    /// True when no list was taken since `max_age` ago.
+    pub fn is_older_than(&self, max_age: Duration) -> bool {
+        match self.taken() {
+            None => true,
+            Some(at) => at.elapsed() >= max_age,
+        }
+    }
+
+    /// Lists the scope unless a list asked for at or after `not_before` is
+    /// already there (another pool refreshed meanwhile). A refresh that
+    /// failed after `not_before` is answered with its error, not repeated.
+    /// Returns whether this call sent the list.
+    pub async fn refresh_since(&self, not_before: Instant) -> Result<bool, Arc<GitHubError>> {
+        let mut last_failure = self.refresh.lock().await;
+        if self.taken().is_some_and(|at| at >= not_before) {
+            return Ok(false);
+        }
+        if let Some((at, error)) = last_failure.as_ref()
+            && *at >= not_before
+        {
+            return Err(error.clone());
+        }
+        let asked = (Instant::now(), Timestamp::now());
+        match self.api.list_runners(&self.scope).await {
+            Ok(runners) => {
+                let mut view = View {
+                    taken: Some(asked),
+                    ..View::default()
+                };
+                for runner in runners {
+                    view.insert(runner);
+                }
+                *lock(&self.view) = view;
+                *last_failure = None;
+                Ok(true)
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                *last_failure = Some((asked.0, e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Lists the scope if the view is older than `max_age`.
+    pub async fn refresh_if_older_than(&self, max_age: Duration) -> Result<bool, Arc<GitHubError>> {
+        let now = Instant::now();
+        match now.checked_sub(max_age) {
+            Some(not_before) => self.refresh_since(not_before).await,
+            // The process is younger than `max_age`: only a first list is due.
+            None if self.taken().is_none() => self.refresh_since(now).await,
+            None => Ok(false),
+        }
+    }
+
+    /// A pool's part of the view: the runners with one of `ids` (its pods'
+    /// and Secrets' runners) or carrying `ownership_label`.
+    pub fn pool_view(&self, ids: &BTreeSet<u64>, ownership_label: &str) -> Option<GitHubView> {
+        let view = lock(&self.view);
+        let (_, taken) = view.taken?;
+        let owned = view.by_label.get(ownership_label).into_iter().flatten();
+        let wanted: BTreeSet<u64> = ids.iter().chain(owned).copied().collect();
+        let runners = wanted
+            .iter()
+            .filter_map(|id| view.runners.get(id).cloned())
+            .collect();
+        Some(GitHubView { runners, taken })
+    }
+
+    /// How many runners the scope has in the current view.
+    pub fn runner_count(&self) -> usize {
+        lock(&self.view).runners.len()
+    }
+
+    /// A runner just registered (from the JIT answer).
+    pub fn added(&self, runner: Runner) {
+        let mut view = lock(&self.view);
+        if view.taken.is_some() {
+            view.insert(runner);
+        }
+    }
+
+    pub fn removed(&self, id: u64) {
+        lock(&self.view).remove(id);
+    }
+
+    /// A job started on the runner (webhook, or a DELETE refused as busy).
+    pub fn busy(&self, id: u64) {
+        if let Some(runner) = lock(&self.view).runners.get_mut(&id) {
+            runner.busy = true;
+        }
+    }
+
+    pub fn labels(&self, id: u64, labels: Vec<RunnerLabel>) {
+        let mut view = lock(&self.view);
+        if let Some(mut runner) = view.remove(id) {
+            runner.labels = labels;
+            view.insert(runner);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::github::{JitConfig, JitRequest, LabelType, RunnerGroup, RunnerStatus};
+
+    /// Counts list calls; each list is slow enough for callers to pile up.
+    #[derive(Default)]
+    struct Lister {
+        lists: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+        runners: Mutex<Vec<Runner>>,
+    }
+
+    #[async_trait]
+    impl GitHubApi for Lister {
+        async fn list_runners(&self, _: &Scope) -> crate::github::Result<Vec<Runner>> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(GitHubError::Server { status: 502 });
+            }
+            Ok(self.runners.lock().unwrap().clone())
+        }
+        async fn find_runner_by_name(
+            &self,
+            _: &Scope,
+            _: &str,
+        ) -> crate::github::Result<Option<Runner>> {
+            unimplemented!()
+        }
+        async fn get_runner(&self, _: &Scope, _: u64) -> crate::github::Result<Runner> {
+            unimplemented!()
+        }
+        async fn generate_jitconfig(
+            &self,
+            _: &Scope,
+            _: &JitRequest,
+        ) -> crate::github::Result<JitConfig> {
+            unimplemented!()
+        }
+        async fn delete_runner(&self, _: &Scope, _: u64) -> crate::github::Result<()> {
+            unimplemented!()
+        }
+        async fn set_custom_labels(
+            &self,
+            _: &Scope,
+            _: u64,
+            _: &[String],
+        ) -> crate::github::Result<Vec<RunnerLabel>> {
+            unimplemented!()
+        }
+        async fn list_runner_groups(&self, _: &Scope) -> crate::github::Result<Vec<RunnerGroup>> {
+            unimplemented!()
+        }
+    }
+
+    const OWNER_A: &str = "runnerpool-00000000000000aa";
+    const OWNER_B: &str = "runnerpool-00000000000000bb";
+
+    fn runner(id: u64, labels: &[&str]) -> Runner {
+        Runner {
+            id,
+            name: format!("r{id}"),
+            os: "linux".into(),
+            status: RunnerStatus::Online,
+            busy: false,
+            ephemeral: true,
+            runner_group_id: Some(1),
+            labels: labels
+                .iter()
+                .map(|l| RunnerLabel {
+                    id: None,
+                    name: l.to_string(),
+                    kind: LabelType::Custom,
+                })
+                .collect(),
+        }
+    }
+
+    fn org() -> Scope {
+        Scope::Organization("acme".into())
+    }
+
+    fn ids(view: &GitHubView) -> Vec<u64> {
+        view.runners.iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn many_pools_wanting_a_fresh_list_at_once_send_one() {
+        let lister = Arc::new(Lister::default());
+        let api: Arc<dyn GitHubApi> = lister.clone();
+        let inventories = Inventories::default();
+        let calls = (0..100).map(|_| {
+            let inventory = inventories.of(&api, &org());
+            async move {
+                inventory
+                    .refresh_if_older_than(Duration::from_secs(120))
+                    .await
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(lister.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(inventories.len(), 1, "one scope, one inventory");
+
+        // Fresh enough: no list. Asked for a list newer than now: one more.
+        let inventory = inventories.of(&api, &org());
+        assert!(matches!(
+            inventory
+                .refresh_if_older_than(Duration::from_secs(120))
+                .await,
+            Ok(false)
+        ));
+        assert!(matches!(
+            inventory.refresh_since(Instant::now()).await,
+            Ok(true)
+        ));
+        assert_eq!(lister.lists.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_is_shared_not_repeated() {
+        let lister = Arc::new(Lister::default());
+        lister.fail.store(true, Ordering::SeqCst);
+        let api: Arc<dyn GitHubApi> = lister.clone();
+        let inventories = Inventories::default();
+        let since = Instant::now();
+        let calls = (0..20).map(|_| {
+            let inventory = inventories.of(&api, &org());
+            async move { inventory.refresh_since(since).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        assert!(results.iter().all(Result::is_err));
+        assert_eq!(lister.lists.load(Ordering::SeqCst), 1);
+        // A later pass tries again.
+        lister.fail.store(false, Ordering::SeqCst);
+        let inventory = inventories.of(&api, &org());
+        assert!(matches!(
+            inventory.refresh_since(Instant::now()).await,
+            Ok(true)
+        ));
+    }
+
+    #[tokio::test]
+    async fn scopes_and_credentials_get_inventories_of_their_own() {
+        let a: Arc<dyn GitHubApi> = Arc::new(Lister::default());
+        let b: Arc<dyn GitHubApi> = Arc::new(Lister::default());
+        let inventories = Inventories::default();
+        let first = inventories.of(&a, &org());
+        assert!(Arc::ptr_eq(&first, &inventories.of(&a, &org())));
+        assert!(!Arc::ptr_eq(&first, &inventories.of(&b, &org())));
+        let other = Scope::Organization("other".into());
+        assert!(!Arc::ptr_eq(&first, &inventories.of(&a, &other)));
+        assert_eq!(inventories.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_pool_reads_its_runners_by_id_and_by_ownership_label() {
+        let lister = Arc::new(Lister::default());
+        *lister.runners.lock().unwrap() = vec![
+            runner(1, &[OWNER_A]),
+            runner(2, &[OWNER_A, "linux"]),
+            runner(3, &[OWNER_B]),
+            // A runner of pool A whose labels someone removed by hand: its
+            // pod still names it, so it is still seen (and not taken for gone).
+            runner(4, &[]),
+            runner(5, &["someone-elses"]),
+        ];
+        let api: Arc<dyn GitHubApi> = lister.clone();
+        let inventory = Inventories::default().of(&api, &org());
+        assert!(inventory.pool_view(&BTreeSet::new(), OWNER_A).is_none());
+        inventory.refresh_since(Instant::now()).await.unwrap();
+        assert_eq!(inventory.runner_count(), 5);
+
+        let view = inventory.pool_view(&BTreeSet::from([4]), OWNER_A).unwrap();
+        assert_eq!(ids(&view), [1, 2, 4]);
+        let view = inventory.pool_view(&BTreeSet::new(), OWNER_B).unwrap();
+        assert_eq!(ids(&view), [3]);
+
+        // What the operator learns between lists shows at once.
+        inventory.added(runner(6, &[OWNER_B]));
+        inventory.removed(3);
+        inventory.busy(6);
+        inventory.labels(1, vec![]);
+        let view = inventory.pool_view(&BTreeSet::new(), OWNER_B).unwrap();
+        assert_eq!(ids(&view), [6]);
+        assert!(view.runners[0].busy);
+        let view = inventory.pool_view(&BTreeSet::new(), OWNER_A).unwrap();
+        assert_eq!(ids(&view), [2], "runner 1 lost its ownership label");
+    }
+
+    #[test]
+    fn only_ownership_labels_are_indexed() {
+        assert!(is_ownership_label(OWNER_A));
+        assert!(!is_ownership_label("runnerpool-short"));
+        assert!(!is_ownership_label("runnerpool-00000000000000zz"));
+        assert!(!is_ownership_label("linux"));
+    }
+}
