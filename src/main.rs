@@ -79,6 +79,11 @@ struct RunArgs {
     #[arg(long, env = "RUNNERPOOL_CREATE_CONCURRENCY", default_value_t = 16)]
     create_concurrency: usize,
 
+    /// Pools reconciled at once; the others wait their turn (a start-up
+    /// with many pools does not fire every pool's GitHub calls together).
+    #[arg(long, env = "RUNNERPOOL_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    reconcile_concurrency: u16,
+
     /// Timeout of one GitHub request, in seconds.
     #[arg(long, env = "RUNNERPOOL_GITHUB_TIMEOUT_SECONDS", default_value_t = 30)]
     github_timeout_seconds: u64,
@@ -256,6 +261,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         github_sync_interval: Duration::from_secs(args.github_sync_interval_seconds.max(1)),
         cleanup_timeout: Duration::from_secs(args.cleanup_timeout_seconds),
         create_concurrency: args.create_concurrency.max(1),
+        reconcile_concurrency: args.reconcile_concurrency.max(1),
     };
     info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool controller");
     let Some(mut elector) = elector else {

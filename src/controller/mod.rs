@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod container_hooks;
 pub mod demand;
 pub mod failures;
+pub mod index;
 pub mod inventory;
 pub mod memory;
 pub mod plan;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
@@ -55,6 +56,8 @@ pub struct Settings {
     pub cleanup_timeout: Duration,
     /// How many runners of one pool are registered at once.
     pub create_concurrency: usize,
+    /// Pools reconciled at once.
+    pub reconcile_concurrency: u16,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             github_sync_interval: Duration::from_secs(120),
             cleanup_timeout: Duration::from_secs(300),
             create_concurrency: 16,
+            reconcile_concurrency: 16,
         }
     }
 }
@@ -76,6 +80,9 @@ pub struct Context {
     pub settings: Settings,
     pub pods: Store<Pod>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The caches' pods and Secrets by pool.
+    pub pod_index: Arc<index::PoolIndex>,
+    pub secret_index: Arc<index::PoolIndex>,
     pub recorder: Recorder,
     pub memory: memory::Memory,
     pub metrics: Arc<Metrics>,
@@ -313,6 +320,7 @@ pub async fn run(
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
 
     let (pod_store, pod_writer) = reflector::store();
+    let pod_index = Arc::new(index::PoolIndex::default());
     let pod_events = reflector::reflector(
         pod_writer,
         watcher(pods, managed.clone()).modify(|pod: &mut Pod| {
@@ -321,13 +329,22 @@ pub async fn run(
             pod.spec = None;
         }),
     )
+    .inspect_ok({
+        let index = pod_index.clone();
+        move |event| index.observe(event)
+    })
     .touched_objects()
     .default_backoff();
     let (secret_store, secret_writer) = reflector::store();
+    let secret_index = Arc::new(index::PoolIndex::default());
     let secret_events = reflector::reflector(
         secret_writer,
         watcher(secrets, managed).modify(|s| s.managed_fields_mut().clear()),
     )
+    .inspect_ok({
+        let index = secret_index.clone();
+        move |event| index.observe(event)
+    })
     .touched_objects()
     .default_backoff();
 
@@ -346,6 +363,8 @@ pub async fn run(
         settings,
         pods: pod_store.clone(),
         secrets: secret_store.clone(),
+        pod_index,
+        secret_index,
         memory: memory::Memory::default(),
         metrics,
         demand,
@@ -354,7 +373,10 @@ pub async fn run(
         inventory: inventory::Inventories::default(),
     });
 
-    let mut controller = Controller::new(pools, watcher::Config::default());
+    let mut controller = Controller::new(pools, watcher::Config::default()).with_config(
+        kube::runtime::controller::Config::default()
+            .concurrency(ctx.settings.reconcile_concurrency),
+    );
     let pool_store = controller.store();
     if let Some(events) = events {
         let (trigger, triggered) = futures::channel::mpsc::unbounded();

@@ -16,6 +16,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
@@ -167,19 +168,23 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
                 }
             }
     };
+    // Through the per-pool indexes: O(the pool's objects), not the cache's.
+    let ns = namespace.clone().unwrap_or_default();
     let pods = ctx
-        .pods
-        .state()
-        .iter()
+        .pod_index
+        .names(&ns, &name)
+        .into_iter()
+        .filter_map(|n| ctx.pods.get(&ObjectRef::new(&n).within(&ns)))
         .filter(|p| mine(&p.metadata))
-        .map(|p| pod_view(p))
+        .map(|p| pod_view(&p))
         .collect();
     let secrets = ctx
-        .secrets
-        .state()
-        .iter()
+        .secret_index
+        .names(&ns, &name)
+        .into_iter()
+        .filter_map(|n| ctx.secrets.get(&ObjectRef::new(&n).within(&ns)))
         .filter(|s| mine(&s.metadata))
-        .map(|s| secret_view(s))
+        .map(|s| secret_view(&s))
         .collect();
     (pods, secrets)
 }
