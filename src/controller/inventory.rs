@@ -252,85 +252,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
+    use fake_github::{Config, FakeGitHub, Fault};
+    use url::Url;
 
     use super::*;
-    use crate::github::{JitConfig, JitRequest, LabelType, RunnerGroup, RunnerStatus};
+    use crate::github::client::{ClientOptions, GitHubClient};
+    use crate::github::{Credentials, Endpoint};
 
-    /// Counts list calls; each list is slow enough for callers to pile up.
-    #[derive(Default)]
-    struct Lister {
-        lists: AtomicUsize,
-        fail: std::sync::atomic::AtomicBool,
-        runners: Mutex<Vec<Runner>>,
-    }
-
-    #[async_trait]
-    impl GitHubApi for Lister {
-        async fn list_runners(&self, _: &Scope) -> crate::github::Result<Vec<Runner>> {
-            self.lists.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(GitHubError::Server { status: 502 });
-            }
-            Ok(self.runners.lock().unwrap().clone())
-        }
-        async fn find_runner_by_name(
-            &self,
-            _: &Scope,
-            _: &str,
-        ) -> crate::github::Result<Option<Runner>> {
-            unimplemented!()
-        }
-        async fn get_runner(&self, _: &Scope, _: u64) -> crate::github::Result<Runner> {
-            unimplemented!()
-        }
-        async fn generate_jitconfig(
-            &self,
-            _: &Scope,
-            _: &JitRequest,
-        ) -> crate::github::Result<JitConfig> {
-            unimplemented!()
-        }
-        async fn delete_runner(&self, _: &Scope, _: u64) -> crate::github::Result<()> {
-            unimplemented!()
-        }
-        async fn set_custom_labels(
-            &self,
-            _: &Scope,
-            _: u64,
-            _: &[String],
-        ) -> crate::github::Result<Vec<RunnerLabel>> {
-            unimplemented!()
-        }
-        async fn list_runner_groups(&self, _: &Scope) -> crate::github::Result<Vec<RunnerGroup>> {
-            unimplemented!()
-        }
-    }
-
+    const TOKEN: &str = "ghp_inventory_test";
+    const LIST: &str = "GET /orgs/{org}/actions/runners";
     const OWNER_A: &str = "runnerpool-00000000000000aa";
     const OWNER_B: &str = "runnerpool-00000000000000bb";
 
-    fn runner(id: u64, labels: &[&str]) -> Runner {
-        Runner {
-            id,
-            name: format!("r{id}"),
-            os: "linux".into(),
-            status: RunnerStatus::Online,
-            busy: false,
-            ephemeral: true,
-            runner_group_id: Some(1),
-            labels: labels
-                .iter()
-                .map(|l| RunnerLabel {
-                    id: None,
-                    name: l.to_string(),
-                    kind: LabelType::Custom,
-                })
-                .collect(),
-        }
+    /// The GitHub fake with organization `acme`, each list taking 50 ms so
+    /// that callers pile up behind it.
+    async fn fake() -> FakeGitHub {
+        let fake = FakeGitHub::start(Config::default()).await.unwrap();
+        fake.add_token(TOKEN, &["admin:org"]);
+        fake.add_org("acme");
+        fake.add_org("other");
+        fake.set_endpoint_latency(LIST, Duration::from_millis(50));
+        fake
+    }
+
+    fn client(fake: &FakeGitHub) -> Arc<dyn GitHubApi> {
+        let endpoint = Endpoint {
+            api_base: Url::parse(&fake.base_url()).unwrap(),
+            ca_bundle: None,
+        };
+        let options = ClientOptions {
+            retry_backoff: Duration::from_millis(5),
+            ..ClientOptions::default()
+        };
+        Arc::new(GitHubClient::new(&endpoint, &Credentials::Token(TOKEN.into()), options).unwrap())
+    }
+
+    fn lists(fake: &FakeGitHub) -> u64 {
+        fake.counters().by_endpoint.get(LIST).copied().unwrap_or(0)
     }
 
     fn org() -> Scope {
@@ -343,8 +301,8 @@ mod tests {
 
     #[tokio::test]
     async fn many_pools_wanting_a_fresh_list_at_once_send_one() {
-        let lister = Arc::new(Lister::default());
-        let api: Arc<dyn GitHubApi> = lister.clone();
+        let fake = fake().await;
+        let api = client(&fake);
         let inventories = Inventories::default();
         let calls = (0..100).map(|_| {
             let inventory = inventories.of(&api, &org());
@@ -356,29 +314,25 @@ mod tests {
         });
         let results = futures::future::join_all(calls).await;
         assert!(results.iter().all(Result::is_ok));
-        assert_eq!(lister.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(lists(&fake), 1);
         assert_eq!(inventories.len(), 1, "one scope, one inventory");
 
         // Fresh enough: no list. Asked for a list newer than now: one more.
         let inventory = inventories.of(&api, &org());
-        assert!(matches!(
-            inventory
-                .refresh_if_older_than(Duration::from_secs(120))
-                .await,
-            Ok(false)
-        ));
+        let fresh = inventory.refresh_if_older_than(Duration::from_secs(120));
+        assert!(matches!(fresh.await, Ok(false)));
         assert!(matches!(
             inventory.refresh_since(Instant::now()).await,
             Ok(true)
         ));
-        assert_eq!(lister.lists.load(Ordering::SeqCst), 2);
+        assert_eq!(lists(&fake), 2);
     }
 
     #[tokio::test]
     async fn a_failed_list_is_shared_not_repeated() {
-        let lister = Arc::new(Lister::default());
-        lister.fail.store(true, Ordering::SeqCst);
-        let api: Arc<dyn GitHubApi> = lister.clone();
+        let fake = fake().await;
+        fake.inject_fault(Fault::always(Some(LIST), 404));
+        let api = client(&fake);
         let inventories = Inventories::default();
         let since = Instant::now();
         let calls = (0..20).map(|_| {
@@ -387,20 +341,21 @@ mod tests {
         });
         let results = futures::future::join_all(calls).await;
         assert!(results.iter().all(Result::is_err));
-        assert_eq!(lister.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(lists(&fake), 1);
         // A later pass tries again.
-        lister.fail.store(false, Ordering::SeqCst);
+        fake.clear_faults();
         let inventory = inventories.of(&api, &org());
         assert!(matches!(
             inventory.refresh_since(Instant::now()).await,
             Ok(true)
         ));
+        assert_eq!(lists(&fake), 2);
     }
 
     #[tokio::test]
     async fn scopes_and_credentials_get_inventories_of_their_own() {
-        let a: Arc<dyn GitHubApi> = Arc::new(Lister::default());
-        let b: Arc<dyn GitHubApi> = Arc::new(Lister::default());
+        let fake = fake().await;
+        let (a, b) = (client(&fake), client(&fake));
         let inventories = Inventories::default();
         let first = inventories.of(&a, &org());
         assert!(Arc::ptr_eq(&first, &inventories.of(&a, &org())));
@@ -412,37 +367,46 @@ mod tests {
 
     #[tokio::test]
     async fn a_pool_reads_its_runners_by_id_and_by_ownership_label() {
-        let lister = Arc::new(Lister::default());
-        *lister.runners.lock().unwrap() = vec![
-            runner(1, &[OWNER_A]),
-            runner(2, &[OWNER_A, "linux"]),
-            runner(3, &[OWNER_B]),
+        let fake = fake().await;
+        let acme = fake_github::Scope::org("acme");
+        let mut registered = Vec::new();
+        for (name, labels) in [
+            ("r1", vec![OWNER_A]),
+            ("r2", vec![OWNER_A, "linux"]),
+            ("r3", vec![OWNER_B]),
             // A runner of pool A whose labels someone removed by hand: its
-            // pod still names it, so it is still seen (and not taken for gone).
-            runner(4, &[]),
-            runner(5, &["someone-elses"]),
-        ];
-        let api: Arc<dyn GitHubApi> = lister.clone();
+            // pod still names it, so it is still seen (not taken for gone).
+            ("r4", vec![]),
+            ("r5", vec!["someone-elses"]),
+        ] {
+            registered.push(fake.register_runner(&acme, name, &labels, true).unwrap().id);
+        }
+        let [r1, r2, r3, r4, _] = registered[..] else {
+            unreachable!()
+        };
+        let api = client(&fake);
         let inventory = Inventories::default().of(&api, &org());
         assert!(inventory.pool_view(&BTreeSet::new(), OWNER_A).is_none());
         inventory.refresh_since(Instant::now()).await.unwrap();
         assert_eq!(inventory.runner_count(), 5);
 
-        let view = inventory.pool_view(&BTreeSet::from([4]), OWNER_A).unwrap();
-        assert_eq!(ids(&view), [1, 2, 4]);
+        let view = inventory.pool_view(&BTreeSet::from([r4]), OWNER_A).unwrap();
+        assert_eq!(ids(&view), [r1, r2, r4]);
         let view = inventory.pool_view(&BTreeSet::new(), OWNER_B).unwrap();
-        assert_eq!(ids(&view), [3]);
+        assert_eq!(ids(&view), [r3]);
 
         // What the operator learns between lists shows at once.
-        inventory.added(runner(6, &[OWNER_B]));
-        inventory.removed(3);
-        inventory.busy(6);
-        inventory.labels(1, vec![]);
+        let mut new = view.runners[0].clone();
+        new.id = 9_999;
+        inventory.added(new);
+        inventory.removed(r3);
+        inventory.busy(9_999);
+        inventory.labels(r1, vec![]);
         let view = inventory.pool_view(&BTreeSet::new(), OWNER_B).unwrap();
-        assert_eq!(ids(&view), [6]);
+        assert_eq!(ids(&view), [9_999]);
         assert!(view.runners[0].busy);
         let view = inventory.pool_view(&BTreeSet::new(), OWNER_A).unwrap();
-        assert_eq!(ids(&view), [2], "runner 1 lost its ownership label");
+        assert_eq!(ids(&view), [r2], "r1 lost its ownership label");
     }
 
     #[test]
