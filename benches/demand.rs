@@ -1,0 +1,308 @@
+//! Demand and scale benchmark, against the local control plane and the
+//! GitHub fake; prints Markdown tables (for the README):
+//!
+//! 1. **burst**: `BURST_JOBS` (500) jobs queued at once, delivered as
+//!    signed webhooks, for one autoscaling pool (`min 0 / idle 0 / max` the
+//!    same): time to that many runner pods, the queued → pod latency
+//!    distribution, and GitHub requests per job.
+//! 2. **pools**: `POOLS` (1,000) fixed pools of `RUNNERS` (5) in one
+//!    organization: time until every runner is online, runner-list requests
+//!    per sync interval, reconcile duration p99 and the operator's RSS.
+//!
+//! `cargo bench --bench demand [-- burst|pools]`; the sizes can be lowered
+//! with `RUNNERPOOL_BENCH_BURST_JOBS`, `RUNNERPOOL_BENCH_POOLS` and
+//! `RUNNERPOOL_BENCH_RUNNERS`. Under `cargo test` it does nothing: it
+//! measures, it does not assert.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use support::cluster::wait_for;
+use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
+
+const SECRET: &str = "bench-webhook-secret";
+const LIST: &str = "GET /orgs/{org}/actions/runners";
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn metrics(env: &Env) -> String {
+    let admin = env.operator.listener_ports("admin")[0];
+    reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The upper bound of the histogram bucket holding the `p` quantile.
+fn histogram_quantile(metrics: &str, name: &str, p: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total * p)
+        .map(|(le, _)| *le)
+}
+
+fn requests(env: &Env) -> BTreeMap<String, u64> {
+    env.calls_by_endpoint()
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let only = |what: &str| {
+        let picked: Vec<&String> = args
+            .iter()
+            .filter(|a| *a == "burst" || *a == "pools")
+            .collect();
+        picked.is_empty() || picked.iter().any(|a| *a == what)
+    };
+    if only("burst") {
+        burst(size("RUNNERPOOL_BENCH_BURST_JOBS", 500)).await;
+    }
+    if only("pools") {
+        many_pools(
+            size("RUNNERPOOL_BENCH_POOLS", 1000),
+            size("RUNNERPOOL_BENCH_RUNNERS", 5),
+        )
+        .await;
+    }
+}
+
+async fn burst(jobs: usize) {
+    let (env, _) = Env::start_with_webhooks("burst", SECRET, "120", &["--log", "info"]).await;
+    let max = jobs as u32;
+    // Runners stay offline: the burst measures demand → pods, not job runs.
+    let yaml = staying_offline(&autoscaling(
+        &pool_yaml(
+            "burst",
+            "organization: acme",
+            &env.api_url(Base::Root),
+            0,
+            &["self-hosted", "linux"],
+            "",
+        ),
+        0,
+        max,
+        0,
+    ));
+    env.apply_pool(&yaml).await;
+    wait_for(
+        "the pool to be reconciled",
+        Duration::from_secs(60),
+        || async { env.pools().get("burst").await.ok()?.status.map(|_| ()) },
+    )
+    .await;
+
+    let (added_tx, mut added) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let pods = env.pods();
+    tokio::spawn(async move {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+        while let Some(Ok(event)) = events.next().await {
+            if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
+                let pod: Pod = pod;
+                if let Some(name) = pod.metadata.name
+                    && seen.insert(name)
+                {
+                    let _ = added_tx.send(Instant::now());
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while added.try_recv().is_ok() {}
+
+    let before = requests(&env);
+    let queued = Instant::now();
+    for _ in 0..jobs {
+        env.fake
+            .queue_job("acme/app", &["self-hosted", "linux"])
+            .unwrap();
+    }
+    let mut latencies = Vec::with_capacity(jobs);
+    while latencies.len() < jobs {
+        match tokio::time::timeout(Duration::from_secs(120), added.recv()).await {
+            Ok(Some(at)) => latencies.push(at.duration_since(queued)),
+            _ => break,
+        }
+    }
+    let all = queued.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = delta(&before, &requests(&env));
+    let total: u64 = spent.values().sum();
+    latencies.sort();
+    println!(
+        "\nburst: {jobs} jobs queued at once for one min 0 / idle 0 / max {max} pool, webhooks, 120 s sync ({} build, load {})",
+        profile(),
+        load()
+    );
+    println!("| what | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| runner pods created | {} of {jobs} in {:.1} s ({:.0} pods/s) |",
+        latencies.len(),
+        all.as_secs_f64(),
+        latencies.len() as f64 / all.as_secs_f64()
+    );
+    if !latencies.is_empty() {
+        println!(
+            "| queued → pod seen, p50 / p99 / max | {} / {} / {} |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(latencies[latencies.len() - 1])
+        );
+    }
+    println!(
+        "| GitHub requests per job | {:.3} ({}) |",
+        total as f64 / jobs as f64,
+        spent
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| operator RSS after the burst | {:.1} MiB |",
+        env.operator.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+}
+
+async fn many_pools(pools: usize, runners: usize) {
+    const INTERVAL: u64 = 30;
+    let env = Env::start_with(
+        "pools",
+        &[
+            "--github-sync-interval-seconds",
+            &INTERVAL.to_string(),
+            "--log",
+            "info",
+        ],
+    )
+    .await;
+    let url = env.api_url(Base::Root);
+    let started = Instant::now();
+    for i in 0..pools {
+        env.apply_pool(&pool_yaml(
+            &format!("p{i:04}"),
+            "organization: acme",
+            &url,
+            runners as u32,
+            &["linux"],
+            "",
+        ))
+        .await;
+    }
+    let applied = started.elapsed();
+    let want = pools * runners;
+    let acme = fake_github::Scope::org("acme");
+    let online = || {
+        env.fake
+            .runners(&acme)
+            .iter()
+            .filter(|r| r.status == fake_github::RunnerStatus::Online)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while online() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let converged = started.elapsed();
+    let reached = online();
+
+    // Steady state: list requests over three sync intervals.
+    let before = env.calls(LIST);
+    let watched = Duration::from_secs(3 * INTERVAL);
+    tokio::time::sleep(watched).await;
+    let lists = env.calls(LIST) - before;
+    let m = metrics(&env).await;
+    let p99 = histogram_quantile(&m, "runnerpool_reconcile_duration_seconds", 0.99);
+    println!(
+        "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({} build, load {})",
+        profile(),
+        load()
+    );
+    println!("| what | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| pools applied (one server-side apply each, from the bench) | {:.1} s |",
+        applied.as_secs_f64()
+    );
+    println!(
+        "| first apply → runners online | {reached} of {want} in {:.1} s |",
+        converged.as_secs_f64()
+    );
+    println!(
+        "| runner-list requests per sync interval (steady) | {:.1} |",
+        lists as f64 / 3.0
+    );
+    println!(
+        "| reconcile duration p99 (histogram bucket) | ≤ {} |",
+        p99.map_or("?".into(), |s| format!("{:.0} ms", s * 1e3))
+    );
+    println!(
+        "| operator RSS | {:.1} MiB |",
+        env.operator.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+}
