@@ -20,9 +20,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::watcher;
 use support::cluster::wait_for;
 use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
@@ -58,16 +55,6 @@ fn ms(d: Duration) -> String {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-async fn metrics(env: &Env) -> String {
-    let admin = env.operator.listener_ports("admin")[0];
-    reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// The upper bound of the histogram bucket holding the `p` quantile.
@@ -155,22 +142,7 @@ async fn burst(jobs: usize) {
     )
     .await;
 
-    let (added_tx, mut added) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let pods = env.pods();
-    tokio::spawn(async move {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
-        while let Some(Ok(event)) = events.next().await {
-            if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
-                let pod: Pod = pod;
-                if let Some(name) = pod.metadata.name
-                    && seen.insert(name)
-                {
-                    let _ = added_tx.send(Instant::now());
-                }
-            }
-        }
-    });
+    let mut added = env.pod_additions();
     tokio::time::sleep(Duration::from_secs(2)).await;
     while added.try_recv().is_ok() {}
 
@@ -276,7 +248,7 @@ async fn many_pools(pools: usize, runners: usize) {
     let watched = Duration::from_secs(3 * INTERVAL);
     tokio::time::sleep(watched).await;
     let lists = env.calls(LIST) - before;
-    let m = metrics(&env).await;
+    let m = env.metrics().await;
     let p99 = histogram_quantile(&m, "runnerpool_reconcile_duration_seconds", 0.99);
     println!(
         "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({} build, load {})",

@@ -11,9 +11,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::watcher;
 use support::cluster::wait_for;
 use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
@@ -49,22 +46,7 @@ async fn main() {
     )
     .await;
 
-    let (added_tx, mut added) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let pods = env.pods();
-    tokio::spawn(async move {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
-        while let Some(Ok(event)) = events.next().await {
-            if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
-                let pod: Pod = pod;
-                if let Some(name) = pod.metadata.name
-                    && seen.insert(name)
-                {
-                    let _ = added_tx.send(Instant::now());
-                }
-            }
-        }
-    });
+    let mut added = env.pod_additions();
     tokio::time::sleep(Duration::from_secs(2)).await;
     while added.try_recv().is_ok() {}
 
@@ -90,13 +72,7 @@ async fn main() {
     let pct = |p: f64| {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
-    let admin = env.operator.listener_ports("admin")[0];
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

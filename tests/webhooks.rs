@@ -36,16 +36,6 @@ fn autoscaling_pool(env: &Env, name: &str, labels: &[&str], min: u32, idle: u32)
     )
 }
 
-async fn metrics(env: &Env) -> String {
-    let port = env.operator.listener_ports("admin")[0];
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
 fn sample(metrics: &str, series: &str) -> f64 {
     metrics
@@ -162,7 +152,7 @@ async fn a_burst_of_jobs_scales_a_pool_from_zero_and_back_to_zero() {
     );
     assert_eq!(env.calls(LIST), lists, "no runner list was needed");
     assert_every_delivery_taken(&env);
-    let m = metrics(&env).await;
+    let m = env.metrics().await;
     assert_eq!(
         sample(&m, "runnerpool_queued_to_pod_seconds_count"),
         6.0,
@@ -439,7 +429,7 @@ async fn deliveries_get_the_right_answers_and_count_once() {
         "the duplicates counted once, the strangers not at all"
     );
     assert_eq!(queued_jobs_status(&env, "ci").await, 1);
-    let m = metrics(&env).await;
+    let m = env.metrics().await;
     for (result, n) in [
         ("unauthorized", 3.0),
         ("too_large", 1.0),

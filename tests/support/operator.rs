@@ -370,6 +370,42 @@ impl Env {
 
     /// Asserts no JIT config seen in a Secret appears in the operator's log or
     /// the namespace's events.
+    /// The operator's `/metrics` page.
+    #[allow(dead_code)]
+    pub async fn metrics(&self) -> String {
+        let port = self.operator.listener_ports("admin")[0];
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// When each new pod of the namespace is first seen in a watch.
+    #[allow(dead_code)]
+    pub fn pod_additions(&self) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let (added_tx, added) = tokio::sync::mpsc::unbounded_channel();
+        let pods = self.pods();
+        tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+            while let Some(Ok(event)) = events.next().await {
+                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
+                    let pod: Pod = pod;
+                    if let Some(name) = pod.metadata.name
+                        && seen.insert(name)
+                    {
+                        let _ = added_tx.send(std::time::Instant::now());
+                    }
+                }
+            }
+        });
+        added
+    }
+
     pub async fn assert_no_secret_leaked(&self) {
         let logs = self.operator.logs();
         let events = cluster::kubectl(&["get", "events", "-n", &self.ns, "-o", "yaml"]);
