@@ -9,6 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+mod runner_group;
+pub use runner_group::{
+    OrganizationSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
+};
+
 /// GitHub allows 100 labels a runner; the operator keeps one for its ownership mark.
 pub const MAX_USER_LABELS: usize = 99;
 /// Runner names are `<prefix>-<10 random chars>` and must fit GitHub's 64
@@ -43,6 +48,8 @@ pub const MAX_NAME_PREFIX: usize = 52;
 #[x_kube(validation = Rule::new("!has(self.containerMode) || self.containerMode != 'kubernetes' || has(self.workVolumeClaimTemplate)").message("containerMode kubernetes needs workVolumeClaimTemplate (e.g. { size: 10Gi }): the job pods share the runner's work directory through that volume claim"))]
 #[x_kube(validation = Rule::new("!(has(self.runnerGroup) && has(self.runnerGroupId))").message("set either runnerGroup or runnerGroupId, not both"))]
 #[x_kube(validation = Rule::new("!has(self.github.repository) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("runnerGroup and runnerGroupId apply to organization and enterprise runners only: repository runners have no runner groups"))]
+#[x_kube(validation = Rule::new("!has(self.runnerGroupRef) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("set one of runnerGroupRef, runnerGroup or runnerGroupId"))]
+#[x_kube(validation = Rule::new("!has(self.runnerGroupRef) || has(self.github.organization)").message("runnerGroupRef applies to organization runners only: a RunnerGroup is an organization's group"))]
 pub struct RunnerPoolSpec {
     /// Where the runners register and the Secret with the credentials to do so.
     /// The scope (enterprise, organization, repository) and apiUrl are fixed
@@ -61,6 +68,12 @@ pub struct RunnerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub runner_group_id: Option<i64>,
+
+    /// A RunnerGroup in the pool's namespace whose group the runners join
+    /// (organization runners only), instead of runnerGroup or runnerGroupId.
+    /// No runner is registered until that group exists on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_group_ref: Option<LocalObjectReference>,
 
     /// Labels of every runner, used by workflows' `runs-on`. Standard labels
     /// such as `self-hosted`, `linux` or `x64` are read-only on GitHub; the
@@ -297,6 +310,18 @@ pub struct GitHubSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// An object in the same namespace, by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Its metadata.name.
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

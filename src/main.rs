@@ -13,7 +13,7 @@ use runnerpool::controller::{self, DemandFeed, Settings};
 use runnerpool::github::client::{CachingConnector, ClientOptions};
 use runnerpool::leader::{LeaderElector, LeaseConfig};
 use runnerpool::metrics::{GitHubRequestLabels, Metrics};
-use runnerpool::webhook;
+use runnerpool::{groups, webhook};
 use tokio::sync::Notify;
 use tracing::{error, info};
 
@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
-    /// Print the RunnerPool CustomResourceDefinition as YAML.
+    /// Print the CustomResourceDefinitions (RunnerPool, RunnerGroup) as YAML.
     Crd,
 }
 
@@ -263,9 +263,16 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         create_concurrency: args.create_concurrency.max(1),
         reconcile_concurrency: args.reconcile_concurrency.max(1),
     };
-    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool controller");
+    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool and RunnerGroup controllers");
     let Some(mut elector) = elector else {
-        controller::run(client, github, settings, metrics, ready, feed, shutdown).await;
+        let groups = groups::run(
+            client.clone(),
+            github.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        );
+        let pools = controller::run(client, github, settings, metrics, ready, feed, shutdown);
+        tokio::join!(pools, groups);
         info!("controller stopped");
         return Ok(());
     };
@@ -292,8 +299,16 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             _ = shutdown => {}
             _ = lost.notified() => {}
         }
-    };
-    controller::run(
+    }
+    .boxed()
+    .shared();
+    let groups = groups::run(
+        client.clone(),
+        github.clone(),
+        settings.clone(),
+        stop.clone(),
+    );
+    let pools = controller::run(
         client,
         github,
         settings,
@@ -301,8 +316,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         ready.clone(),
         feed.take(),
         stop,
-    )
-    .await;
+    );
+    tokio::join!(pools, groups);
     taking.store(false, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
     stop_holding.notify_one();

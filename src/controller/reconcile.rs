@@ -116,6 +116,14 @@ pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Target, Unreach
         .connect(&endpoint, &credentials)
         .map_err(|e| Unreachable::from_github(&e, "cannot use the credentials"))?;
 
+    if let Some(reference) = &pool.spec.runner_group_ref {
+        let runner_group_id = referenced_group_id(pool, &reference.name, ctx).await?;
+        return Ok(Target {
+            api,
+            scope,
+            runner_group_id,
+        });
+    }
     let runner_group_id = match (&pool.spec.runner_group_id, &pool.spec.runner_group, &scope) {
         (Some(id), _, _) => *id as u64,
         (None, None, _) | (None, Some(_), Scope::Repository { .. }) => DEFAULT_RUNNER_GROUP,
@@ -140,6 +148,51 @@ pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Target, Unreach
         scope,
         runner_group_id,
     })
+}
+
+/// The id of the group a `RunnerGroup` of the pool's namespace manages; no
+/// runner is registered before that group exists.
+async fn referenced_group_id(
+    pool: &RunnerPool,
+    name: &str,
+    ctx: &Context,
+) -> Result<u64, Unreachable> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let group = Api::<crate::crd::RunnerGroup>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| Unreachable::new(Problem::RunnerGroupNotFound, format!("cannot read RunnerGroup {name:?}: {e}")))?
+        .ok_or_else(|| {
+            Unreachable::new(
+                Problem::RunnerGroupNotFound,
+                format!("RunnerGroup {name:?} (spec.runnerGroupRef) not found in namespace {namespace:?}"),
+            )
+        })?;
+    let organization = &group.spec.github.organization;
+    if !pool
+        .spec
+        .github
+        .organization
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case(organization))
+    {
+        return Err(Unreachable::new(
+            Problem::InvalidSpec,
+            format!(
+                "RunnerGroup {name:?} belongs to organization {organization:?}, not to the pool's"
+            ),
+        ));
+    }
+    group
+        .status
+        .and_then(|s| s.group_id)
+        .map(|id| id as u64)
+        .ok_or_else(|| {
+            Unreachable::new(
+                Problem::RunnerGroupNotFound,
+                format!("RunnerGroup {name:?} has no group on GitHub yet (see its status)"),
+            )
+        })
 }
 
 /// GitHub's default runner group.

@@ -462,6 +462,7 @@ pub fn install_crd() {
                 "--for=condition=Established",
                 "--timeout=60s",
                 "crd/runnerpools.actions.runnerpool.dev",
+                "crd/runnergroups.actions.runnerpool.dev",
             ]);
             let ok = attempt.status.success();
             out = Some(attempt);

@@ -47,6 +47,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The rules the operator needs where RunnerPools live, and nothing more:
 - runnerpools: watch, the finalizer (patch), status (server-side apply);
+- runnergroups: the same (pools read the group id of their runnerGroupRef);
   runner pods carry no ownerReference to their pool, so no finalizers/update;
 - pods and Secrets: watch, create and delete runners, relabel pods (patch),
   tie a runner's Secret to its pod (patch); the credentials Secret is read
@@ -59,6 +60,12 @@ The rules the operator needs where RunnerPools live, and nothing more:
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["actions.runnerpool.dev"]
   resources: ["runnerpools/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["actions.runnerpool.dev"]
+  resources: ["runnergroups"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["actions.runnerpool.dev"]
+  resources: ["runnergroups/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["pods"]

@@ -1,0 +1,222 @@
+//! The `RunnerGroup` custom resource: an organization's runner group on
+//! GitHub, kept as declared (settings and repository access) by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{GitHubSpec, SecretReference};
+
+/// An organization runner group managed declaratively: created when missing
+/// (or adopted with `adopt: true`), its settings and repository access put
+/// back when changed by hand, and deleted with this object once no runner is
+/// in it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "actions.runnerpool.dev",
+    version = "v1alpha1",
+    kind = "RunnerGroup",
+    namespaced,
+    shortname = "rg",
+    category = "runnerpool",
+    status = "RunnerGroupStatus",
+    derive = "PartialEq",
+    doc = "An organization's runner group on GitHub, managed declaratively.",
+    printcolumn(name = "Group", type_ = "string", json_path = ".status.groupName"),
+    printcolumn(name = "Id", type_ = "integer", json_path = ".status.groupId"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Runners", type_ = "integer", json_path = ".status.runners"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.name) || self.metadata.name.lowerAscii() != 'default'").message("a RunnerGroup named 'default' would manage GitHub's Default group, which cannot be managed: set spec.name to another group name")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.selectedRepositories) || size(self.selectedRepositories) == 0 || (has(self.visibility) && self.visibility == 'selected')").message("selectedRepositories applies only with visibility: selected"))]
+#[x_kube(validation = Rule::new("!has(self.visibility) || self.visibility != 'selected' || has(self.selectedRepositories)").message("visibility: selected needs selectedRepositories (an empty list lets no repository use the group)"))]
+#[x_kube(validation = Rule::new("!has(self.selectedWorkflows) || size(self.selectedWorkflows) == 0 || (has(self.restrictedToWorkflows) && self.restrictedToWorkflows)").message("selectedWorkflows applies only with restrictedToWorkflows: true"))]
+#[x_kube(validation = Rule::new("!has(self.selectedRepositories) || self.selectedRepositories.all(r, r.lowerAscii().startsWith(self.github.organization.lowerAscii() + '/'))").message("selectedRepositories must be repositories of spec.github.organization, written owner/name"))]
+pub struct RunnerGroupSpec {
+    /// The organization that owns the group and the Secret with credentials
+    /// allowed to manage its runner groups (`admin:org`, or a GitHub App with
+    /// the organization permission "Self-hosted runners": write).
+    pub github: OrganizationSpec,
+
+    /// The group's name on GitHub; defaults to metadata.name. Renaming it
+    /// renames the group the operator created or adopted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self.lowerAscii() != 'default'").message("the Default runner group is GitHub's own and cannot be managed"))]
+    #[x_kube(validation = Rule::new("self.trim() == self").message("name must not start or end with spaces"))]
+    pub name: Option<String>,
+
+    /// Which repositories may use the group: `all`, `selected` (those in
+    /// selectedRepositories) or `private` (private repositories). Default `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+
+    /// The repositories that may use the group, as `owner/name` of the
+    /// organization's repositories; only with visibility `selected`.
+    /// Repositories added or removed here (or by hand on GitHub) are added or
+    /// removed through GitHub's repository-access endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 1000),
+        inner(
+            length(min = 3, max = 201),
+            regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub selected_repositories: Option<Vec<String>>,
+
+    /// Whether public repositories may use the group. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allows_public_repositories: Option<bool>,
+
+    /// Whether only the workflows in selectedWorkflows may use the group.
+    /// Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted_to_workflows: Option<bool>,
+
+    /// Workflow references allowed to use the group, such as
+    /// `acme/app/.github/workflows/ci.yml@refs/heads/main`; only with
+    /// restrictedToWorkflows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 1024)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(w, w.contains('/') && w.contains('@'))").message("selectedWorkflows entries are workflow references such as acme/app/.github/workflows/ci.yml@refs/heads/main"))]
+    pub selected_workflows: Option<Vec<String>>,
+
+    /// Manage a group of this name that already exists on GitHub (it is then
+    /// deleted with this object, like one the operator created). Without it,
+    /// an existing group is left alone and the status says it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<bool>,
+}
+
+/// Which repositories may use a runner group.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    All,
+    Selected,
+    Private,
+}
+
+/// The organization of a RunnerGroup and how to reach it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.organization == oldSelf.organization").message("organization cannot change: the group belongs to it. Create a new RunnerGroup for another organization (and delete this one)"))]
+#[x_kube(validation = Rule::new("(has(self.apiUrl) ? self.apiUrl : 'https://api.github.com') == (has(oldSelf.apiUrl) ? oldSelf.apiUrl : 'https://api.github.com')").message("apiUrl cannot change: the group lives on that GitHub. Create a new RunnerGroup for another GitHub host (and delete this one)"))]
+pub struct OrganizationSpec {
+    /// Organization login. Cannot change.
+    #[schemars(
+        length(min = 1, max = 100),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    )]
+    pub organization: String,
+
+    /// The REST API base: `https://api.github.com` (default) or
+    /// `https://HOST/api/v3` for GitHub Enterprise Server. Plain `http` is
+    /// accepted only for loopback hosts. Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(localhost|127\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')").message("apiUrl must start with https:// (plain http:// is allowed only for a loopback host: localhost, 127.x.x.x or [::1])"))]
+    pub api_url: Option<String>,
+
+    /// PEM bundle of extra certificate authorities to trust for apiUrl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
+    pub ca_bundle: Option<String>,
+
+    /// The Secret in this namespace with the credentials: key `token`, or
+    /// keys `appId`, `installationId` and `privateKey`.
+    pub credentials_secret: SecretReference,
+}
+
+impl OrganizationSpec {
+    /// As a pool's `spec.github`, so connecting works the same way.
+    pub fn as_github_spec(&self) -> GitHubSpec {
+        GitHubSpec {
+            organization: Some(self.organization.clone()),
+            api_url: self.api_url.clone(),
+            ca_bundle: self.ca_bundle.clone(),
+            credentials_secret: self.credentials_secret.clone(),
+            ..GitHubSpec::default()
+        }
+    }
+}
+
+/// What the operator observed of the group.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerGroupStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The id of the group on GitHub, set once the operator created or
+    /// adopted it: only a group with an id here is ever deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<i64>,
+    /// The group's name on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// Runners in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runners: Option<i32>,
+    /// `Ready` (the group exists and matches the spec) and `Degraded` (with a
+    /// reason: AlreadyExists, RepositoryNotFound, CredentialsInvalid,
+    /// GitHubUnavailable, RateLimited, Rejected, WaitingForRunners).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl RunnerGroup {
+    /// The group's name on GitHub.
+    pub fn group_name(&self) -> &str {
+        self.spec
+            .name
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn crd_is_namespaced_with_short_name_status_and_columns() {
+        let crd = RunnerGroup::crd();
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rg".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Group", "Id", "Ready", "Runners", "Age"]);
+    }
+
+    #[test]
+    fn the_committed_file_holds_both_crds() {
+        let yaml = crate::crd_yaml();
+        assert!(yaml.contains("\n  name: runnerpools.actions.runnerpool.dev\n"));
+        assert!(yaml.contains("\n---\n"));
+        assert!(yaml.contains("\n  name: runnergroups.actions.runnerpool.dev\n"));
+    }
+}
