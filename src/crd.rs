@@ -333,6 +333,7 @@ pub struct LocalObjectReference {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minRunners) || self.minRunners <= self.maxRunners").message("minRunners must not exceed maxRunners"))]
+#[x_kube(validation = Rule::new("!has(self.schedules) || self.schedules.all(w, !has(w.minRunners) || w.minRunners <= self.maxRunners)").message("schedules: minRunners of a window must not exceed maxRunners"))]
 pub struct AutoscalingSpec {
     /// Never fewer runners than this. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,6 +354,76 @@ pub struct AutoscalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_delay_seconds: Option<i32>,
+
+    /// Windows of time that raise minRunners and idleRunners while they are
+    /// active, e.g. more warm runners during working hours. A window whose
+    /// end is before its start spans midnight; where windows overlap, the
+    /// highest values apply. The pool is reconciled at every window's start
+    /// and end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub schedules: Vec<CapacitySchedule>,
+}
+
+/// A window of scheduled capacity.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.start != self.end").message("schedules: start and end must differ (a window from 22:00 to 06:00 spans midnight)"))]
+#[x_kube(validation = Rule::new("has(self.minRunners) || has(self.idleRunners)").message("schedules: set minRunners or idleRunners (or both): a window raises them while active"))]
+pub struct CapacitySchedule {
+    /// A name shown in status while the window is active. Default `start-end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: Option<String>,
+
+    /// When the window opens, `HH:MM` (24-hour clock) in timeZone.
+    #[schemars(length(min = 5, max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("schedules: start must be a time of day as HH:MM, 00:00 to 23:59"))]
+    pub start: String,
+
+    /// When the window closes, `HH:MM` in timeZone; before start means the
+    /// next day.
+    #[schemars(length(min = 5, max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("schedules: end must be a time of day as HH:MM, 00:00 to 23:59"))]
+    pub end: String,
+
+    /// The days the window opens on (a window spanning midnight closes the
+    /// next day). Default: every day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 7))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub days: Option<Vec<Weekday>>,
+
+    /// An IANA time zone such as `Europe/Berlin`. Default `UTC`. An unknown
+    /// zone leaves the window out and shows in status (Degraded, InvalidSpec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
+    pub time_zone: Option<String>,
+
+    /// minRunners while the window is active (when higher than the pool's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub min_runners: Option<i32>,
+
+    /// idleRunners while the window is active (when higher than the pool's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub idle_runners: Option<i32>,
+}
+
+/// A day of the week.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
 }
 
 /// What the operator observed, for people, `kubectl wait` and GitOps health checks.
@@ -384,6 +455,10 @@ pub struct RunnerPoolStatus {
     /// The runner group the runners join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_group_id: Option<i64>,
+    /// Scheduled capacity (spec.autoscaling.schedules): the windows active
+    /// now and the bounds in effect. Absent without schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
     /// `Ready`: True (RunnersOnline) only when the desired runners are online
     /// on GitHub; False with RunnersStarting, WaitingForJobs (the pool is
     /// being deleted) or the problem's reason. `Reconciling` (kstatus): True
@@ -396,6 +471,22 @@ pub struct RunnerPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The windows of scheduled capacity in effect.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The active windows, by name (or `start-end`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_windows: Vec<String>,
+    /// minRunners in effect: the pool's, raised by the active windows.
+    pub effective_min_runners: i32,
+    /// idleRunners in effect: the pool's, raised by the active windows.
+    pub effective_idle_runners: i32,
+    /// When a window opens or closes next (RFC 3339); the pool is reconciled then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<String>,
 }
 
 /// The CRD to install. The pod template's schema is Kubernetes' own

@@ -978,7 +978,7 @@ async fn example_pools_are_accepted_by_the_api_server() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 9);
+    assert_eq!(checked, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

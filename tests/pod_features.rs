@@ -286,11 +286,157 @@ async fn invalid_pod_features_are_refused_with_clear_messages() {
             "workVolumeClaimTemplate.size",
         ),
     ];
+    let window =
+        |w: &str| format!("  autoscaling:\n    maxRunners: 5\n    schedules:\n      - {w}");
+    let schedule_cases = [
+        (
+            window("{ start: \"24:00\", end: \"06:00\", minRunners: 1 }"),
+            "start must be a time of day as HH:MM",
+        ),
+        (
+            window("{ start: \"08:00\", end: \"7:30\", minRunners: 1 }"),
+            "end must be a time of day as HH:MM",
+        ),
+        (
+            window("{ start: \"08:00\", end: \"08:00\", minRunners: 1 }"),
+            "start and end must differ",
+        ),
+        (
+            window("{ start: \"08:00\", end: \"09:00\" }"),
+            "set minRunners or idleRunners",
+        ),
+        (
+            window("{ start: \"08:00\", end: \"09:00\", minRunners: 6 }"),
+            "minRunners of a window must not exceed maxRunners",
+        ),
+        (
+            window("{ start: \"08:00\", end: \"09:00\", minRunners: 1, days: [Monday] }"),
+            "days",
+        ),
+    ];
+    let cases = cases.into_iter().chain(schedule_cases);
     for (extra, expected) in cases {
-        let message = refusal(&env, &org_pool(&env, 1, &extra)).await;
+        let yaml = org_pool(&env, 1, &extra);
+        let yaml = if extra.contains("autoscaling") {
+            yaml.replace("  replicas: 1\n", "")
+        } else {
+            yaml
+        };
+        let message = refusal(&env, &yaml).await;
         assert!(
             message.contains(expected),
             "{extra}\nexpected {expected:?} in {message}"
         );
     }
+}
+
+/// `HH:MM` in UTC, `minutes` from now.
+fn utc_hh_mm(minutes: i64) -> String {
+    let t = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(minutes))
+        .unwrap();
+    t.strftime("%H:%M").to_string()
+}
+
+fn scheduled_pool(env: &Env, name: &str, windows: &str) -> String {
+    pool_yaml(
+        name,
+        "organization: acme",
+        &env.api_url(Base::Root),
+        0,
+        &["linux"],
+        &format!("  autoscaling:\n    minRunners: 0\n    maxRunners: 5\n    idleRunners: 0\n    scaleDownDelaySeconds: 0\n    schedules:\n{windows}"),
+    )
+    .replace("  replicas: 0\n", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_schedule_window_raises_the_minimum_and_shows_in_status() {
+    let env = Env::start("schedule").await;
+    // Active now (spanning midnight when now is near it), overlapping a
+    // second active window with a lower minimum, plus one that is not active.
+    let windows = format!(
+        "      - {{ name: now, start: \"{}\", end: \"{}\", minRunners: 2 }}\n      - {{ name: lower, start: \"{}\", end: \"{}\", minRunners: 1, idleRunners: 0 }}\n      - {{ name: later, start: \"{}\", end: \"{}\", minRunners: 4 }}\n",
+        utc_hh_mm(-120),
+        utc_hh_mm(120),
+        utc_hh_mm(-60),
+        utc_hh_mm(60),
+        utc_hh_mm(180),
+        utc_hh_mm(200),
+    );
+    env.apply_pool(&scheduled_pool(&env, "ci", &windows)).await;
+    env.wait_for_online_runners("ci", 2, T).await;
+    let schedule = wait_for("the schedule in status", T, || async {
+        env.pools().get("ci").await.ok()?.status?.schedule
+    })
+    .await;
+    assert_eq!(schedule.active_windows, ["now", "lower"]);
+    assert_eq!(
+        (
+            schedule.effective_min_runners,
+            schedule.effective_idle_runners
+        ),
+        (2, 0)
+    );
+    // The next change is when `lower` closes, an hour from now.
+    let next: k8s_openapi::jiff::Timestamp = schedule.next_change.unwrap().parse().unwrap();
+    let in_secs = next
+        .duration_since(k8s_openapi::jiff::Timestamp::now())
+        .as_secs();
+    assert!((3400..=3600).contains(&in_secs), "{in_secs}");
+
+    // An unknown time zone: the window is ignored and status says why.
+    let unknown = "      - { name: mars, start: \"00:00\", end: \"23:59\", timeZone: Mars/Olympus_Mons, minRunners: 1 }\n";
+    env.apply_pool(&scheduled_pool(&env, "tz", unknown)).await;
+    let (reason, message) = wait_for("pool tz Degraded", T, || async {
+        let pool = env.pools().get("tz").await.ok()?;
+        let c = pool
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+        Some((c.reason, c.message))
+    })
+    .await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.contains("Mars/Olympus_Mons") && message.contains("mars"),
+        "{message}"
+    );
+    assert!(env.live_pods("tz").await.is_empty());
+}
+
+/// A window that opens in a minute or two scales the pool up at its start,
+/// with GitHub listed only every 10 minutes: the boundary itself brings the
+/// reconcile, no polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_scales_the_pool_up_when_it_opens() {
+    let env = Env::start_with("opens", &["--github-sync-interval-seconds", "600"]).await;
+    // The next minute but one: 60 to 120 s away.
+    let start = utc_hh_mm(2);
+    let windows = format!(
+        "      - {{ start: \"{start}\", end: \"{}\", minRunners: 1 }}\n",
+        utc_hh_mm(30)
+    );
+    env.apply_pool(&scheduled_pool(&env, "ci", &windows)).await;
+    wait_for("the next change in status", T, || async {
+        env.pools()
+            .get("ci")
+            .await
+            .ok()?
+            .status?
+            .schedule?
+            .next_change
+    })
+    .await;
+    assert!(
+        env.live_pods("ci").await.is_empty(),
+        "closed: no runner yet"
+    );
+    env.wait_for_online_runners("ci", 1, Duration::from_secs(200))
+        .await;
+    let status = env.pools().get("ci").await.unwrap().status.unwrap();
+    let schedule = status.schedule.unwrap();
+    assert_eq!(schedule.active_windows.len(), 1);
+    assert_eq!(schedule.effective_min_runners, 1);
 }

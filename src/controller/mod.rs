@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod memory;
 pub mod plan;
 pub mod reconcile;
+pub mod schedule;
 pub mod status;
 pub mod sweep;
 

@@ -22,6 +22,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::inventory::ScopeInventory;
 use super::plan::{self, Inputs, PodPhase, PodView, Removal, RemovalReason, Scaling, SecretView};
+use super::schedule;
 use super::status::{self, Problem};
 use super::{Context, Error, FIELD_MANAGER, backoff, confirm, failures, jittered, uid};
 use crate::crd::RunnerPoolStatus;
@@ -274,16 +275,21 @@ pub fn secret_view(s: &kube::api::PartialObjectMeta<Secret>) -> SecretView {
     }
 }
 
+/// The pool's bounds now: autoscaling's minRunners and idleRunners as
+/// raised by its active schedule windows.
 pub fn scaling(pool: &RunnerPool) -> Scaling {
     match &pool.spec.autoscaling {
-        Some(auto) => Scaling::Auto {
-            min: auto.min_runners.unwrap_or(0).max(0) as u32,
-            max: auto.max_runners.max(0) as u32,
-            idle: auto.idle_runners.unwrap_or(1).max(0) as u32,
-            scale_down_delay: Duration::from_secs(
-                auto.scale_down_delay_seconds.unwrap_or(60).max(0) as u64,
-            ),
-        },
+        Some(auto) => {
+            let scheduled = schedule::effective(auto, Timestamp::now());
+            Scaling::Auto {
+                min: scheduled.min,
+                max: auto.max_runners.max(0) as u32,
+                idle: scheduled.idle,
+                scale_down_delay: Duration::from_secs(
+                    auto.scale_down_delay_seconds.unwrap_or(60).max(0) as u64,
+                ),
+            }
+        }
         None => Scaling::Fixed(pool.spec.replicas.unwrap_or(1).max(0) as u32),
     }
 }
@@ -426,6 +432,10 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
             .map(|e| Unreachable::from_github(e, "GitHub call failed"))
             .or(hooks_problem)
             .or(failing)
+            .or_else(|| {
+                let problem = schedule_now(&pool)?.problem()?;
+                Some(Unreachable::new(Problem::InvalidSpec, problem))
+            })
     });
     let counts = plan.counts;
     ctx.metrics.set_runner_counts(
@@ -468,9 +478,26 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
             if created < plan.create {
                 next = next.min(Duration::from_secs(1));
             }
-            Ok(Action::requeue(jittered(next)))
+            Ok(requeue(&pool, next))
         }
     }
+}
+
+/// The pool's scheduled capacity now, if it has schedules.
+fn schedule_now(pool: &RunnerPool) -> Option<schedule::Effective> {
+    let auto = pool.spec.autoscaling.as_ref()?;
+    (!auto.schedules.is_empty()).then(|| schedule::effective(auto, Timestamp::now()))
+}
+
+/// Requeue after about `next`, and never after the next opening or closing
+/// of a schedule window (one second past it, so the window has changed):
+/// boundaries need no polling.
+fn requeue(pool: &RunnerPool, next: Duration) -> Action {
+    let mut after = jittered(next);
+    if let Some(change) = schedule_now(pool).and_then(|s| s.until_next_change(Timestamp::now())) {
+        after = after.min(change + Duration::from_secs(1));
+    }
+    Action::requeue(after)
 }
 
 fn make_plan(
@@ -964,12 +991,13 @@ async fn degraded(
     )
     .await?;
     let backoff = backoff(streak).max(Duration::from_secs(2));
-    Ok(Action::requeue(jittered(
+    Ok(requeue(
+        pool,
         unreachable
             .retry_in
             .unwrap_or(backoff)
             .max(Duration::from_secs(1)),
-    )))
+    ))
 }
 
 #[derive(Serialize, Debug)]
@@ -988,7 +1016,7 @@ pub async fn write_status(
     runner_group_id: Option<i64>,
     problem: Option<(Problem, String)>,
 ) -> Result<(), Error> {
-    let new = status::build(
+    let mut new = status::build(
         pool.status.as_ref(),
         pool.metadata.generation,
         counts,
@@ -996,6 +1024,7 @@ pub async fn write_status(
         problem,
         Timestamp::now(),
     );
+    new.schedule = schedule_now(pool).map(|s| s.status());
     apply_status(pool, ctx, &new).await
 }
 
