@@ -131,8 +131,8 @@ pub struct RunnerPoolSpec {
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container_mode: Option<ContainerMode>,
+    #[serde(default)]
+    pub container_mode: ContainerMode,
 
     /// The runner's work directory as a volume claim made for each runner
     /// (an ephemeral volume, deleted with the runner's pod) instead of an
@@ -551,7 +551,7 @@ impl RunnerPool {
     }
 
     pub fn container_mode(&self) -> ContainerMode {
-        self.spec.container_mode.unwrap_or_default()
+        self.spec.container_mode
     }
 
     pub fn bootstrap_timeout(&self) -> std::time::Duration {
