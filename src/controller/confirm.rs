@@ -52,11 +52,12 @@ pub async fn confirm_removals(
     plan: &mut Plan,
 ) -> Result<(), Error> {
     let pool_uid = uid(pool);
+    let inventory = super::reconcile::inventory_of(ctx, target);
     let listed = |id: Option<u64>| {
-        ctx.memory.with(&pool_uid, |m| {
-            m.github
-                .as_ref()
-                .is_some_and(|view| id.is_some_and(|id| view.runners.iter().any(|r| r.id == id)))
+        id.is_some_and(|id| {
+            inventory
+                .pool_view(&std::iter::once(id).collect(), "")
+                .is_some_and(|view| view.runners.iter().any(|r| r.id == id))
         })
     };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
@@ -76,8 +77,7 @@ pub async fn confirm_removals(
             }
             Check::Runner(id) => match target.api.get_runner(&target.scope, id).await {
                 Ok(runner) if runner.busy || runner.status == RunnerStatus::Online => {
-                    ctx.memory
-                        .with(&pool_uid, |m| m.github_runner_added(runner));
+                    inventory.added(runner);
                     true
                 }
                 Ok(_) | Err(GitHubError::NotFound(_)) => false,
