@@ -1650,3 +1650,43 @@ async fn a_pod_missing_from_the_cache_is_read_before_its_runner_is_removed() {
         "a replacement was registered"
     );
 }
+
+/// Item 10 of issue 10: before any DELETE the runner id is checked against
+/// the pool's ownership-marked runners. A failed pod whose runner-id label
+/// names someone else's runner (edited by hand or by a job) goes, but no
+/// DELETE is sent for that runner; the pod's own registration, now without a
+/// pod, is collected as an orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_delete_is_sent_for_a_foreign_runner_named_by_a_pod() {
+    let env = Env::start("foreign").await;
+    let org = fake_github::Scope::org("acme");
+    let foreign = env
+        .fake
+        .register_runner(&org, "someone-elses", &["linux"], false)
+        .unwrap()
+        .id;
+    env.apply_org_pool("ci", 1).await;
+    let own = env.wait_for_online_runners("ci", 1, T).await[0];
+    let pod = env.live_pods("ci").await.remove(0).name_any();
+    let patch = serde_json::json!({"metadata": {
+        "labels": { RUNNER_ID_LABEL: foreign.to_string() },
+        "annotations": { support::simulator::COMPLETE_ANNOTATION: "failed" }
+    }});
+    env.merge_patch_pod(&pod, patch).await;
+    wait_for(
+        "the failed pod replaced and its registration collected",
+        T,
+        || async {
+            let pods = env.live_pods("ci").await;
+            let replaced = pods.len() == 1 && pods[0].name_any() != pod;
+            (replaced && env.fake.runner(own).is_none()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        deletes_of(&env, foreign),
+        0,
+        "a DELETE was sent for a runner without the pool's mark"
+    );
+    assert!(env.fake.runner(foreign).is_some());
+}

@@ -180,7 +180,13 @@ pub fn plan_cleanup(
     let mut removals = Vec::new();
     let mut busy = 0;
     for (name, (runner_id, phase, secret)) in all {
-        let registered = runner_id.and_then(|id| runners.iter().find(|r| r.id == id));
+        // Only a runner with the pool's ownership label is the pool's: an id
+        // edited onto a pod never sends a DELETE for someone else's runner.
+        let registered = runner_id.and_then(|id| {
+            runners
+                .iter()
+                .find(|r| r.id == id && r.has_label(ownership))
+        });
         if registered.is_some_and(|r| r.busy) {
             busy += 1;
             continue;
@@ -277,5 +283,16 @@ mod tests {
             ],
             "the busy runner is not even asked about; a finished one needs no DELETE"
         );
+    }
+
+    #[test]
+    fn a_pod_naming_a_foreign_runner_sends_no_delete_for_it() {
+        let pods = [pod("edited", 6, PodPhase::Failed)];
+        let runners = [runner("foreign", 6, true, "someone-else")];
+        let (removals, busy) = plan_cleanup(&pods, &[], &runners, OWNER);
+        assert_eq!(busy, 0, "a foreign job is not waited for");
+        assert_eq!(removals.len(), 1);
+        assert!(!removals[0].deregister, "{removals:?}");
+        assert!(removals[0].pod);
     }
 }

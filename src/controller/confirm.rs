@@ -19,8 +19,8 @@ use tracing::{debug, info};
 use super::plan::{Plan, Removal, RemovalReason};
 use super::reconcile::Target;
 use super::{Context, Error, uid};
-use crate::RunnerPool;
-use crate::github::{GitHubError, RunnerStatus};
+use crate::github::{GitHubApi, GitHubError, RunnerStatus, Scope};
+use crate::{RunnerPool, runner};
 
 /// What a direct read says about a planned removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +101,34 @@ pub async fn confirm_removals(
         }
     }
     Ok(())
+}
+
+/// Whether runner `id` is one of the pool's: it carries the pool's ownership
+/// label in the last list, or, when the list lacks it, in a direct read. A
+/// runner GitHub does not know is nobody's to protect (its DELETE answers 404,
+/// which is then confirmed as usual).
+pub async fn owned_by_pool(
+    pool: &RunnerPool,
+    api: &std::sync::Arc<dyn GitHubApi>,
+    scope: &Scope,
+    ctx: &Context,
+    id: u64,
+) -> Result<bool, GitHubError> {
+    let ownership = runner::ownership_label(&ctx.settings.install_id, &uid(pool));
+    let listed = ctx.memory.with(&uid(pool), |m| {
+        m.github
+            .as_ref()
+            .and_then(|view| view.runners.iter().find(|r| r.id == id))
+            .map(|r| r.has_label(&ownership))
+    });
+    match listed {
+        Some(owned) => Ok(owned),
+        None => match api.get_runner(scope, id).await {
+            Ok(runner) => Ok(runner.has_label(&ownership)),
+            Err(GitHubError::NotFound(_)) => Ok(true),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -763,7 +763,34 @@ pub async fn remove_runner(
     if let (Some(id), false) = (removal.runner_id, removal.deregister) {
         inventory.removed(id);
     }
-    if let (Some(id), true) = (removal.runner_id, removal.deregister) {
+    let owned = match (removal.runner_id, removal.deregister) {
+        (Some(id), true) => confirm::owned_by_pool(pool, api, scope, ctx, id).await,
+        _ => Ok(true),
+    };
+    let owned = match owned {
+        Ok(owned) => owned,
+        Err(e) => {
+            ctx.memory
+                .with(&pool_uid, |m| m.forget_removed(&removal.name));
+            return Err(e.into());
+        }
+    };
+    if !owned {
+        // The id on the pod or Secret names a runner without the pool's
+        // ownership label (edited by hand, or by a job that could patch
+        // pods): it is not ours to delete. A dead pod still goes; a live one
+        // is kept, as it may run a job.
+        warn!(runner_id = ?removal.runner_id, "the runner id does not name one of the pool's runners; no DELETE is sent");
+        if !matches!(
+            removal.reason,
+            RemovalReason::Failed | RemovalReason::Finished | RemovalReason::Vanished
+        ) {
+            ctx.memory
+                .with(&pool_uid, |m| m.forget_removed(&removal.name));
+            return Ok(false);
+        }
+    }
+    if let (Some(id), true, true) = (removal.runner_id, removal.deregister, owned) {
         let deleted = match api.delete_runner(scope, id).await {
             Err(GitHubError::NotFound(_)) => confirm_gone(api, scope, id).await,
             other => other,
