@@ -1688,5 +1688,12 @@ async fn no_delete_is_sent_for_a_foreign_runner_named_by_a_pod() {
         0,
         "a DELETE was sent for a runner without the pool's mark"
     );
+    let relabels = env
+        .fake
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with(&format!("/runners/{foreign}/labels")))
+        .count();
+    assert_eq!(relabels, 0, "the foreign runner was relabelled");
     assert!(env.fake.runner(foreign).is_some());
 }

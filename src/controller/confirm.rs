@@ -17,10 +17,10 @@ use kube::api::Api;
 use tracing::{debug, info};
 
 use super::plan::{Plan, Removal, RemovalReason};
-use super::reconcile::Target;
+use super::reconcile::{Target, inventory_of};
 use super::{Context, Error, uid};
+use crate::RunnerPool;
 use crate::github::{GitHubApi, GitHubError, RunnerStatus, Scope};
-use crate::{RunnerPool, runner};
 
 /// What a direct read says about a planned removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +52,8 @@ pub async fn confirm_removals(
     plan: &mut Plan,
 ) -> Result<(), Error> {
     let pool_uid = uid(pool);
-    let inventory = super::reconcile::inventory_of(ctx, target);
-    let listed = |id: Option<u64>| {
-        id.is_some_and(|id| {
-            inventory
-                .pool_view(&std::iter::once(id).collect(), "")
-                .is_some_and(|view| view.runners.iter().any(|r| r.id == id))
-        })
-    };
+    let inventory = inventory_of(ctx, target);
+    let listed = |id: Option<u64>| id.is_some_and(|id| inventory.runner(id).is_some());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
     let mut kept = Vec::new();
     for (at, removal) in plan.remove.iter().enumerate() {
@@ -103,28 +97,21 @@ pub async fn confirm_removals(
     Ok(())
 }
 
-/// Whether runner `id` is one of the pool's: it carries the pool's ownership
-/// label in the last list, or, when the list lacks it, in a direct read. A
-/// runner GitHub does not know is nobody's to protect (its DELETE answers 404,
-/// which is then confirmed as usual).
-pub async fn owned_by_pool(
-    pool: &RunnerPool,
+/// Whether runner `id` is the pool's runner `name` (a runner is named after
+/// its pod and Secret), in the shared view or, when the view lacks it, in a
+/// direct read. A runner GitHub does not know is nobody's to protect (its
+/// DELETE answers 404, which is then confirmed as usual).
+pub async fn is_the_pools_runner(
+    ctx: &Context,
     api: &std::sync::Arc<dyn GitHubApi>,
     scope: &Scope,
-    ctx: &Context,
     id: u64,
+    name: &str,
 ) -> Result<bool, GitHubError> {
-    let ownership = runner::ownership_label(&ctx.settings.install_id, &uid(pool));
-    let listed = ctx.memory.with(&uid(pool), |m| {
-        m.github
-            .as_ref()
-            .and_then(|view| view.runners.iter().find(|r| r.id == id))
-            .map(|r| r.has_label(&ownership))
-    });
-    match listed {
-        Some(owned) => Ok(owned),
+    match ctx.inventory.of(api, scope).runner(id) {
+        Some(runner) => Ok(runner.name == name),
         None => match api.get_runner(scope, id).await {
-            Ok(runner) => Ok(runner.has_label(&ownership)),
+            Ok(runner) => Ok(runner.name == name),
             Err(GitHubError::NotFound(_)) => Ok(true),
             Err(e) => Err(e),
         },

@@ -213,6 +213,11 @@ impl ScopeInventory {
         Some(GitHubView { runners, taken })
     }
 
+    /// Runner `id` as the current view has it.
+    pub fn runner(&self, id: u64) -> Option<Runner> {
+        lock(&self.view).runners.get(&id).cloned()
+    }
+
     /// How many runners the scope has in the current view.
     pub fn runner_count(&self) -> usize {
         lock(&self.view).runners.len()

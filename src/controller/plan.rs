@@ -223,7 +223,13 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             continue;
         }
         let secret = secrets.contains_key(pod.name.as_str());
-        let runner = pod.runner_id.and_then(|id| github_by_id.get(&id).copied());
+        let listed = pod.runner_id.and_then(|id| github_by_id.get(&id).copied());
+        // A runner is named after its pod: an id on the pod naming a runner
+        // of another name was edited (by hand, or by a job that can patch
+        // pods) and names someone else's runner, which is neither relabelled
+        // nor deleted.
+        let foreign = listed.is_some_and(|r| r.name != pod.name);
+        let runner = listed.filter(|_| !foreign);
         match pod.phase {
             PodPhase::Succeeded => plan.remove.push(Removal {
                 name: pod.name.clone(),
@@ -239,7 +245,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     name: pod.name.clone(),
                     runner_id: pod.runner_id,
                     reason: RemovalReason::Failed,
-                    deregister: true,
+                    deregister: !foreign,
                     pod: true,
                     secret,
                 });
@@ -278,7 +284,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                         look_for_started_runner(&mut plan, input, pod);
                     }
                 }
-                if let Some(id) = pod.runner_id {
+                if let Some(id) = pod.runner_id.filter(|_| !foreign) {
                     let drifted = runner.is_some_and(|r| !same_labels(r, input.desired_labels));
                     if drifted || pod.labels_hash.as_deref() != Some(input.desired_labels_hash) {
                         plan.relabel.push(Relabel {
@@ -768,6 +774,26 @@ mod tests {
         assert_eq!(plan.remove.len(), 2);
         assert_eq!(plan.create, 2);
         assert!(!plan.needs_github_view);
+    }
+
+    #[test]
+    fn a_pod_naming_another_runner_neither_relabels_nor_deregisters_it() {
+        let mut case = Case::new(Scaling::Fixed(2))
+            .with_runner("a", 1, PodPhase::Running, true, false)
+            .with_runner("b", 2, PodPhase::Failed, true, false);
+        // Both pods' runner ids edited to name runner 9, someone else's.
+        case.pods[0].runner_id = Some(9);
+        case.pods[0].labels_hash = Some("old".into());
+        case.pods[1].runner_id = Some(9);
+        case.github
+            .as_mut()
+            .unwrap()
+            .runners
+            .push(runner("someone-elses", 9, true, false));
+        let plan = case.plan();
+        assert!(plan.relabel.is_empty(), "{:?}", plan.relabel);
+        assert_eq!(reasons(&plan), [("b", RemovalReason::Failed, Some(9))]);
+        assert!(!plan.remove[0].deregister);
     }
 
     #[test]

@@ -764,7 +764,7 @@ pub async fn remove_runner(
         inventory.removed(id);
     }
     let owned = match (removal.runner_id, removal.deregister) {
-        (Some(id), true) => confirm::owned_by_pool(pool, api, scope, ctx, id).await,
+        (Some(id), true) => confirm::is_the_pools_runner(ctx, api, scope, id, &removal.name).await,
         _ => Ok(true),
     };
     let owned = match owned {
