@@ -465,7 +465,8 @@ pub struct RunnerPoolStatus {
     /// while converging (ScalingUp, ScalingDown, WaitingForJobs, RateLimited,
     /// GitHubUnavailable, RunnersFailing), False (Converged, or Stalled).
     /// `Stalled` (kstatus): True for what needs a person (InvalidSpec,
-    /// CredentialsInvalid, RunnerGroupNotFound, PodRejected), else False
+    /// CredentialsInvalid, RunnerGroupNotFound, PodRejected,
+    /// RunnerVersionDeprecated), else False
     /// (AsExpected). `Degraded`: True with the reason of any of those problems,
     /// else False (AsExpected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

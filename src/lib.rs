@@ -11,6 +11,7 @@ pub mod groups;
 pub mod leader;
 pub mod metrics;
 pub mod runner;
+pub mod versions;
 pub mod webhook;
 
 pub use crd::{RunnerGroup, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};

@@ -88,15 +88,28 @@ pub async fn hold_creations(
     labels_hash: &str,
 ) -> Result<Option<Unreachable>, Error> {
     let pool_uid = uid(pool);
+    let deprecated = deprecated_runners(pool, ctx, plan);
     let held = ctx.memory.with(&pool_uid, |m| {
         let failed: Vec<&str> = plan
             .remove
             .iter()
             .filter(|r| matches!(r.reason, RemovalReason::Failed | RemovalReason::BootstrapTimeout))
-            .filter(|r| !r.runner_id.is_some_and(|id| m.failures.was_online(id)))
+            // A deprecated runner may have shown online a moment: it counts anyway.
+            .filter(|r| {
+                !r.runner_id.is_some_and(|id| m.failures.was_online(id))
+                    || deprecated.contains(&r.name)
+            })
             .map(|r| r.name.as_str())
             .collect();
-        if let Some(last) = failed.last() {
+        if let Some(last) = deprecated.last() {
+            let n = failed.len().max(1) as u32;
+            tracing::warn!(pool = %pool.name_any(), runner = %last, "runner exited with code 7: its version is deprecated");
+            let message = format!(
+                "runners exit with code 7: GitHub refuses their runner version as deprecated; upgrade the image {} of the runner container (new runners are registered with exponential backoff, up to 5 minutes)",
+                runner_image(pool).unwrap_or("(none)")
+            );
+            m.failures.failed(n, Problem::RunnerVersionDeprecated, message);
+        } else if let Some(last) = failed.last() {
             let n = failed.len() as u32;
             tracing::info!(pool = %pool.name_any(), runner = %last, in_a_row = m.failures.count.saturating_add(n), "runner failed before coming online");
             // No count or name in the message: status is rewritten only when
@@ -128,6 +141,36 @@ pub async fn hold_creations(
             retry_in: None,
         })
     }))
+}
+
+/// Names of the plan's failed runners whose `runner` container exited with
+/// the "deprecated" code (7), from the pod cache.
+fn deprecated_runners(pool: &RunnerPool, ctx: &Context, plan: &Plan) -> Vec<String> {
+    let namespace = pool.namespace().unwrap_or_default();
+    plan.remove
+        .iter()
+        .filter(|r| matches!(r.reason, RemovalReason::Failed))
+        .filter(|r| {
+            let key = kube::runtime::reflector::ObjectRef::new(&r.name).within(&namespace);
+            ctx.pods
+                .get(&key)
+                .is_some_and(|pod| crate::versions::exited_deprecated(&pod))
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The image of the pool's `runner` container, to name in messages.
+fn runner_image(pool: &RunnerPool) -> Option<&str> {
+    pool.spec
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "runner")?
+        .image
+        .as_deref()
 }
 
 fn problem(ctx: &Context, pool_uid: &str, wait: Duration) -> Unreachable {

@@ -37,6 +37,8 @@ pub enum Problem {
     RunnersFailing,
     /// The API server refuses the runner pods (Pod Security, quota, admission).
     PodRejected,
+    /// A runner exited with code 7: GitHub refuses its version as deprecated.
+    RunnerVersionDeprecated,
 }
 
 impl Problem {
@@ -49,6 +51,7 @@ impl Problem {
             Problem::GitHubUnavailable => "GitHubUnavailable",
             Problem::RunnersFailing => "RunnersFailing",
             Problem::PodRejected => "PodRejected",
+            Problem::RunnerVersionDeprecated => "RunnerVersionDeprecated",
         }
     }
 
@@ -63,6 +66,7 @@ impl Problem {
                 | Problem::CredentialsInvalid
                 | Problem::RunnerGroupNotFound
                 | Problem::PodRejected
+                | Problem::RunnerVersionDeprecated
         )
     }
 }
