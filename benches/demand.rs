@@ -214,6 +214,12 @@ async fn many_pools(pools: usize, runners: usize) {
     )
     .await;
     let url = env.api_url(Base::Root);
+    // The rig's three nodes hold 330 pods: add kwok nodes for the rest
+    // (removed at the end), and lift the fake's hourly rate limit, since
+    // one credential's 5,000 requests an hour cannot register 5,000 runners.
+    let nodes = want_nodes(pools * runners);
+    set_bench_nodes(nodes, true);
+    env.fake.set_rate_limit(1_000_000);
     let started = Instant::now();
     for i in 0..pools {
         env.apply_pool(&pool_yaml(
@@ -277,4 +283,55 @@ async fn many_pools(pools: usize, runners: usize) {
         "| operator RSS | {:.1} MiB |",
         env.operator.rss_kib().unwrap_or(0) as f64 / 1024.0
     );
+    drop(env);
+    set_bench_nodes(nodes, false);
+}
+
+/// Extra nodes of 1,000 pods each for `runners` runners.
+fn want_nodes(runners: usize) -> usize {
+    runners.div_ceil(1000)
+}
+
+/// Adds (or deletes) the kwok nodes `bench-node-1..=n`.
+fn set_bench_nodes(n: usize, present: bool) {
+    let names: Vec<String> = (1..=n).map(|i| format!("bench-node-{i}")).collect();
+    if !present {
+        let mut args = vec!["delete", "node", "--ignore-not-found", "--wait=false"];
+        args.extend(names.iter().map(String::as_str));
+        support::cluster::kubectl(&args);
+        return;
+    }
+    let manifest: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                r#"---
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    type: kwok
+    kubernetes.io/hostname: {name}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+spec: {{}}
+status:
+  allocatable: {{cpu: "64", memory: 256Gi, pods: "1000"}}
+  capacity: {{cpu: "64", memory: 256Gi, pods: "1000"}}
+"#
+            )
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("bench-nodes-{}.yaml", std::process::id()));
+    std::fs::write(&file, manifest).expect("node manifest");
+    let out = support::cluster::kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(file);
 }
