@@ -30,7 +30,7 @@ pub const MAX_NAME_PREFIX: usize = 52;
     kind = "RunnerPool",
     namespaced,
     shortname = "rp",
-    category = "runnerpool",
+    category = "runnerpool-operator",
     status = "RunnerPoolStatus",
     derive = "PartialEq",
     doc = "A pool of ephemeral, just-in-time GitHub Actions runners, one pod per runner.",

@@ -18,7 +18,7 @@ use super::{GitHubSpec, SecretReference};
     kind = "RunnerGroup",
     namespaced,
     shortname = "rg",
-    category = "runnerpool",
+    category = "runnerpool-operator",
     status = "RunnerGroupStatus",
     derive = "PartialEq",
     doc = "An organization's runner group on GitHub, managed declaratively.",
