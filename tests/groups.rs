@@ -117,15 +117,8 @@ fn by_hand(env: &Env) -> GitHubClient {
 }
 
 async fn wait_for_gone(env: &Env, name: &str) {
-    wait_for(&format!("RunnerGroup {name} gone"), T, || async {
-        groups(env)
-            .get_opt(name)
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    let what = format!("RunnerGroup {name} gone");
+    support::cluster::wait_for_gone(&what, &groups(env), name, T).await;
 }
 
 #[tokio::test]

@@ -102,15 +102,8 @@ async fn a_dind_runner_pod_is_accepted_started_and_comes_online() {
         (now[0] != ids[0]).then_some(())
     })
     .await;
-    wait_for("the finished pod to go", T, || async {
-        env.pods()
-            .get_opt(&pod.name_any())
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    support::cluster::wait_for_gone("the finished pod to go", &env.pods(), &pod.name_any(), T)
+        .await;
     env.assert_no_secret_leaked().await;
 }
 

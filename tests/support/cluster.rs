@@ -240,6 +240,18 @@ where
     }
 }
 
+/// Waits until the object `name` is gone from `api` (deleted, finalizers released).
+#[allow(dead_code)]
+pub async fn wait_for_gone<K>(what: &str, api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(what, timeout, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 fn tool(name: &str) -> Command {
     let tc = test_cluster();
     let mut cmd = Command::new(tc.bin_dir.join(name));

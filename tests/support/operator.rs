@@ -271,15 +271,8 @@ impl Env {
 
     /// Waits until a deleted pool's object is gone (its finalizer released).
     pub async fn wait_for_pool_released(&self, name: &str, timeout: Duration) {
-        wait_for(&format!("pool {name} to be gone"), timeout, || async {
-            self.pools()
-                .get_opt(name)
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        let what = format!("pool {name} to be gone");
+        cluster::wait_for_gone(&what, &self.pools(), name, timeout).await;
     }
 
     /// Waits until a deleted pool is gone, with its pods and runner Secrets.
