@@ -126,7 +126,7 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
             "--show-only",
             "templates/deployment.yaml",
             "--set",
-            "installId=prod-eu,watchNamespace=ci",
+            "installId=prod-eu,watchNamespace=ci,reconcileConcurrency=64",
         ]),
     );
     let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
@@ -174,6 +174,8 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
         "--log-format=json",
         "--leader-elect",
         "--leader-election-lease=rp-runnerpool-operator",
+        "--reconcile-concurrency=64",
+        "--create-concurrency=16",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
@@ -284,6 +286,8 @@ fn bad_values_are_refused_by_the_schema() {
             "/watchNamespace",
         ),
         (&["--set", "installId="], "/installId"),
+        (&["--set", "reconcileConcurrency=0"], "/reconcileConcurrency"),
+        (&["--set", "createConcurrency=0"], "/createConcurrency"),
         (
             &["--set", "image.pullPolicy=Sometimes"],
             "/image/pullPolicy",
