@@ -286,7 +286,10 @@ fn bad_values_are_refused_by_the_schema() {
             "/watchNamespace",
         ),
         (&["--set", "installId="], "/installId"),
-        (&["--set", "reconcileConcurrency=0"], "/reconcileConcurrency"),
+        (
+            &["--set", "reconcileConcurrency=0"],
+            "/reconcileConcurrency",
+        ),
         (&["--set", "createConcurrency=0"], "/createConcurrency"),
         (
             &["--set", "image.pullPolicy=Sometimes"],
