@@ -41,14 +41,6 @@ fn load() -> String {
         .join(" ")
 }
 
-fn profile() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
@@ -166,8 +158,8 @@ async fn burst(jobs: usize) {
     let total: u64 = spent.values().sum();
     latencies.sort();
     println!(
-        "\nburst: {jobs} jobs queued at once for one min 0 / idle 0 / max {max} pool, webhooks, 120 s sync ({} build, load {})",
-        profile(),
+        "\nburst: {jobs} jobs queued at once for one min 0 / idle 0 / max {max} pool, webhooks, 120 s sync ({}, load {})",
+        support::operator::operator_build(),
         load()
     );
     println!("| what | measured |");
@@ -257,8 +249,8 @@ async fn many_pools(pools: usize, runners: usize) {
     let m = env.metrics().await;
     let p99 = histogram_quantile(&m, "runnerpool_reconcile_duration_seconds", 0.99);
     println!(
-        "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({} build, load {})",
-        profile(),
+        "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({}, load {})",
+        support::operator::operator_build(),
         load()
     );
     println!("| what | measured |");

@@ -83,13 +83,9 @@ async fn main() {
     let operator_mean = value("runnerpool_queued_to_pod_seconds_sum")
         / value("runnerpool_queued_to_pod_seconds_count").max(1.0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
     println!(
-        "webhook latency, {JOBS} single jobs on an empty min 0 / idle 0 pool ({profile} build, load {})",
+        "webhook latency, {JOBS} single jobs on an empty min 0 / idle 0 pool ({}, load {})",
+        support::operator::operator_build(),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

@@ -95,7 +95,7 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .expect("operator log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_runnerpool-operator"))
+        let child = Command::new(operator_binary())
             .args(&self.args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
@@ -621,4 +621,24 @@ pub async fn delete_pvs(client: &kube::Client, class: &str) {
             &ListParams::default().labels(&format!("test-class={class}")),
         )
         .await;
+}
+
+/// The operator binary the tests and benches start: this build's, or the one
+/// `RUNNERPOOL_OPERATOR_BIN` names (e.g. the release build `make image`
+/// leaves under target/image-build, so a bench compiled in the dev profile
+/// can measure a release operator without a second release build).
+pub fn operator_binary() -> std::path::PathBuf {
+    std::env::var_os("RUNNERPOOL_OPERATOR_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_runnerpool-operator").into())
+}
+
+/// How the operator under test was built, for the benches' tables.
+#[allow(dead_code)]
+pub fn operator_build() -> String {
+    match std::env::var("RUNNERPOOL_OPERATOR_BIN") {
+        Ok(path) => format!("operator from {path}"),
+        Err(_) if cfg!(debug_assertions) => "debug build".into(),
+        Err(_) => "release build".into(),
+    }
 }
