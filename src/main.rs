@@ -10,12 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
 use runnerpool::admin::{self, AdminState};
 use runnerpool::controller::{self, DemandFeed, Settings};
-use runnerpool::github::client::{CachingConnector, ClientOptions};
-use runnerpool::leader::{LeaderElector, LeaseConfig};
+use runnerpool::github::client::{CachingConnector, ClientOptions, WriteGate};
+use runnerpool::leader::{Fence, FenceLayer, LeaderElector, LeaseConfig};
 use runnerpool::metrics::{GitHubRequestLabels, Metrics};
 use runnerpool::{groups, webhook};
-use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -114,6 +113,34 @@ struct RunArgs {
     #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_IDENTITY")]
     leader_election_identity: Option<String>,
 
+    /// Seconds a leader's claim is honoured after its last renewal; a
+    /// standby takes over once it saw no renewal for this long. Every
+    /// reconcile is bounded by half of it.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
+    leader_election_lease_duration_seconds: u64,
+
+    /// Seconds the leader keeps trying to renew before it stops acting; must
+    /// be shorter than the lease duration.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    leader_election_renew_deadline_seconds: u64,
+
+    /// Seconds between attempts to acquire or renew the Lease; must be
+    /// shorter than the renew deadline.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_RETRY_PERIOD_SECONDS",
+        default_value_t = 2
+    )]
+    leader_election_retry_period_seconds: u64,
+
     /// Address of the webhook listener serving `POST /webhook` for GitHub's
     /// `workflow_job` events (its own port, never the admin one). Off when unset.
     #[arg(long, env = "RUNNERPOOL_WEBHOOK_LISTEN")]
@@ -186,9 +213,9 @@ fn init_logging(args: &RunArgs) {
     }
 }
 
-async fn kube_client(
+async fn kube_config(
     kubeconfig: Option<&PathBuf>,
-) -> Result<kube::Client, Box<dyn std::error::Error>> {
+) -> Result<kube::Config, Box<dyn std::error::Error>> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
@@ -200,7 +227,20 @@ async fn kube_client(
         }
         None => kube::Config::infer().await?,
     };
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
+}
+
+/// The client the controllers act with: with a fence, every write is refused
+/// once this replica may no longer act as the leader.
+fn acting_client(
+    config: kube::Config,
+    fence: Option<&Fence>,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(match fence {
+        Some(fence) => builder.with_layer(&FenceLayer(fence.clone())).build(),
+        None => builder.build(),
+    })
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -213,7 +253,24 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let taking = Arc::new(AtomicBool::new(!args.leader_elect));
     // First, so a missing webhook secret is the error reported, whatever else.
     let mut feed = start_webhook_listener(&args, &metrics, &taking).await?;
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let config = kube_config(args.kubeconfig.as_ref()).await?;
+    // Validated with or without leader election: the reconcile bound derives from it.
+    let timings = lease_config(&args)?;
+    let lease = args.leader_elect.then(|| timings.clone());
+    // The Lease is written with a client of its own: the fence must never
+    // stop the elector itself.
+    let mut elector = match &lease {
+        Some(lease) => Some(LeaderElector::new(
+            kube::Client::try_from(config.clone())?,
+            lease.clone(),
+        )),
+        None => None,
+    };
+    let fence = elector.as_ref().map(LeaderElector::fence);
+    let client = acting_client(config, fence.as_ref())?;
+    let may_write = fence
+        .clone()
+        .map(|fence| -> WriteGate { Arc::new(move || fence.may_act()) });
     let observed = metrics.clone();
     let github = Arc::new(CachingConnector::new(ClientOptions {
         request_timeout: Duration::from_secs(args.github_timeout_seconds.max(1)),
@@ -226,6 +283,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .inc();
         })),
+        may_write,
         ..ClientOptions::default()
     }));
 
@@ -243,18 +301,15 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let shutdown = shutdown_signal().boxed().shared();
-    let elector = if args.leader_elect {
-        let mut elector = LeaderElector::new(client.clone(), lease_config(&args));
+    if let Some(elector) = elector.as_mut() {
         tokio::select! {
             _ = elector.acquire() => {}
             _ = shutdown.clone() => return Ok(()),
         }
         taking.store(true, Ordering::Relaxed);
-        Some(elector)
-    } else {
-        None
-    };
+    }
 
+    let reconcile_timeout = timings.reconcile_timeout();
     let settings = Settings {
         install_id: args.install_id,
         watch_namespace: args.watch_namespace,
@@ -262,51 +317,14 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         cleanup_timeout: Duration::from_secs(args.cleanup_timeout_seconds),
         create_concurrency: args.create_concurrency.max(1),
         reconcile_concurrency: args.reconcile_concurrency.max(1),
+        reconcile_timeout,
     };
-    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, "starting the RunnerPool and RunnerGroup controllers");
-    let Some(mut elector) = elector else {
-        let groups = groups::run(
-            client.clone(),
-            github.clone(),
-            settings.clone(),
-            shutdown.clone(),
-        );
-        let pools = controller::run(client, github, settings, metrics, ready, feed, shutdown);
-        tokio::join!(pools, groups);
-        info!("controller stopped");
-        return Ok(());
-    };
-    // The controller runs while the Lease is held; losing it stops the
-    // controller and the process (its pod restarts as a candidate). On an
-    // ordinary shutdown the Lease is released only after the controller stopped.
-    let lost = Arc::new(Notify::new());
-    let stop_holding = Arc::new(Notify::new());
-    let holder = tokio::spawn({
-        let (lost, stop_holding, ready) = (lost.clone(), stop_holding.clone(), ready.clone());
-        let taking = taking.clone();
-        async move {
-            let held = elector.hold(stop_holding.notified()).await;
-            if held.is_err() {
-                taking.store(false, Ordering::Relaxed);
-                ready.store(false, Ordering::Relaxed);
-                lost.notify_one();
-            }
-            (elector, held)
-        }
-    });
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = lost.notified() => {}
-        }
-    }
-    .boxed()
-    .shared();
+    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
     let groups = groups::run(
         client.clone(),
         github.clone(),
         settings.clone(),
-        stop.clone(),
+        shutdown.clone(),
     );
     let pools = controller::run(
         client,
@@ -315,13 +333,60 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics,
         ready.clone(),
         feed.take(),
-        stop,
+        shutdown.clone(),
     );
-    tokio::join!(pools, groups);
+    // On SIGTERM the controllers finish their reconciles in flight (each
+    // bounded by the reconcile timeout) and stop; a little more than that
+    // bound is all the wait a shutdown gets.
+    let grace = reconcile_timeout + Duration::from_secs(2);
+    let work = async {
+        tokio::join!(pools, groups);
+    };
+    let bounded = async {
+        tokio::select! {
+            _ = work => {}
+            _ = async { shutdown.clone().await; tokio::time::sleep(grace).await } => {
+                warn!(grace = ?grace, "reconciles still running after the shutdown grace period; abandoned");
+            }
+        }
+    };
+    let Some(mut elector) = elector else {
+        bounded.await;
+        info!("controller stopped");
+        return Ok(());
+    };
+    // The controllers act while the Lease is held. Losing it stops them at
+    // once: their futures are dropped with every reconcile in flight, and
+    // the fence already refuses their writes. The process then exits (its
+    // pod restarts as a candidate). On an ordinary shutdown the Lease is
+    // released only after the controllers stopped.
+    let (stop_holding, holding) = tokio::sync::oneshot::channel::<()>();
+    // Renewals run on a task of their own, never slowed by the controllers'.
+    let mut holder = tokio::spawn(async move {
+        let held = elector
+            .hold(async {
+                let _ = holding.await;
+            })
+            .await;
+        (elector, held)
+    });
+    let lost = tokio::select! {
+        _ = bounded => None,
+        joined = &mut holder => Some(joined?),
+    };
     taking.store(false, Ordering::Relaxed);
     ready.store(false, Ordering::Relaxed);
-    stop_holding.notify_one();
-    let (mut elector, held) = holder.await?;
+    let (mut elector, held) = match lost {
+        Some((_, Err(lost))) => {
+            warn!(identity = %timings.identity, error = %lost, "leadership lost: stopped acting at once, reconciles in flight abandoned");
+            return Err(Box::new(lost));
+        }
+        Some(done) => done,
+        None => {
+            let _ = stop_holding.send(());
+            holder.await?
+        }
+    };
     info!("controller stopped");
     match held {
         Ok(()) => {
@@ -372,7 +437,7 @@ async fn start_webhook_listener(
     }))
 }
 
-fn lease_config(args: &RunArgs) -> LeaseConfig {
+fn lease_config(args: &RunArgs) -> Result<LeaseConfig, String> {
     let namespace = args
         .leader_election_namespace
         .clone()
@@ -388,7 +453,14 @@ fn lease_config(args: &RunArgs) -> LeaseConfig {
         .clone()
         .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| format!("runnerpool-operator-{:08x}", rand::random::<u32>()));
-    LeaseConfig::new(&namespace, &args.leader_election_lease, &identity)
+    let config = LeaseConfig {
+        lease_duration: Duration::from_secs(args.leader_election_lease_duration_seconds),
+        renew_deadline: Duration::from_secs(args.leader_election_renew_deadline_seconds),
+        retry_period: Duration::from_secs(args.leader_election_retry_period_seconds),
+        ..LeaseConfig::new(&namespace, &args.leader_election_lease, &identity)
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 async fn shutdown_signal() {

@@ -259,3 +259,164 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     .await;
     drop(second);
 }
+
+/// Every pod of the namespace ever seen, with the runner id it carried.
+fn watch_pod_runner_ids(
+    env: &Env,
+) -> std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Option<u64>>>> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let pods = env.pods();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+        while let Some(event) = events.next().await {
+            if let Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event {
+                let id = pod
+                    .labels()
+                    .get(runnerpool::runner::RUNNER_ID_LABEL)
+                    .and_then(|v| v.parse::<u64>().ok());
+                record.lock().unwrap().insert(pod.name_any(), id);
+            }
+        }
+    });
+    seen
+}
+
+/// Sends `signal` (STOP, CONT) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Client-go's timings scaled down so a takeover happens within seconds.
+const QUICK_LEASE: [&str; 6] = [
+    "--leader-election-lease-duration-seconds",
+    "6",
+    "--leader-election-renew-deadline-seconds",
+    "4",
+    "--leader-election-retry-period-seconds",
+    "1",
+];
+
+/// The leader is paused (SIGSTOP) while it registers runners, a standby takes
+/// over and acts, then the old leader resumes (SIGCONT): it must find out it
+/// lost the Lease before it writes anything. Nothing is created twice, no
+/// registration is deleted under a pod, and the pool converges to exactly its
+/// replicas with runners == pods == Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_resumed_after_a_takeover_writes_nothing() {
+    let mut first_args = vec!["--leader-elect", "--leader-election-identity", "first"];
+    first_args.extend(QUICK_LEASE);
+    let mut env = Env::start_with("pause", &first_args).await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let leader = |who: &'static str| {
+        let leases = leases.clone();
+        move || {
+            let leases = leases.clone();
+            async move {
+                let lease = leases.get_opt("runnerpool-operator").await.ok()??;
+                (holder(&lease)? == who).then_some(())
+            }
+        }
+    };
+    wait_for("first to lead", Duration::from_secs(20), leader("first")).await;
+    let mut second_args = vec!["--leader-elect", "--leader-election-identity", "second"];
+    second_args.extend(QUICK_LEASE);
+    let second = Operator::start(&env.ns, &second_args);
+
+    env.apply_org_pool("ci", 2).await;
+    env.wait_for_online_runners("ci", 2, Duration::from_secs(40))
+        .await;
+    let pods_seen = watch_pod_runner_ids(&env);
+
+    // Registrations answer slowly (2 s, within the 3 s reconcile bound a
+    // 6 s Lease gives), so the leader is paused with its mints in flight: GitHub creates them while it is stopped, and their answers
+    // wait in its sockets for it to resume.
+    env.fake.set_endpoint_latency(
+        "POST /orgs/{org}/actions/runners/generate-jitconfig",
+        Duration::from_secs(2),
+    );
+    let mints_before = env.calls("generate-jitconfig");
+    env.apply_org_pool("ci", 12).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let first_pid = env.operator.pid().expect("first runs");
+    signal(first_pid, "STOP");
+    let paused = Instant::now();
+
+    wait_for("second to lead", Duration::from_secs(30), leader("second")).await;
+    // The standby acts: it registers runners of its own while the old
+    // leader's answers wait.
+    wait_for(
+        "the new leader to mint",
+        Duration::from_secs(30),
+        || async {
+            // The old leader's mints were sent before the pause; any beyond
+            // the ten it had in flight are the new leader's.
+            (env.calls("generate-jitconfig") > mints_before + 10).then_some(())
+        },
+    )
+    .await;
+    let stopped_for = paused.elapsed();
+    signal(first_pid, "CONT");
+
+    // Long enough for a resumed leader's writes, and the new leader's
+    // answer to them, to show.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let pods_seen = pods_seen.lock().unwrap().clone();
+    let runner_pods: std::collections::BTreeSet<u64> =
+        pods_seen.values().flatten().copied().collect();
+    // Every pod ever created: the 2 before the pause and 10 made by one leader.
+    assert_eq!(
+        pods_seen.len(),
+        12,
+        "runner pods created (paused {stopped_for:?}): {pods_seen:?}"
+    );
+    let deleted_under_a_pod: Vec<_> = env
+        .fake
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.endpoint.contains("/actions/runners/{runner_id}"))
+        .filter(|r| {
+            r.path
+                .rsplit('/')
+                .next()
+                .and_then(|id| id.parse::<u64>().ok())
+                .is_some_and(|id| runner_pods.contains(&id))
+        })
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        deleted_under_a_pod.is_empty(),
+        "registrations deleted although a pod was started with them: {deleted_under_a_pod:?}"
+    );
+    env.wait_for_online_runners("ci", 12, Duration::from_secs(90))
+        .await;
+    wait_for(
+        "runners == pods == Secrets == 12",
+        Duration::from_secs(60),
+        || async {
+            let pods = env.live_pods("ci").await.len();
+            let lp = kube::api::ListParams::default()
+                .labels(&format!("{}=ci", runnerpool::runner::POOL_LABEL));
+            let secrets = env.secrets().list(&lp).await.ok()?.items.len();
+            let runners = env.fake.all_runners().len();
+            ((pods, secrets, runners) == (12, 12, 12)).then_some(())
+        },
+    )
+    .await;
+    // Only the old leader lost the Lease (both replicas log to one file).
+    assert!(
+        env.operator
+            .logs()
+            .contains("leadership lost: stopped acting at once"),
+        "the old leader did not log that it stopped acting"
+    );
+    env.operator.kill();
+    drop(second);
+}

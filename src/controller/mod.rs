@@ -59,6 +59,10 @@ pub struct Settings {
     pub create_concurrency: usize,
     /// Pools reconciled at once.
     pub reconcile_concurrency: u16,
+    /// The longest one reconcile may run before it is abandoned (and
+    /// retried): half the leader Lease's duration, so a replica's work is
+    /// over long before a successor may act.
+    pub reconcile_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -70,6 +74,7 @@ impl Default for Settings {
             cleanup_timeout: Duration::from_secs(300),
             create_concurrency: 16,
             reconcile_concurrency: 16,
+            reconcile_timeout: Duration::from_millis(7500),
         }
     }
 }
@@ -115,6 +120,8 @@ pub enum Error {
     CachesNotReady,
     #[error("still removing {0} runner(s) of the deleted pool")]
     CleanupPending(usize),
+    #[error("the reconcile did not finish within {0:?}; abandoned, to be retried")]
+    ReconcileTimeout(Duration),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -128,6 +135,7 @@ impl Error {
             Error::NotNamespaced => "not_namespaced",
             Error::CachesNotReady => "caches_not_ready",
             Error::CleanupPending(_) => "cleanup_pending",
+            Error::ReconcileTimeout(_) => "reconcile_timeout",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
@@ -223,14 +231,20 @@ async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Action, E
     ctx.wait_for_caches().await?;
     let namespace = pool.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, pool, |event| async {
+    // Bounded so that no work outlives this replica's claim on the Lease by
+    // much, and a shutdown never waits long. An abandoned pass is like a
+    // crash at that point: the next pass finds what it left.
+    let bound = ctx.settings.reconcile_timeout;
+    let work = finalizer(&api, FINALIZER, pool, |event| async {
         match event {
             FinalizerEvent::Apply(pool) => reconcile::apply(pool, &ctx).await,
             FinalizerEvent::Cleanup(pool) => cleanup::cleanup(pool, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    });
+    let result = match tokio::time::timeout(bound, work).await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::ReconcileTimeout(bound)),
+    };
     let category = result.as_ref().err().map(Error::category);
     ctx.metrics.observe_reconcile(started.elapsed(), category);
     result
@@ -379,6 +393,9 @@ pub async fn run(
             .concurrency(ctx.settings.reconcile_concurrency),
     );
     let pool_store = controller.store();
+    // Tasks that act for this controller end with it, also when its future
+    // is dropped (leadership lost): nothing keeps writing behind its back.
+    let mut background = AbortOnDrop(Vec::new());
     if let Some(events) = events {
         let (trigger, triggered) = futures::channel::mpsc::unbounded();
         controller = controller.reconcile_on(triggered);
@@ -389,9 +406,11 @@ pub async fn run(
             ctx.clone(),
             trigger,
         );
-        tokio::spawn(router);
+        background.0.push(tokio::spawn(router));
     }
-    let sweeper = tokio::spawn(sweep::run(ctx.clone(), pool_store.clone()));
+    background
+        .0
+        .push(tokio::spawn(sweep::run(ctx.clone(), pool_store.clone())));
     tokio::spawn(async move {
         store_ready(&pool_store).await;
         store_ready(&pod_store).await;
@@ -407,7 +426,18 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-    sweeper.abort();
+    drop(background);
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -127,7 +127,14 @@ pub struct ClientOptions {
     /// A cached client unused this long (and held by nobody) is dropped by the connector.
     pub idle_client_ttl: Duration,
     pub observer: Option<RequestObserver>,
+    /// Asked before every request that changes something on GitHub (any
+    /// method but GET); a `false` refuses it with [`GitHubError::NotLeading`].
+    /// With leader election, whether this replica still holds a fresh Lease.
+    pub may_write: Option<WriteGate>,
 }
+
+/// See [`ClientOptions::may_write`].
+pub type WriteGate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -144,6 +151,7 @@ impl Default for ClientOptions {
             secondary_backoff_max: Duration::from_secs(15 * 60),
             idle_client_ttl: Duration::from_secs(60 * 60),
             observer: None,
+            may_write: None,
         }
     }
 }
@@ -163,6 +171,7 @@ impl fmt::Debug for ClientOptions {
             .field("secondary_backoff_max", &self.secondary_backoff_max)
             .field("idle_client_ttl", &self.idle_client_ttl)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
+            .field("may_write", &self.may_write.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -556,6 +565,13 @@ impl GitHubClient {
         let mut attempt: u32 = 0;
         let mut refreshed_after_401 = false;
         loop {
+            // Checked on every attempt, after every wait: a process paused
+            // past its Lease must not send a write it decided on before.
+            if call.method != Method::GET
+                && self.options.may_write.as_ref().is_some_and(|may| !may())
+            {
+                return Err(GitHubError::NotLeading);
+            }
             self.rate_limit.check(Instant::now())?;
             let credential = self.credential().await?;
             let cached = (call.method == Method::GET)

@@ -214,6 +214,9 @@ pub enum GitHubError {
     Unavailable(String),
     #[error("unexpected answer from GitHub: {0}")]
     Protocol(String),
+    /// Refused locally: this replica lost (or never renewed) the leader Lease.
+    #[error("this replica no longer holds the leader Lease: GitHub write refused")]
+    NotLeading,
 }
 
 impl GitHubError {
@@ -231,6 +234,7 @@ impl GitHubError {
             GitHubError::Server { .. } => "server_error",
             GitHubError::Unavailable(_) => "unavailable",
             GitHubError::Protocol(_) => "protocol",
+            GitHubError::NotLeading => "not_leader",
         }
     }
 }

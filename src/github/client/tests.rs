@@ -1116,3 +1116,33 @@ async fn find_runner_by_name_prefers_an_exact_match() {
         .unwrap();
     assert_eq!(exact.map(|r| r.id), Some(2));
 }
+
+#[tokio::test]
+async fn writes_are_refused_without_a_request_while_the_gate_is_shut() {
+    let server = ScriptedServer::start(|seen| match seen.method.as_str() {
+        "DELETE" => reply(204, serde_json::Value::Null),
+        _ => reply(200, runner_json(7)),
+    })
+    .await;
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = open.clone();
+    let client = server.client(
+        token(),
+        ClientOptions {
+            may_write: Some(Arc::new(move || {
+                gate.load(std::sync::atomic::Ordering::SeqCst)
+            })),
+            ..quick_options()
+        },
+    );
+    assert!(matches!(
+        client.delete_runner(&org(), 7).await,
+        Err(GitHubError::NotLeading)
+    ));
+    assert_eq!(server.hits(), 0, "a refused write sends nothing");
+    // Reads pass whatever the gate says.
+    assert_eq!(client.get_runner(&org(), 7).await.unwrap().id, 7);
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    client.delete_runner(&org(), 7).await.unwrap();
+    assert_eq!(server.hits(), 2);
+}
