@@ -296,9 +296,9 @@ fn signal(pid: u32, signal: &str) {
 /// Client-go's timings scaled down so a takeover happens within seconds.
 const QUICK_LEASE: [&str; 6] = [
     "--leader-election-lease-duration-seconds",
-    "6",
+    "10",
     "--leader-election-renew-deadline-seconds",
-    "4",
+    "6",
     "--leader-election-retry-period-seconds",
     "1",
 ];
@@ -334,8 +334,8 @@ async fn a_paused_leader_resumed_after_a_takeover_writes_nothing() {
         .await;
     let pods_seen = watch_pod_runner_ids(&env);
 
-    // Registrations answer slowly (2 s, within the 3 s reconcile bound a
-    // 6 s Lease gives), so the leader is paused with its mints in flight: GitHub creates them while it is stopped, and their answers
+    // Registrations answer slowly (2 s, well within the 5 s reconcile bound
+    // a 10 s Lease gives, on a loaded machine too), so the leader is paused with its mints in flight: GitHub creates them while it is stopped, and their answers
     // wait in its sockets for it to resume.
     env.fake.set_endpoint_latency(
         "POST /orgs/{org}/actions/runners/generate-jitconfig",
