@@ -16,6 +16,23 @@ const T: Duration = Duration::from_secs(40);
 
 const ORG_LIST: &str = "GET /orgs/{org}/actions/runners";
 
+/// Waits until the operator listed the organization's runners `n` more
+/// times: that many passes in which it could have acted on what it saw, a
+/// bound for negative checks that does not depend on the machine's speed.
+async fn wait_for_more_lists(env: &Env, n: usize) {
+    let after = env.fake.request_log().last().map_or(0, |r| r.seq);
+    wait_for(&format!("{n} more runner lists"), T, || async {
+        let lists = env
+            .fake
+            .request_log()
+            .iter()
+            .filter(|r| r.seq > after && r.endpoint == ORG_LIST)
+            .count();
+        (lists >= n).then_some(())
+    })
+    .await;
+}
+
 fn runner_id(pod: &Pod) -> u64 {
     pod.labels()[RUNNER_ID_LABEL].parse().unwrap()
 }
@@ -319,7 +336,7 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
     let env = Env::start("busy").await;
     let (job, busy) = pool_with_a_busy_runner(&env).await;
     // Let a GitHub list show the busy flag, then scale to zero.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_more_lists(&env, 1).await;
     env.apply_org_pool("ci", 0).await;
 
     wait_for("the idle runner to go", T, || async {
@@ -327,8 +344,13 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
         (runners.len() == 1 && runners[0].id == busy).then_some(())
     })
     .await;
-    // Give the operator time to try something it should not.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Passes in which the operator could try something it should not.
+    wait_for_more_lists(&env, 2).await;
+    assert_eq!(
+        deletes_of(&env, busy),
+        0,
+        "a DELETE was sent for the busy runner"
+    );
     assert!(
         env.fake.runner(busy).is_some_and(|r| r.busy),
         "the busy runner is still registered"
@@ -542,7 +564,10 @@ async fn orphaned_registrations_are_collected_and_foreign_ones_are_not() {
         env.fake.runner(orphan.id).is_none().then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_for_more_lists(&env, 2).await;
+    for id in [foreign.id, neighbour.id] {
+        assert_eq!(deletes_of(&env, id), 0, "a DELETE was sent for {id}");
+    }
     assert!(
         env.fake.runner(foreign.id).is_some(),
         "a runner without the mark is never touched"
