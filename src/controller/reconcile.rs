@@ -565,6 +565,9 @@ fn make_plan(
 }
 
 /// Registers `count` new runners, each with its own JIT config, Secret and pod.
+/// New registrations start only during the first half of the reconcile bound
+/// (the pass requeues at once for the rest): a large burst is cut between
+/// runners, not by the bound in the middle of a mint → Secret → pod.
 async fn create_runners(
     pool: &RunnerPool,
     target: &Target,
@@ -574,7 +577,9 @@ async fn create_runners(
     labels_hash: &str,
     first_error: &mut Option<GitHubError>,
 ) -> Result<u32, Error> {
+    let stop_starting = Instant::now() + ctx.settings.reconcile_timeout / 2;
     let results: Vec<Result<(), Error>> = futures::stream::iter(0..count)
+        .take_while(|_| futures::future::ready(Instant::now() < stop_starting))
         .map(|_| create_runner(pool, target, ctx, ownership, labels_hash))
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
