@@ -1385,6 +1385,36 @@ async fn deleting_the_credentials_with_the_pool_still_removes_the_registrations(
     assert!(!events.contains("CleanupIncomplete"), "{events}");
 }
 
+/// Deleting the pool's namespace takes the pool, its credentials Secret and
+/// its pods together (Kubernetes' namespace controller deletes the pods,
+/// whatever the operator says): the registrations still leave GitHub, and
+/// the namespace is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_still_removes_the_registrations() {
+    let env = Env::start("del-ns").await;
+    env.apply_org_pool("ci", 2).await;
+    let ids = env.wait_for_online_runners("ci", 2, T).await;
+    support::cluster::expect_success(
+        "kubectl delete namespace",
+        &kubectl(&["delete", "namespace", &env.ns, "--wait=false"]),
+    );
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.client.clone());
+    support::cluster::wait_for_gone("the namespace to go", &namespaces, &env.ns, T).await;
+    assert!(
+        env.fake
+            .runners(&fake_github::Scope::org("acme"))
+            .is_empty(),
+        "registrations were left on GitHub"
+    );
+    for id in ids {
+        assert!(
+            deletes_of(&env, id) >= 1,
+            "runner {id} was not deregistered"
+        );
+    }
+}
+
 /// Item 5 of issue 10: a 2-replica pool whose pods fail at once mints a
 /// bounded number of JIT configurations (679 in 45 s without backoff) and
 /// says why in status.
