@@ -420,3 +420,115 @@ async fn a_paused_leader_resumed_after_a_takeover_writes_nothing() {
     env.operator.kill();
     drop(second);
 }
+
+/// A loopback TCP proxy to the API server that can be cut: its connections
+/// are dropped, and new ones are accepted but never answered, as when the
+/// network to the API server fails.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_cut, tasks) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_cut.load(Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tasks.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        CuttableProxy { port, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// A leader cut off from the API server stops acting by the renew deadline,
+/// by its own clock: its fence closes without any answer, and `hold` returns
+/// the loss, before a standby may take the Lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_server_stops_acting_by_the_renew_deadline() {
+    let client = cluster::client().await;
+    let ns = fresh_namespace(&client, "cutoff").await;
+    let mut config = cluster::admin_config().await;
+    let upstream = config
+        .cluster_url
+        .authority()
+        .expect("API server address")
+        .to_string();
+    let proxy = CuttableProxy::start(upstream).await;
+    config.cluster_url = format!("https://127.0.0.1:{}", proxy.port).parse().unwrap();
+    let cut_off = kube::Client::try_from(config).unwrap();
+
+    let mut a = LeaderElector::new(cut_off, fast(&ns, "a"));
+    let fence = a.fence();
+    assert!(!fence.may_act(), "no claim before the Lease is held");
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
+    let held = tokio::spawn(async move { a.hold(std::future::pending::<()>()).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        fence.may_act(),
+        "renewals keep the claim past the first deadline"
+    );
+
+    proxy.cut();
+    let cut = Instant::now();
+    wait_for("the fence to close", Duration::from_secs(5), || async {
+        (!fence.may_act()).then_some(())
+    })
+    .await;
+    let closed_after = cut.elapsed();
+    // Renew deadline 2 s, counted from the last renewal sent before the cut
+    // (the margin is for a loaded machine); within the 3 s lease duration.
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "the fence closed {closed_after:?} after the cut"
+    );
+    let lost = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("hold returns while the API server is unreachable")
+        .unwrap();
+    assert!(
+        matches!(
+            lost,
+            Err(runnerpool::leader::Error::RenewDeadlineExceeded(_))
+        ),
+        "{lost:?}"
+    );
+    assert!(!fence.may_act());
+
+    // A standby with a working connection takes over only after the 3 s
+    // lease duration without a renewal, by then the old leader had stopped.
+    let mut b = LeaderElector::new(client.clone(), fast(&ns, "b"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.try_acquire_or_renew().await.ok() != Some(Attempt::Held) {
+        assert!(Instant::now() < deadline, "b never took the Lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = Instant::now();
+    assert!(
+        took.duration_since(cut) > closed_after,
+        "the standby took over before the old leader stopped acting"
+    );
+}
