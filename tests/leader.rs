@@ -532,3 +532,42 @@ async fn a_leader_cut_off_from_the_api_server_stops_acting_by_the_renew_deadline
         "the standby took over before the old leader stopped acting"
     );
 }
+
+/// SIGTERM stays graceful but bounded: a reconcile stuck on a GitHub call
+/// that does not answer is given the reconcile bound (half the lease
+/// duration) and the process stops, instead of waiting for GitHub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_a_stuck_reconcile_only_up_to_its_bound() {
+    let mut args = vec!["--leader-elect", "--leader-election-identity", "only"];
+    args.extend(QUICK_LEASE);
+    let env = Env::start_with("shutdown", &args).await;
+    env.apply_org_pool("ci", 1).await;
+    env.wait_for_online_runners("ci", 1, Duration::from_secs(40))
+        .await;
+    // Longer than the operator's 30 s GitHub request timeout.
+    env.fake.set_endpoint_latency(
+        "POST /orgs/{org}/actions/runners/generate-jitconfig",
+        Duration::from_secs(60),
+    );
+    let mints = env.calls_by_endpoint();
+    env.apply_org_pool("ci", 3).await;
+    // The new spec is reconciled within milliseconds; its mints then wait
+    // on the fake (which logs a request only once it answered).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(env.calls_by_endpoint(), mints, "no mint has been answered");
+    signal(env.operator.pid().expect("running"), "TERM");
+    let sent = Instant::now();
+    wait_for("the operator to stop", Duration::from_secs(30), || async {
+        env.operator
+            .logs()
+            .contains("controller stopped")
+            .then_some(())
+    })
+    .await;
+    let took = sent.elapsed();
+    // A 10 s Lease: reconciles are bounded by 5 s, the shutdown by 7 s.
+    assert!(
+        took < Duration::from_secs(10),
+        "the shutdown took {took:?} waiting for GitHub"
+    );
+}
