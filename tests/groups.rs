@@ -315,6 +315,14 @@ async fn a_pool_registers_in_its_group_and_deletion_waits_for_its_runners() {
     .await;
     assert!(message.contains("builders"), "{message}");
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let group_path = format!("/actions/runner-groups/{id}");
+    assert!(
+        !env.fake
+            .request_log()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.ends_with(&group_path)),
+        "a DELETE was sent for the group while runners are in it"
+    );
     assert!(
         fake_group(&env, id).is_some(),
         "the group stays while runners are in it"
