@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus a few conveniences.
-.PHONY: demo test build image crd fmt
+.PHONY: demo test build image crd fmt bench-vs-arc
 
 demo:
 	scripts/demo.sh
@@ -19,3 +19,10 @@ crd:
 
 fmt:
 	cargo fmt --all
+
+# Side by side with actions-runner-controller (builds ARC on first use; see
+# README "Measured"). A debug build of ours unless PROFILE=release; sizes from
+# RUNNERPOOL_VS_ARC_* variables.
+PROFILE ?= dev
+bench-vs-arc:
+	cargo bench --profile $(PROFILE) --bench vs_arc

@@ -20,6 +20,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use support::bench::load;
 use support::cluster::wait_for;
 use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
@@ -31,14 +32,6 @@ fn size(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn load() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn ms(d: Duration) -> String {

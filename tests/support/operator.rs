@@ -186,14 +186,7 @@ impl Env {
         install_crd();
         let client = cluster::client().await;
         let ns = cluster::fresh_namespace(&client, prefix).await;
-        let fake = FakeGitHub::start(Config::default())
-            .await
-            .expect("fake GitHub starts");
-        fake.add_token(TOKEN, &["repo", "admin:org", "manage_runners:enterprise"]);
-        fake.add_enterprise("bigcorp");
-        fake.add_org("acme");
-        fake.add_org_to_enterprise("bigcorp", "acme");
-        fake.add_repo("acme", "app");
+        let fake = start_fake().await;
         create_secret(&client, &ns, "gh", &[("token", TOKEN)]).await;
         let kubeconfig = kubeconfig(client.clone(), ns.clone()).await;
         let operator = Operator::start_with_kubeconfig(&ns, &kubeconfig, operator_args);
@@ -378,25 +371,7 @@ impl Env {
     /// When each new pod of the namespace is first seen in a watch.
     #[allow(dead_code)]
     pub fn pod_additions(&self) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
-        use futures::StreamExt;
-        use kube::runtime::watcher;
-        let (added_tx, added) = tokio::sync::mpsc::unbounded_channel();
-        let pods = self.pods();
-        tokio::spawn(async move {
-            let mut seen = BTreeSet::new();
-            let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
-            while let Some(Ok(event)) = events.next().await {
-                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
-                    let pod: Pod = pod;
-                    if let Some(name) = pod.metadata.name
-                        && seen.insert(name)
-                    {
-                        let _ = added_tx.send(std::time::Instant::now());
-                    }
-                }
-            }
-        });
-        added
+        pod_additions(self.pods())
     }
 
     pub async fn assert_no_secret_leaked(&self) {
@@ -436,6 +411,20 @@ impl Drop for Env {
         self.simulator.abort();
         let _ = cluster::kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
     }
+}
+
+/// A fake GitHub with org `acme` (repo `acme/app`) in enterprise `bigcorp`
+/// and the token [`TOKEN`] with every runner scope.
+pub async fn start_fake() -> FakeGitHub {
+    let fake = FakeGitHub::start(Config::default())
+        .await
+        .expect("fake GitHub starts");
+    fake.add_token(TOKEN, &["repo", "admin:org", "manage_runners:enterprise"]);
+    fake.add_enterprise("bigcorp");
+    fake.add_org("acme");
+    fake.add_org_to_enterprise("bigcorp", "acme");
+    fake.add_repo("acme", "app");
+    fake
 }
 
 /// Installs the committed CRD (server-side apply, so every test process may)
@@ -641,4 +630,26 @@ pub fn operator_build() -> String {
         Err(_) if cfg!(debug_assertions) => "debug build".into(),
         Err(_) => "release build".into(),
     }
+}
+
+/// When each new pod of `pods` is first seen in a watch (any operator's pods).
+pub fn pod_additions(pods: Api<Pod>) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let (added_tx, added) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut seen = BTreeSet::new();
+        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+        while let Some(Ok(event)) = events.next().await {
+            if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
+                let pod: Pod = pod;
+                if let Some(name) = pod.metadata.name
+                    && seen.insert(name)
+                {
+                    let _ = added_tx.send(std::time::Instant::now());
+                }
+            }
+        }
+    });
+    added
 }

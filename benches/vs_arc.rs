@@ -1,0 +1,724 @@
+//! Side by side with actions-runner-controller (ARC v0.27.6, legacy
+//! RunnerDeployment + HorizontalRunnerAutoscaler mode): the same workloads on
+//! the same local control plane and the same GitHub fake (a fresh instance
+//! per side, same accounts and settings), one operator after the other;
+//! prints one Markdown table (for the README). `make bench-vs-arc`.
+//!
+//! Workloads (sizes from the environment, defaults in brackets):
+//! 1. scale from zero on `workflow_job` webhooks, one autoscaling pool (min 0,
+//!    max = burst): `RUNNERPOOL_VS_ARC_SINGLES` (20) single jobs, each after
+//!    the previous one's pod is gone, then a burst of `RUNNERPOOL_VS_ARC_BURST`
+//!    (200) jobs: queued → runner pod created.
+//! 2. a fixed pool of `RUNNERPOOL_VS_ARC_RUNNERS` (200): 0 → all online; every
+//!    runner takes a job, the jobs finish → replacements online; then
+//!    `RUNNERPOOL_VS_ARC_DOWN_TO` (20) runners get jobs and the pool is
+//!    scaled down to that many; then it is deleted while those jobs still run
+//!    (they finish 10 s later).
+//!
+//! Under `cargo test` it does nothing: it measures, it does not assert.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fake_github::{FakeGitHub, JobStatus, RunnerStatus, Scope};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use support::arc::{self, ArcController};
+use support::bench::load;
+use support::cluster;
+use support::operator::{self, Base, Env, autoscaling, pool_yaml};
+
+const SECRET: &str = "bench-webhook-secret";
+const REPO: &str = "acme/app";
+const JOB_LABELS: &[&str] = &["self-hosted", "linux"];
+/// A JIT runner has only the labels it is given; ARC's runners get
+/// `self-hosted` (and OS, arch) from `config.sh`.
+const OUR_LABELS: &[&str] = &["self-hosted", "linux"];
+/// How long one phase may take before the bench records a timeout.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long removals may take before the bench counts what is left: three
+/// of ARC's default sync periods (1 min).
+const GONE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long busy runners keep their jobs after their pool's deletion.
+const JOBS_AFTER_DELETE: Duration = Duration::from_secs(10);
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Sizes {
+    singles: usize,
+    burst: usize,
+    runners: usize,
+    down_to: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    Some(sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1])
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("timeout".into(), |d| {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    })
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+/// Polls `probe` every 200 ms until it holds; the time since `start`, or
+/// `None` once `timeout` has passed.
+async fn time_until<F, Fut>(start: Instant, timeout: Duration, mut probe: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if probe().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One operator under test, in its own namespace with its own fake.
+enum Operator {
+    Ours(Box<Env>),
+    Arc {
+        controller: ArcController,
+        simulator: tokio::task::JoinHandle<()>,
+    },
+}
+
+struct Side {
+    client: kube::Client,
+    ns: String,
+    fake: FakeGitHub,
+    operator: Operator,
+}
+
+impl Side {
+    async fn ours() -> Side {
+        let (env, _) = Env::start_with_webhooks(
+            "vs-arc-ours",
+            SECRET,
+            // The operator's defaults (the test harness lowers them).
+            "120",
+            &["--cleanup-timeout-seconds", "300", "--log", "info"],
+        )
+        .await;
+        Side {
+            client: env.client.clone(),
+            ns: env.ns.clone(),
+            fake: env.fake.clone(),
+            operator: Operator::Ours(Box::new(env)),
+        }
+    }
+
+    async fn arc() -> Side {
+        let bin = arc::install_arc();
+        let client = cluster::client().await;
+        let ns = cluster::fresh_namespace(&client, "vs-arc-arc").await;
+        let fake = operator::start_fake().await;
+        let controller = ArcController::start(&bin, &ns, &fake.base_url(), operator::TOKEN, SECRET);
+        fake.set_webhook(Some(fake_github::WebhookConfig {
+            url: controller.webhook_url.clone(),
+            secret: Some(SECRET.into()),
+        }));
+        let simulator = tokio::spawn(arc::simulate_arc_runners(
+            client.clone(),
+            ns.clone(),
+            fake.clone(),
+        ));
+        Side {
+            client,
+            ns,
+            fake,
+            operator: Operator::Arc {
+                controller,
+                simulator,
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.operator {
+            Operator::Ours(_) => "runnerpool-operator",
+            Operator::Arc { .. } => "ARC v0.27.6",
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        match &self.operator {
+            Operator::Ours(env) => env.operator.rss_kib().unwrap_or(0),
+            Operator::Arc { controller, .. } => controller.rss_kib(),
+        }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Applies YAML documents to the side's namespace (server-side).
+    fn kubectl_apply(&self, yaml: &str) {
+        let file = std::env::temp_dir().join(format!("vs-arc-{}-{}.yaml", self.ns, rand_suffix()));
+        std::fs::write(&file, yaml).expect("manifest");
+        cluster::expect_success(
+            "applying a manifest",
+            &cluster::kubectl(&[
+                "apply",
+                "--server-side",
+                "--field-manager=vs-arc",
+                "--force-conflicts",
+                "-n",
+                &self.ns,
+                "-f",
+                file.to_str().expect("utf-8 path"),
+            ]),
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
+    /// Our pool of `replicas` runners for the repository.
+    fn our_pool(env: &Env, name: &str, replicas: u32) -> String {
+        let scope = format!("repository: {REPO}");
+        pool_yaml(
+            name,
+            &scope,
+            &env.api_url(Base::Root),
+            replicas,
+            OUR_LABELS,
+            "",
+        )
+    }
+
+    /// An autoscaling pool (min 0, max `max`) scaled by webhooks.
+    async fn apply_autoscaling(&self, name: &str, max: u32) {
+        match &self.operator {
+            Operator::Ours(env) => {
+                let yaml = Self::our_pool(env, name, 0);
+                env.apply_pool(&autoscaling(&yaml, 0, max, 0)).await;
+            }
+            Operator::Arc { .. } => {
+                // ARC's default scale-down delay after a scale-out is 10
+                // minutes: with it, a second job would find the first one's
+                // replacement waiting and scale-from-zero could not be
+                // measured; ours runs with 0 here too. replicas 0 at first:
+                // unset means 1 until the autoscaler's first reconcile, an
+                // idle runner the first job would take.
+                let rd = arc::runner_deployment_yaml(name, REPO, &["linux"], Some(0));
+                let hra = arc::webhook_autoscaler_yaml(
+                    name,
+                    name,
+                    0,
+                    max,
+                    "  scaleDownDelaySecondsAfterScaleOut: 0\n",
+                );
+                self.kubectl_apply(&format!("{rd}---\n{hra}"));
+            }
+        }
+    }
+
+    async fn apply_fixed(&self, name: &str, replicas: u32) {
+        match &self.operator {
+            Operator::Ours(env) => {
+                env.apply_pool(&Self::our_pool(env, name, replicas)).await;
+            }
+            Operator::Arc { .. } => {
+                self.kubectl_apply(&arc::runner_deployment_yaml(
+                    name,
+                    REPO,
+                    &["linux"],
+                    Some(replicas),
+                ));
+            }
+        }
+    }
+
+    fn delete(&self, name: &str) {
+        let objects = match self.operator {
+            Operator::Ours(_) => vec![format!("runnerpool/{name}")],
+            Operator::Arc { .. } => vec![
+                format!("runnerdeployment/{name}"),
+                format!("horizontalrunnerautoscaler/{name}"),
+            ],
+        };
+        let mut args = vec![
+            "delete",
+            "-n",
+            &self.ns,
+            "--ignore-not-found",
+            "--wait=false",
+        ];
+        args.extend(objects.iter().map(String::as_str));
+        cluster::expect_success("deleting a pool", &cluster::kubectl(&args));
+    }
+
+    /// How this side's runners register, outside the REST calls counted.
+    fn registration(&self) -> &'static str {
+        match self.operator {
+            Operator::Ours(_) => {
+                "none: each runner's JIT config is minted by the operator (`generate-jitconfig`, counted above)"
+            }
+            Operator::Arc { .. } => {
+                "each runner registers itself with the scope's shared registration token (in the pod's environment, cached ~30 min by ARC)"
+            }
+        }
+    }
+
+    /// Pods not being deleted and not finished.
+    async fn live_pods(&self) -> usize {
+        let Ok(list) = self.pods().list(&ListParams::default()).await else {
+            return usize::MAX;
+        };
+        list.items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .count()
+    }
+
+    async fn all_pods(&self) -> usize {
+        self.pods()
+            .list(&ListParams::default())
+            .await
+            .map_or(usize::MAX, |l| l.items.len())
+    }
+
+    /// Registrations of pool `pool` (both name runners `POOL-…`).
+    fn registrations(&self, pool: &str) -> Vec<fake_github::Runner> {
+        let prefix = format!("{pool}-");
+        self.fake
+            .runners(&Scope::repo("acme", "app"))
+            .into_iter()
+            .filter(|r| r.name.starts_with(&prefix))
+            .collect()
+    }
+
+    fn online_idle(&self) -> BTreeSet<u64> {
+        self.registrations("fixed")
+            .into_iter()
+            .filter(|r| r.status == RunnerStatus::Online && !r.busy)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    fn queue(&self, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|_| self.fake.queue_job(REPO, JOB_LABELS).expect("queue a job"))
+            .collect()
+    }
+
+    fn in_progress(&self, jobs: &[u64]) -> bool {
+        jobs.iter().all(|j| {
+            self.fake
+                .job(*j)
+                .is_some_and(|j| j.status == JobStatus::InProgress)
+        })
+    }
+
+    fn finish(&self, jobs: &[u64]) {
+        for j in jobs {
+            if self
+                .fake
+                .job(*j)
+                .is_some_and(|j| j.status != JobStatus::Completed)
+            {
+                let _ = self.fake.finish_job(*j);
+            }
+        }
+    }
+
+    /// Deletes the namespace; ARC's finalizers need ARC running until it is gone.
+    async fn shutdown(self) {
+        let _ = cluster::kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+        if let Operator::Arc { simulator, .. } = &self.operator {
+            let _ = cluster::kubectl(&[
+                "wait",
+                "--for=delete",
+                &format!("namespace/{}", self.ns),
+                "--timeout=120s",
+            ]);
+            simulator.abort();
+        }
+    }
+}
+
+fn rand_suffix() -> u32 {
+    rand::random()
+}
+
+/// Counts busy runners whose pod went away (deleted, or marked for deletion)
+/// while their job ran: each one a job killed.
+fn watch_for_killed_busy_runners(side: &Side) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let killed = Arc::new(AtomicUsize::new(0));
+    let pods = side.pods();
+    let fake = side.fake.clone();
+    let count = killed.clone();
+    let task = tokio::spawn(async move {
+        let mut alive: BTreeSet<String> = BTreeSet::new();
+        let mut counted: BTreeSet<String> = BTreeSet::new();
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                let now: BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                let busy: BTreeSet<String> = fake
+                    .all_runners()
+                    .into_iter()
+                    .filter(|r| r.busy)
+                    .map(|r| r.name)
+                    .collect();
+                for gone in alive.difference(&now) {
+                    if busy.contains(gone) && counted.insert(gone.clone()) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                alive = now;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (killed, task)
+}
+
+#[derive(Default)]
+struct Results {
+    registration: &'static str,
+    singles: Vec<Duration>,
+    burst: Vec<Duration>,
+    burst_all: Option<Duration>,
+    burst_busy: Option<Duration>,
+    auto_deleted: Option<Duration>,
+    up: Option<Duration>,
+    replaced: Option<Duration>,
+    rss_kib: u64,
+    down: Option<Duration>,
+    down_killed: usize,
+    deleted: Option<Duration>,
+    leftover_registrations: usize,
+    leftover_pods: usize,
+    delete_killed: usize,
+    busy_delete_refused: u64,
+    jobs: usize,
+    calls: BTreeMap<String, u64>,
+}
+
+async fn run(side: &Side, sizes: &Sizes) -> Results {
+    let mut r = Results {
+        registration: side.registration(),
+        ..Results::default()
+    };
+    side.fake.set_rate_limit(1_000_000);
+    let before = side.fake.counters();
+
+    // 1. Scale from zero on webhooks.
+    side.apply_autoscaling("auto", sizes.burst as u32).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    time_until(Instant::now(), PHASE_TIMEOUT, || async {
+        side.live_pods().await == 0
+    })
+    .await;
+    let mut added = operator::pod_additions(side.pods());
+    for _ in 0..sizes.singles {
+        while added.try_recv().is_ok() {}
+        let queued = Instant::now();
+        let jobs = side.queue(1);
+        match tokio::time::timeout(PHASE_TIMEOUT, added.recv()).await {
+            Ok(Some(at)) => r.singles.push(at.duration_since(queued)),
+            _ => break,
+        }
+        let ran = time_until(Instant::now(), GONE_TIMEOUT, || async {
+            side.in_progress(&jobs)
+        })
+        .await;
+        side.finish(&jobs);
+        r.jobs += 1;
+        let idle = time_until(Instant::now(), GONE_TIMEOUT, || async {
+            side.live_pods().await == 0
+        })
+        .await;
+        if ran.is_none() || idle.is_none() {
+            break;
+        }
+    }
+    while added.try_recv().is_ok() {}
+    let queued = Instant::now();
+    let jobs = side.queue(sizes.burst);
+    let deadline = queued + PHASE_TIMEOUT;
+    while r.burst.len() < sizes.burst {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, added.recv()).await {
+            Ok(Some(at)) => r.burst.push(at.duration_since(queued)),
+            _ => break,
+        }
+    }
+    if r.burst.len() == sizes.burst {
+        r.burst_all = Some(queued.elapsed());
+    }
+    r.burst_busy = time_until(queued, PHASE_TIMEOUT, || async { side.in_progress(&jobs) }).await;
+    side.finish(&jobs);
+    r.jobs += sizes.burst;
+    time_until(Instant::now(), GONE_TIMEOUT, || async {
+        side.live_pods().await == 0
+    })
+    .await;
+    side.delete("auto");
+    let start = Instant::now();
+    r.auto_deleted = time_until(start, GONE_TIMEOUT, || async {
+        side.all_pods().await == 0 && side.registrations("auto").is_empty()
+    })
+    .await;
+    r.leftover_registrations += side.registrations("auto").len();
+    r.leftover_pods += side.all_pods().await;
+
+    // 2. A fixed pool: up, replacements, scale-down, deletion.
+    let n = sizes.runners;
+    let start = Instant::now();
+    side.apply_fixed("fixed", n as u32).await;
+    r.up = time_until(start, PHASE_TIMEOUT, || async {
+        side.online_idle().len() >= n
+    })
+    .await;
+    r.rss_kib = side.rss_kib();
+    let first = side.online_idle();
+    let jobs = side.queue(n);
+    time_until(Instant::now(), PHASE_TIMEOUT, || async {
+        side.in_progress(&jobs)
+    })
+    .await;
+    let finished = Instant::now();
+    side.finish(&jobs);
+    r.jobs += n;
+    r.replaced = time_until(finished, PHASE_TIMEOUT, || async {
+        side.online_idle().difference(&first).count() >= n
+    })
+    .await;
+
+    let busy = side.queue(sizes.down_to);
+    time_until(Instant::now(), PHASE_TIMEOUT, || async {
+        side.in_progress(&busy)
+    })
+    .await;
+    r.jobs += sizes.down_to;
+    let refused_before = side.fake.busy_delete_attempts();
+    let (killed, watcher) = watch_for_killed_busy_runners(side);
+    let start = Instant::now();
+    side.apply_fixed("fixed", sizes.down_to as u32).await;
+    r.down = time_until(start, GONE_TIMEOUT, || async {
+        side.live_pods().await == sizes.down_to
+            && side.registrations("fixed").len() == sizes.down_to
+    })
+    .await;
+    r.down_killed = killed.load(Ordering::SeqCst);
+
+    let start = Instant::now();
+    side.delete("fixed");
+    tokio::time::sleep(JOBS_AFTER_DELETE).await;
+    side.finish(&busy);
+    r.deleted = time_until(start, GONE_TIMEOUT, || async {
+        side.all_pods().await == 0 && side.registrations("fixed").is_empty()
+    })
+    .await;
+    r.delete_killed = killed.load(Ordering::SeqCst) - r.down_killed;
+    watcher.abort();
+    r.busy_delete_refused = side.fake.busy_delete_attempts() - refused_before;
+    r.leftover_registrations += side.registrations("fixed").len();
+    r.leftover_pods += side.all_pods().await;
+
+    let after = side.fake.counters();
+    r.calls = after
+        .by_endpoint
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v - before.by_endpoint.get(k).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    r
+}
+
+fn table(sides: &[(&str, Results)], sizes: &Sizes) {
+    let row = |what: &str, f: &dyn Fn(&Results) -> String| {
+        let cells: Vec<String> = sides.iter().map(|(_, r)| f(r)).collect();
+        println!("| {what} | {} |", cells.join(" | "));
+    };
+    let sorted = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    println!(
+        "\nvs ARC: {} (UTC), load {}, {} cores, our operator: {}, sizes: {} single jobs, burst {}, {} runners, scale-down to {}",
+        date(),
+        load(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        operator::operator_build(),
+        sizes.singles,
+        sizes.burst,
+        sizes.runners,
+        sizes.down_to
+    );
+    println!(
+        "\n| what | {} |",
+        sides
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("| --- |{}", " --- |".repeat(sides.len()));
+    let latencies = |v: &[Duration], unit: &str| {
+        let s = sorted(v);
+        format!(
+            "{} / {} ({} {unit})",
+            ms(percentile(&s, 0.5)),
+            ms(percentile(&s, 0.99)),
+            s.len()
+        )
+    };
+    row(
+        "single jobs from zero: queued → pod created, p50 / p99",
+        &|r| latencies(&r.singles, "jobs"),
+    );
+    row(
+        &format!("burst of {}: queued → pod created, p50 / p99", sizes.burst),
+        &|r| latencies(&r.burst, "pods"),
+    );
+    row(
+        &format!(
+            "burst of {}: all pods created / all jobs running",
+            sizes.burst
+        ),
+        &|r| format!("{} / {}", secs(r.burst_all), secs(r.burst_busy)),
+    );
+    row(
+        "autoscaling pool deleted (idle): pods and registrations gone",
+        &|r| secs(r.auto_deleted),
+    );
+    row(
+        &format!("fixed pool 0 → {} runners online", sizes.runners),
+        &|r| secs(r.up),
+    );
+    row(
+        &format!("{} finished jobs → replacements online", sizes.runners),
+        &|r| secs(r.replaced),
+    );
+    row(
+        &format!(
+            "scale-down {} → {} ({} busy): pods and registrations down",
+            sizes.runners, sizes.down_to, sizes.down_to
+        ),
+        &|r| secs(r.down),
+    );
+    row(
+        &format!(
+            "deletion with {} busy (jobs end after {} s): all gone",
+            sizes.down_to,
+            JOBS_AFTER_DELETE.as_secs()
+        ),
+        &|r| secs(r.deleted),
+    );
+    row(
+        "leftovers after both deletions (registrations + pods)",
+        &|r| format!("{} + {}", r.leftover_registrations, r.leftover_pods),
+    );
+    row("busy runners killed: scale-down / deletion", &|r| {
+        format!("{} / {}", r.down_killed, r.delete_killed)
+    });
+    row("DELETE of a busy runner refused (422)", &|r| {
+        r.busy_delete_refused.to_string()
+    });
+    row(
+        &format!("operator RSS at {} runners", sizes.runners),
+        &|r| format!("{:.1} MiB", r.rss_kib as f64 / 1024.0),
+    );
+    row("GitHub REST calls per job (controller's token)", &|r| {
+        let total: u64 = r.calls.values().sum();
+        format!(
+            "{:.2} ({} jobs)",
+            total as f64 / r.jobs.max(1) as f64,
+            r.jobs
+        )
+    });
+    let endpoints: BTreeSet<&String> = sides.iter().flat_map(|(_, r)| r.calls.keys()).collect();
+    for e in endpoints {
+        row(&format!("… `{e}`"), &|r| {
+            format!(
+                "{:.3}",
+                r.calls.get(e).copied().unwrap_or(0) as f64 / r.jobs.max(1) as f64
+            )
+        });
+    }
+    row("runner registration outside REST", &|r| {
+        r.registration.to_string()
+    });
+}
+
+fn date() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M"])
+        .output();
+    out.map_or(String::new(), |o| {
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let sizes = Sizes {
+        singles: size("RUNNERPOOL_VS_ARC_SINGLES", 20),
+        burst: size("RUNNERPOOL_VS_ARC_BURST", 200),
+        runners: size("RUNNERPOOL_VS_ARC_RUNNERS", 200),
+        down_to: size("RUNNERPOOL_VS_ARC_DOWN_TO", 20),
+    };
+    let only = |what: &str| {
+        let picked: Vec<&String> = args
+            .iter()
+            .filter(|a| *a == "ours" || *a == "arc")
+            .collect();
+        picked.is_empty() || picked.iter().any(|a| *a == what)
+    };
+    let mut results = vec![];
+    if only("ours") {
+        let side = Side::ours().await;
+        let r = run(&side, &sizes).await;
+        results.push((side.name(), r));
+        side.shutdown().await;
+    }
+    if only("arc") {
+        let side = Side::arc().await;
+        let r = run(&side, &sizes).await;
+        results.push((side.name(), r));
+        side.shutdown().await;
+    }
+    table(&results, &sizes);
+}
