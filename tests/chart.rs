@@ -127,6 +127,8 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
             "templates/deployment.yaml",
             "--set",
             "installId=prod-eu,watchNamespace=ci,reconcileConcurrency=64",
+            "--set",
+            "leaderElection.leaseDurationSeconds=30,leaderElection.renewDeadlineSeconds=20",
         ]),
     );
     let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
@@ -174,6 +176,9 @@ fn the_deployment_is_locked_down_and_probed_on_the_admin_port() {
         "--log-format=json",
         "--leader-elect",
         "--leader-election-lease=rp-runnerpool-operator",
+        "--leader-election-lease-duration-seconds=30",
+        "--leader-election-renew-deadline-seconds=20",
+        "--leader-election-retry-period-seconds=2",
         "--reconcile-concurrency=64",
         "--create-concurrency=16",
     ] {
