@@ -9,7 +9,7 @@
 //! A [`Fence`] tells the rest of the process whether it may still act: only
 //! while less than the renew deadline has passed since the start of its last
 //! successful renewal, judged by the monotonic clock. A process that was
-//! paused (SIGSTOP, a frozen VM) therefore knows on resuming that its claim
+//! paused (SIGSTOP, a long stall) therefore knows on resuming that its claim
 //! is stale before any reply to it arrives. [`FenceLayer`] applies the fence
 //! to every Kubernetes write of a client; the GitHub client checks it before
 //! every write too.
