@@ -6,7 +6,7 @@
 //!
 //! Workloads (sizes from the environment, defaults in brackets):
 //! 1. scale from zero on `workflow_job` webhooks, one autoscaling pool (min 0,
-//!    max = burst): `RUNNERPOOL_VS_ARC_SINGLES` (20) single jobs, each after
+//!    max = burst): `RUNNERPOOL_VS_ARC_SINGLES` (10) single jobs, each after
 //!    the previous one's pod is gone, then a burst of `RUNNERPOOL_VS_ARC_BURST`
 //!    (200) jobs: queued → runner pod created.
 //! 2. a fixed pool of `RUNNERPOOL_VS_ARC_RUNNERS` (200): 0 → all online; every
@@ -695,7 +695,7 @@ async fn main() {
         return;
     }
     let sizes = Sizes {
-        singles: size("RUNNERPOOL_VS_ARC_SINGLES", 20),
+        singles: size("RUNNERPOOL_VS_ARC_SINGLES", 10),
         burst: size("RUNNERPOOL_VS_ARC_BURST", 200),
         runners: size("RUNNERPOOL_VS_ARC_RUNNERS", 200),
         down_to: size("RUNNERPOOL_VS_ARC_DOWN_TO", 20),

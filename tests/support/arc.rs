@@ -326,13 +326,50 @@ pub async fn simulate_arc_runners(client: kube::Client, ns: String, fake: FakeGi
                     };
                     if exits {
                         let _ = fake.set_online(id, false);
-                        let patch = serde_json::json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "succeeded"}}});
-                        let _ = pods
-                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await;
+                        exit_runner(&pods, pod).await;
                     }
                 }
             }
         }
     }
+}
+
+/// The runner's containers exit 0. A live pod gets the rig's completion
+/// annotation (kwok's stage); kwok leaves a pod being deleted alone, so for
+/// one held by ARC's finalizer the status is written as its kubelet would.
+async fn exit_runner(pods: &Api<Pod>, pod: &Pod) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if pod.metadata.deletion_timestamp.is_none() {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "succeeded"}}});
+        let _ = pods
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        return;
+    }
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let mut statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    for c in &mut statuses {
+        c.ready = false;
+        c.started = Some(false);
+        c.state = Some(k8s_openapi::api::core::v1::ContainerState {
+            terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                exit_code: 0,
+                reason: Some("Completed".into()),
+                finished_at: Some(now.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let patch =
+        serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": statuses}});
+    let _ = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
 }
