@@ -112,6 +112,16 @@ pub struct RunnerPoolSpec {
     #[schemars(range(min = 30, max = 86400))]
     pub bootstrap_timeout_seconds: Option<i32>,
 
+    /// The runner release the `runner` container's image carries, as
+    /// `major.minor.patch` (e.g. `2.330.0`), for an image whose tag does not
+    /// name it (`:latest`, a digest, a custom tag). Compared with the newest
+    /// release GitHub serves (status.runnerVersion, condition
+    /// RunnerVersionOutdated). A tag that names a version wins over this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+[.][0-9]+[.][0-9]+$')").message("runnerVersion must be a runner release as major.minor.patch, such as 2.330.0 (digits only, no v prefix or suffix)"))]
+    pub runner_version: Option<String>,
+
     /// What the runner pod is built for, around the template's `runner` container:
     ///
     /// - `none` (default): the template as written.
@@ -459,6 +469,10 @@ pub struct RunnerPoolStatus {
     /// now and the bounds in effect. Absent without schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// The pool's runner version and the newest release GitHub serves to its
+    /// scope. Absent while neither is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_version: Option<RunnerVersionStatus>,
     /// `Ready`: True (RunnersOnline) only when the desired runners are online
     /// on GitHub; False with RunnersStarting, WaitingForJobs (the pool is
     /// being deleted) or the problem's reason. `Reconciling` (kstatus): True
@@ -468,10 +482,36 @@ pub struct RunnerPoolStatus {
     /// CredentialsInvalid, RunnerGroupNotFound, PodRejected,
     /// RunnerVersionDeprecated), else False
     /// (AsExpected). `Degraded`: True with the reason of any of those problems,
-    /// else False (AsExpected).
+    /// else False (AsExpected). `RunnerVersionOutdated` (a warning: it never
+    /// makes the pool not Ready): True (NewerReleaseAvailable) when the
+    /// runners are older than the newest release, with the date by which
+    /// GitHub stops sending them jobs at the latest; False (UpToDate);
+    /// Unknown (VersionUnknown, LatestUnknown) when a version cannot be told.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The pool's runner version against the newest release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerVersionStatus {
+    /// The newest runner release GitHub serves to the pool's scope (its
+    /// `…/actions/runners/downloads`, read at most once an hour per scope by
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<String>,
+    /// When this operator first saw GitHub serve `latest` (RFC 3339). GitHub
+    /// does not say when a release came out; it may be earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_first_seen: Option<String>,
+    /// The pool's runner version: from the runner image's tag, else
+    /// spec.runnerVersion. Absent when neither tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Whether `image` is older than `latest`. Absent when either is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdated: Option<bool>,
 }
 
 /// The windows of scheduled capacity in effect.
@@ -549,6 +589,19 @@ impl RunnerPool {
 
     pub fn work_folder(&self) -> &str {
         self.spec.work_folder.as_deref().unwrap_or("_work")
+    }
+
+    /// The image of the `runner` container.
+    pub fn runner_image(&self) -> Option<&str> {
+        self.spec
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == "runner")?
+            .image
+            .as_deref()
     }
 
     pub fn container_mode(&self) -> ContainerMode {

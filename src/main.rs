@@ -83,6 +83,16 @@ struct RunArgs {
     #[arg(long, env = "RUNNERPOOL_RECONCILE_CONCURRENCY", default_value_t = 16)]
     reconcile_concurrency: u16,
 
+    /// Seconds the newest runner release of a scope (GitHub's
+    /// `…/actions/runners/downloads`) is reused before it is read again; one
+    /// conditional read per scope and interval, whatever the number of pools.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_RUNNER_VERSION_REFRESH_SECONDS",
+        default_value_t = runnerpool::versions::DEFAULT_REFRESH.as_secs()
+    )]
+    runner_version_refresh_seconds: u64,
+
     /// Timeout of one GitHub request, in seconds.
     #[arg(long, env = "RUNNERPOOL_GITHUB_TIMEOUT_SECONDS", default_value_t = 30)]
     github_timeout_seconds: u64,
@@ -318,6 +328,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         create_concurrency: args.create_concurrency.max(1),
         reconcile_concurrency: args.reconcile_concurrency.max(1),
         reconcile_timeout,
+        runner_version_refresh: Duration::from_secs(args.runner_version_refresh_seconds.max(1)),
     };
     info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
     let groups = groups::run(

@@ -71,6 +71,7 @@ pub struct Metrics {
     pub webhook_unmatched_jobs: Counter,
     pub queued_jobs: Family<PoolLabels, Gauge>,
     pub queued_to_pod_duration: Histogram,
+    pub runner_version_outdated: Family<PoolLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -178,8 +179,15 @@ impl Default for Metrics {
             "Time from a queued workflow_job webhook to the runner pod created for it",
             queued_to_pod_duration.clone(),
         );
+        let runner_version_outdated = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "runner_version_outdated",
+            "1 when a pool's runner version is older than the newest release GitHub serves to its scope, else 0 (absent while either version is unknown)",
+            runner_version_outdated.clone(),
+        );
         Metrics {
             registry,
+            runner_version_outdated,
             webhook_deliveries,
             webhook_unmatched_jobs,
             queued_jobs,
@@ -263,11 +271,31 @@ impl Metrics {
             .set(queued as i64);
     }
 
-    pub fn forget_pool(&self, namespace: &str, pool: &str) {
-        self.queued_jobs.remove(&PoolLabels {
+    /// 1 or 0 for an outdated or current pool; no series while unknown.
+    pub fn set_runner_version_outdated(&self, namespace: &str, pool: &str, outdated: Option<bool>) {
+        let labels = PoolLabels {
             namespace: namespace.to_string(),
             pool: pool.to_string(),
-        });
+        };
+        match outdated {
+            Some(outdated) => {
+                self.runner_version_outdated
+                    .get_or_create(&labels)
+                    .set(i64::from(outdated));
+            }
+            None => {
+                self.runner_version_outdated.remove(&labels);
+            }
+        }
+    }
+
+    pub fn forget_pool(&self, namespace: &str, pool: &str) {
+        let labels = PoolLabels {
+            namespace: namespace.to_string(),
+            pool: pool.to_string(),
+        };
+        self.queued_jobs.remove(&labels);
+        self.runner_version_outdated.remove(&labels);
         for state in ["pending", "idle", "busy", "failed"] {
             self.runners.remove(&PoolStateLabels {
                 namespace: namespace.to_string(),

@@ -1003,7 +1003,7 @@ async fn example_pools_are_accepted_by_the_api_server() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

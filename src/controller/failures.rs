@@ -106,7 +106,7 @@ pub async fn hold_creations(
             tracing::warn!(pool = %pool.name_any(), runner = %last, "runner exited with code 7: its version is deprecated");
             let message = format!(
                 "runners exit with code 7: GitHub refuses their runner version as deprecated; upgrade the image {} of the runner container (new runners are registered with exponential backoff, up to 5 minutes)",
-                runner_image(pool).unwrap_or("(none)")
+                pool.runner_image().unwrap_or("(none)")
             );
             m.failures.failed(n, Problem::RunnerVersionDeprecated, message);
         } else if let Some(last) = failed.last() {
@@ -158,19 +158,6 @@ fn deprecated_runners(pool: &RunnerPool, ctx: &Context, plan: &Plan) -> Vec<Stri
         })
         .map(|r| r.name.clone())
         .collect()
-}
-
-/// The image of the pool's `runner` container, to name in messages.
-fn runner_image(pool: &RunnerPool) -> Option<&str> {
-    pool.spec
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .iter()
-        .find(|c| c.name == "runner")?
-        .image
-        .as_deref()
 }
 
 fn problem(ctx: &Context, pool_uid: &str, wait: Duration) -> Unreachable {

@@ -44,6 +44,9 @@ pub struct PoolMemory {
     pub failures: super::failures::FailureStreak,
     /// Since when a deleted pool's cleanup could not reach GitHub.
     pub unreachable_since: Option<Instant>,
+    /// Whether the pool's runners were last seen outdated (their Warning
+    /// event is published once).
+    pub outdated_announced: bool,
 }
 
 impl PoolMemory {

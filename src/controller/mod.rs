@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod memory;
 pub mod plan;
 pub mod reconcile;
+pub mod runner_version;
 pub mod schedule;
 pub mod status;
 pub mod sweep;
@@ -63,6 +64,9 @@ pub struct Settings {
     /// retried): half the leader Lease's duration, so a replica's work is
     /// over long before a successor may act.
     pub reconcile_timeout: Duration,
+    /// How long the newest runner release of a scope is reused before
+    /// GitHub's downloads endpoint is read again.
+    pub runner_version_refresh: Duration,
 }
 
 impl Default for Settings {
@@ -75,6 +79,7 @@ impl Default for Settings {
             create_concurrency: 16,
             reconcile_concurrency: 16,
             reconcile_timeout: Duration::from_millis(7500),
+            runner_version_refresh: crate::versions::DEFAULT_REFRESH,
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct Context {
     pub leftovers: sweep::Leftovers,
     /// GitHub's runners, one view per scope shared by its pools.
     pub inventory: inventory::Inventories,
+    /// The newest runner release per scope, shared by its pools.
+    pub releases: crate::versions::LatestReleases,
 }
 
 /// `workflow_job` events from the webhook receiver, and where their demand is kept.
@@ -372,6 +379,7 @@ pub async fn run(
         None => (None, Arc::new(Demand::new(Duration::from_secs(600)))),
     };
     let ctx = Arc::new(Context {
+        releases: crate::versions::LatestReleases::new(settings.runner_version_refresh),
         recorder: Recorder::new(client.clone(), reporter),
         client,
         github,

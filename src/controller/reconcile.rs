@@ -28,6 +28,7 @@ use super::{Context, Error, FIELD_MANAGER, backoff, confirm, failures, jittered,
 use crate::crd::RunnerPoolStatus;
 use crate::github::{GitHubApi, GitHubError, JitRequest, RunnerStatus, Scope};
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
+use crate::versions::Assessment;
 use crate::{RunnerPool, connection};
 
 /// The GitHub side of a pool, once connected.
@@ -335,7 +336,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
             // their job ended): their pods and Secrets go regardless.
             let plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
             remove_finished_runners(&pool, ctx, &plan.remove).await?;
-            return degraded(&pool, ctx, unreachable, None).await;
+            return degraded(&pool, ctx, unreachable, None, None).await;
         }
     };
     ctx.memory
@@ -426,6 +427,8 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
         .await;
     }
 
+    // After the runners' work: the hourly downloads read never delays it.
+    let version = super::runner_version::assess(&pool, ctx, &target).await;
     let problem = github_problem.or_else(|| {
         first_error
             .as_ref()
@@ -455,6 +458,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
                 ctx,
                 unreachable,
                 Some((counts, target.runner_group_id)),
+                Some(&version),
             )
             .await
         }
@@ -469,6 +473,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error
                 Some(counts),
                 Some(target.runner_group_id as i64),
                 None,
+                Some(&version),
             )
             .await?;
             let mut next = ctx.settings.github_sync_interval;
@@ -995,6 +1000,7 @@ async fn degraded(
     ctx: &Context,
     unreachable: Unreachable,
     counts: Option<(plan::Counts, u64)>,
+    version: Option<&Assessment>,
 ) -> Result<Action, Error> {
     let reason = unreachable.problem.reason();
     let (streak, announce) = ctx.memory.with(&uid(pool), |m| {
@@ -1020,6 +1026,7 @@ async fn degraded(
         counts.map(|(c, _)| c),
         counts.map(|(_, g)| g as i64),
         Some((unreachable.problem, unreachable.message)),
+        version,
     )
     .await?;
     let backoff = backoff(streak).max(Duration::from_secs(2));
@@ -1040,22 +1047,34 @@ struct StatusPatch<'a> {
     status: &'a RunnerPoolStatus,
 }
 
-/// Writes status through server-side apply, only when it changed.
+/// Writes status through server-side apply, only when it changed. Without
+/// a runner version assessment, the last one shown stays.
 pub async fn write_status(
     pool: &RunnerPool,
     ctx: &Context,
     counts: Option<plan::Counts>,
     runner_group_id: Option<i64>,
     problem: Option<(Problem, String)>,
+    version: Option<&Assessment>,
 ) -> Result<(), Error> {
+    let now = Timestamp::now();
     let mut new = status::build(
         pool.status.as_ref(),
         pool.metadata.generation,
         counts,
         runner_group_id,
         problem,
-        Timestamp::now(),
+        now,
     );
+    if let Some(assessment) = version {
+        status::set_runner_version(
+            &mut new,
+            pool.status.as_ref(),
+            assessment,
+            pool.metadata.generation,
+            now,
+        );
+    }
     new.schedule = schedule_now(pool).map(|s| s.status());
     apply_status(pool, ctx, &new).await
 }

@@ -10,6 +10,9 @@
 //! - `Stalled` (kstatus): True for a problem only a person can fix: an invalid
 //!   spec, wrong credentials, a missing runner group, refused runner pods.
 //! - `Degraded`: True for any problem, with its reason.
+//! - `RunnerVersionOutdated`: True when the runners are older than the newest
+//!   release GitHub serves (see [`crate::versions`]); a warning that none of
+//!   the others look at.
 //!
 //! Messages depend only on what changes the state (counts, the problem), never
 //! on time, so a pass that changes nothing writes nothing.
@@ -19,6 +22,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::plan::Counts;
 use crate::crd::RunnerPoolStatus;
+use crate::versions::{self, Assessment};
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
@@ -176,16 +180,56 @@ pub fn build(
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    status.conditions = [
-        (READY, ready),
-        (DEGRADED, degraded),
-        (RECONCILING, reconciling),
-        (STALLED, stalled),
-    ]
-    .into_iter()
-    .map(|(type_, value)| condition(previous_conditions, type_, value, generation, now))
-    .collect();
+    let kstatus_types = [READY, DEGRADED, RECONCILING, STALLED];
+    // Other conditions (RunnerVersionOutdated) stay as they were until their
+    // own observation updates them.
+    let others = previous_conditions
+        .iter()
+        .filter(|c| !kstatus_types.contains(&c.type_.as_str()))
+        .cloned();
+    status.conditions = kstatus_types
+        .into_iter()
+        .zip([ready, degraded, reconciling, stalled])
+        .map(|(type_, value)| condition(previous_conditions, type_, value, generation, now))
+        .chain(others)
+        .collect();
     status
+}
+
+/// Sets `status.runnerVersion` and the `RunnerVersionOutdated` condition from
+/// an assessment. The condition is a warning only: Ready, Degraded and
+/// Stalled do not look at it, because runners of an outdated version still
+/// take jobs until GitHub's deadline, and a pool that turned not Ready on
+/// every runner release would fail GitOps health checks for days.
+pub fn set_runner_version(
+    status: &mut RunnerPoolStatus,
+    previous: Option<&RunnerPoolStatus>,
+    assessment: &Assessment,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    status.runner_version = assessment.status.clone();
+    let previous_conditions = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let value = &assessment.condition;
+    let updated = condition_of(
+        previous_conditions,
+        versions::OUTDATED,
+        value.status,
+        value.reason,
+        value.message.clone(),
+        generation,
+        now,
+    );
+    match status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == versions::OUTDATED)
+    {
+        Some(c) => *c = updated,
+        None => status.conditions.push(updated),
+    }
 }
 
 /// The status of a deleted pool that waits for its busy runners' jobs: `Ready`
@@ -233,6 +277,27 @@ fn condition(
     now: Timestamp,
 ) -> Condition {
     let status = if value.status { "True" } else { "False" };
+    condition_of(
+        previous,
+        type_,
+        status,
+        value.reason,
+        value.message,
+        generation,
+        now,
+    )
+}
+
+/// A condition whose transition time moves only when its status changes.
+fn condition_of(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -241,8 +306,8 @@ fn condition(
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
-        reason: value.reason.to_string(),
-        message: value.message,
+        reason: reason.to_string(),
+        message,
         observed_generation: generation,
         last_transition_time,
     }
@@ -451,5 +516,72 @@ mod tests {
             t1 + std::time::Duration::from_secs(5),
         );
         assert_eq!(get(&still_bad, DEGRADED).last_transition_time.0, t1);
+    }
+
+    fn assessment(status: &'static str, message: &str) -> Assessment {
+        Assessment {
+            status: Some(crate::crd::RunnerVersionStatus {
+                latest: Some("2.330.0".into()),
+                latest_first_seen: Some("2026-11-20T10:00:00Z".into()),
+                image: Some("2.329.0".into()),
+                outdated: Some(status == "True"),
+            }),
+            condition: versions::ConditionValue {
+                status,
+                reason: versions::NEWER_RELEASE,
+                message: message.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_outdated_runner_version_warns_without_touching_ready_and_stays_put() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let t1 = t0 + std::time::Duration::from_secs(60);
+        let mut s = build(None, Some(1), Some(counts(2, 2)), Some(1), None, t0);
+        set_runner_version(&mut s, None, &assessment("True", "older"), Some(1), t0);
+        assert_eq!(get(&s, READY).status, "True", "a warning only");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+        let outdated = get(&s, versions::OUTDATED);
+        assert_eq!(
+            (outdated.status.as_str(), outdated.message.as_str()),
+            ("True", "older")
+        );
+        assert_eq!(s.runner_version.as_ref().unwrap().outdated, Some(true));
+
+        // A later pass without an assessment (GitHub unreachable) keeps it;
+        // one with the same assessment changes nothing.
+        let kept = build(
+            Some(&s),
+            Some(1),
+            None,
+            None,
+            Some((Problem::GitHubUnavailable, "down".into())),
+            t1,
+        );
+        assert_eq!(get(&kept, versions::OUTDATED), outdated);
+        assert_eq!(kept.runner_version, s.runner_version);
+        let mut again = build(Some(&s), Some(1), Some(counts(2, 2)), Some(1), None, t1);
+        set_runner_version(
+            &mut again,
+            Some(&s),
+            &assessment("True", "older"),
+            Some(1),
+            t1,
+        );
+        assert_eq!(again, s, "no status patch");
+
+        // Upgraded: False, with a new transition time.
+        let mut upgraded = build(Some(&s), Some(1), Some(counts(2, 2)), Some(1), None, t1);
+        set_runner_version(
+            &mut upgraded,
+            Some(&s),
+            &assessment("False", "current"),
+            Some(1),
+            t1,
+        );
+        let c = get(&upgraded, versions::OUTDATED);
+        assert_eq!((c.status.as_str(), c.last_transition_time.0), ("False", t1));
+        assert_eq!(upgraded.conditions.len(), 5);
     }
 }

@@ -412,6 +412,7 @@ async fn clear_webhook(State(f): State<FakeGitHub>) -> Res {
 struct Settings {
     jit_offline_expiry_secs: Option<f64>,
     app_token_ttl_secs: Option<f64>,
+    runner_version: Option<String>,
 }
 
 async fn settings(State(f): State<FakeGitHub>, Json(b): Json<Settings>) -> Res {
@@ -420,6 +421,9 @@ async fn settings(State(f): State<FakeGitHub>, Json(b): Json<Settings>) -> Res {
     }
     if let Some(s) = b.app_token_ttl_secs {
         f.set_app_token_ttl(Duration::from_secs_f64(s.max(0.0)));
+    }
+    if let Some(version) = b.runner_version {
+        f.set_runner_version(&version).map_err(fake_err)?;
     }
     no_content()
 }

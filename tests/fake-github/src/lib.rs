@@ -56,6 +56,10 @@ pub use webhook::{WebhookConfig, WebhookDelivery, signature_256};
 use api_error::ApiError;
 use server::{Shared, State};
 
+/// The runner release the downloads endpoint serves until
+/// [`FakeGitHub::set_runner_version`] names another.
+pub const DEFAULT_RUNNER_VERSION: &str = "2.330.0";
+
 /// How the fake starts. `Config::default()` listens on a free loopback port
 /// with no accounts, no credentials and GitHub's defaults for everything else.
 #[derive(Clone, Debug)]
@@ -181,6 +185,7 @@ impl FakeGitHub {
         let mut model = model::Model::new(model::Settings {
             jit_offline_expiry: config.jit_offline_expiry,
             app_token_ttl: config.app_token_ttl,
+            runner_version: DEFAULT_RUNNER_VERSION.to_string(),
         });
         model.webhook = Some(hook_tx);
         let hooks = Arc::new(webhook::Webhooks {
@@ -610,6 +615,27 @@ impl FakeGitHub {
 
     pub fn set_app_token_ttl(&self, ttl: Duration) {
         self.lock().model.settings.app_token_ttl = ttl;
+    }
+
+    /// Makes `version` (`major.minor.patch`) the newest runner release, the
+    /// one `GET …/actions/runners/downloads` serves to every scope.
+    pub fn set_runner_version(&self, version: &str) -> Result<(), FakeError> {
+        let plain = version.split('.').count() == 3
+            && version
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !plain {
+            return Err(FakeError::Invalid(format!(
+                "runner version {version:?} is not major.minor.patch"
+            )));
+        }
+        self.lock().model.settings.runner_version = version.to_string();
+        Ok(())
+    }
+
+    /// The runner release the downloads endpoint serves.
+    pub fn runner_version(&self) -> String {
+        self.lock().model.settings.runner_version.clone()
     }
 
     pub fn set_webhook(&self, webhook: Option<WebhookConfig>) {

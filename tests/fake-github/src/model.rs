@@ -320,6 +320,8 @@ pub(crate) const MAX_RUNNER_NAME_LEN: usize = 64;
 pub(crate) struct Settings {
     pub jit_offline_expiry: Duration,
     pub app_token_ttl: Duration,
+    /// The runner release the downloads endpoint serves, `major.minor.patch`.
+    pub runner_version: String,
 }
 
 pub(crate) struct Model {

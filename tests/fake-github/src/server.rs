@@ -240,18 +240,17 @@ const RUNNER_APPS: &[(&str, &str, &str)] = &[
     ("win", "x64", "zip"),
     ("win", "arm64", "zip"),
 ];
-const RUNNER_VERSION: &str = "2.330.0";
-
-fn downloads() -> Value {
+/// The runner applications of release `version`, as GitHub lists them.
+fn downloads(version: &str) -> Value {
     Value::Array(
         RUNNER_APPS
             .iter()
             .map(|(os, arch, ext)| {
-                let file = format!("actions-runner-{os}-{arch}-{RUNNER_VERSION}.{ext}");
+                let file = format!("actions-runner-{os}-{arch}-{version}.{ext}");
                 json!({
                     "os": os,
                     "architecture": arch,
-                    "download_url": format!("https://github.com/actions/runner/releases/download/v{RUNNER_VERSION}/{file}"),
+                    "download_url": format!("https://github.com/actions/runner/releases/download/v{version}/{file}"),
                     "filename": file,
                     "sha256_checksum": util::sha256_hex(file.as_bytes()),
                 })
@@ -651,7 +650,7 @@ impl State {
                 let link = link_header(ctx.api_base, path, q, page, per_page, total);
                 list_reply(body, etag, link)
             }
-            Op::Downloads => Reply::json(200, &downloads()),
+            Op::Downloads => Reply::json(200, &downloads(&m.settings.runner_version)),
             Op::GenerateJit => {
                 let b = body::object(raw_body, false)?;
                 let name = body::req_str(&b, "name")?;

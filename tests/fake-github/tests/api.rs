@@ -1937,6 +1937,86 @@ async fn registration_tokens_and_downloads() {
     fake.shutdown().await;
 }
 
+/// The newest release the downloads endpoint serves is set by the handle or
+/// the control API; a changed release changes the ETag, so a conditional
+/// request sees it at once.
+#[tokio::test]
+async fn downloads_serve_the_release_they_are_told() {
+    let fake = start().await;
+    let c = client();
+    let url = format!("{}/orgs/acme/actions/runners/downloads", fake.base_url());
+    let files = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["filename"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = call(&c, Method::GET, &url, Some(ORG_TOKEN), None).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let (_, v) = json_of(first).await;
+    assert!(
+        files(&v).contains(&"actions-runner-linux-x64-2.330.0.tar.gz".to_string()),
+        "{v}"
+    );
+    assert_eq!(fake.runner_version(), fake_github::DEFAULT_RUNNER_VERSION);
+
+    let conditional = |etag: String| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.get(&url)
+                .header("authorization", format!("Bearer {ORG_TOKEN}"))
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(conditional(etag.clone()).await.status(), 304);
+
+    fake.set_runner_version("2.331.0").unwrap();
+    let changed = conditional(etag.clone()).await;
+    assert_eq!(changed.status(), 200);
+    let (_, v) = json_of(changed).await;
+    assert!(files(&v).iter().all(|f| f.contains("-2.331.0.")), "{v}");
+
+    // The control API does the same, and refuses what is not x.y.z.
+    let settings = format!("{}/_fake/settings", fake.base_url());
+    let (s, _) = json_of(
+        call(
+            &c,
+            Method::PUT,
+            &settings,
+            None,
+            Some(&json!({"runner_version": "2.332.1"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(fake.runner_version(), "2.332.1");
+    let (s, v) = json_of(
+        call(
+            &c,
+            Method::PUT,
+            &settings,
+            None,
+            Some(&json!({"runner_version": "latest"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("major.minor.patch"),
+        "{v}"
+    );
+    assert!(fake.set_runner_version("2.332").is_err());
+    assert_eq!(fake.runner_version(), "2.332.1");
+    fake.shutdown().await;
+}
+
 #[tokio::test]
 async fn handle_is_shareable_across_tasks() {
     let fake = start().await;
