@@ -48,6 +48,8 @@ pub enum Error {
     /// Deleting: the group still has runners (or GitHub cannot be asked yet).
     #[error("waiting to delete the runner group: {0}")]
     DeletionPending(String),
+    #[error("the reconcile did not finish within {0:?}; abandoned, to be retried")]
+    ReconcileTimeout(std::time::Duration),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -60,6 +62,7 @@ impl Error {
             Error::GitHub(e) => e.category(),
             Error::NotNamespaced => "not_namespaced",
             Error::DeletionPending(_) => "deletion_pending",
+            Error::ReconcileTimeout(_) => "reconcile_timeout",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
@@ -113,14 +116,18 @@ fn key(group: &RunnerGroup) -> String {
 async fn reconcile(group: Arc<RunnerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = group.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<RunnerGroup> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, group, |event| async {
+    // Bounded like a pool's reconcile (see `Settings::reconcile_timeout`).
+    let bound = ctx.settings.reconcile_timeout;
+    let work = finalizer(&api, FINALIZER, group, |event| async {
         match event {
             FinalizerEvent::Apply(group) => reconcile::apply(group, &ctx).await,
             FinalizerEvent::Cleanup(group) => reconcile::cleanup(group, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    });
+    match tokio::time::timeout(bound, work).await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::ReconcileTimeout(bound)),
+    }
 }
 
 fn error_policy(group: Arc<RunnerGroup>, error: &Error, ctx: Arc<Context>) -> Action {
