@@ -114,7 +114,7 @@ fn downloads_reads(env: &Env) -> Vec<u64> {
 /// spec.runnerVersion, and without one the condition is Unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outdated_image_is_flagged_until_it_is_upgraded() {
-    let env = Env::start("outdated").await;
+    let mut env = Env::start("outdated").await;
     let old = "ghcr.io/actions/actions-runner:2.329.0";
     env.apply_pool(&versioned_pool(&env, "old", 1, old, ""))
         .await;
@@ -237,6 +237,24 @@ async fn an_outdated_image_is_flagged_until_it_is_upgraded() {
     );
     // With the default interval (an hour) all of this took one downloads read.
     assert_eq!(downloads_reads(&env).len(), 1);
+
+    // A restarted operator reads the release again, keeps the first-seen
+    // date (from status, so the deadline does not move) and does not
+    // announce an outdated pool a second time.
+    let pinned = env.pools().get("pinned").await.unwrap();
+    let first_seen = version_status(&pinned).latest_first_seen;
+    assert!(first_seen.is_some());
+    env.operator.restart();
+    wait_for("the restarted operator's downloads read", T, || async {
+        (downloads_reads(&env).len() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let pinned = env.pools().get("pinned").await.unwrap();
+    assert!(outdated_is(&pinned, "True"));
+    assert_eq!(version_status(&pinned).latest_first_seen, first_seen);
+    let events = events_about(&env, "pinned", "RunnerVersionOutdated");
+    assert_eq!(events.len(), 1, "{events:?}");
 }
 
 /// Ten pools of one scope share one downloads read per interval: reads are
