@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus a few conveniences.
-.PHONY: demo test build image crd fmt bench-vs-arc
+.PHONY: demo test build image crd fmt bench-vs-arc soak
 
 demo:
 	scripts/demo.sh
@@ -13,6 +13,15 @@ build:
 # The operator's image as an OCI archive under target/image/, without a container daemon.
 image:
 	scripts/image.sh
+
+# The chaos soak on a cluster of its own (not part of `make test`):
+# SOAK_MINUTES of jobs (2,000 per 30 minutes) under faults, restarts and
+# evictions; prints its figures and fails when an invariant broke.
+# SOAK_PROFILE=dev skips the optimized build.
+SOAK_MINUTES ?= 30
+SOAK_PROFILE ?= bench
+soak:
+	RUNNERPOOL_SOAK_MINUTES=$(SOAK_MINUTES) cargo bench --profile $(SOAK_PROFILE) --bench soak
 
 crd:
 	cargo run --quiet --bin runnerpool-operator -- crd > crds/runnerpool.yaml

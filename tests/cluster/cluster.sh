@@ -8,6 +8,7 @@
 #   cluster.sh up DIR      start a cluster in DIR (idempotent); prints DIR/kubeconfig
 #   cluster.sh down DIR    stop the cluster in DIR by pid (safe to call twice)
 #   cluster.sh status DIR  exit 0 when DIR holds a healthy cluster started by this script
+#   cluster.sh restart-apiserver DIR  restart kube-apiserver of DIR (same ports); prints DIR/kubeconfig
 #
 # Stdout carries only the answer (a path); progress goes to stderr.
 set -euo pipefail
@@ -436,6 +437,45 @@ cmd_up() {
   die "could not start a cluster in $dir"
 }
 
+# kube-apiserver of $dir on etcd port $1, serving on port $2.
+start_apiserver() {
+  start kube-apiserver \
+    --etcd-servers="http://127.0.0.1:$1" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$2" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" \
+    --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range="$service_cidr" \
+    --allow-privileged=true \
+    --endpoint-reconciler-type=none \
+    --profiling=false \
+    --v=1
+}
+
+# Stops kube-apiserver (TERM) and starts it again on the same ports, as a
+# control-plane upgrade or a crash of the API server would: clients see
+# refused connections, then their watches are re-established.
+cmd_restart_apiserver() {
+  set_dir "${1:-}"
+  healthy || die "no healthy cluster in $dir"
+  local ports pid t0=$SECONDS
+  read -r -a ports <"$run/ports"
+  if pid=$(live_pid kube-apiserver); then
+    kill -TERM "$pid" 2>/dev/null || true
+    while live_pid kube-apiserver >/dev/null; do sleep 0.1; done
+  fi
+  start_apiserver "${ports[0]}" "${ports[2]}"
+  wait_for "kube-apiserver /readyz" "$ready_timeout" readyz_ok || die "kube-apiserver did not come back"
+  log "kube-apiserver restarted in $((SECONDS - t0))s"
+  echo "$kubeconfig"
+}
+
 # One attempt at a fresh cluster in $dir; returns non-zero on failure.
 start_cluster() {
   local t0=$SECONDS
@@ -468,23 +508,7 @@ start_cluster() {
   wait_for "etcd" 30 tcp_open "$etcd_port" || return 1
 
   log "starting kube-apiserver on $server"
-  start kube-apiserver \
-    --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
-    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
-    --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=NodeRestriction \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$pki/sa.pub" \
-    --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range="$service_cidr" \
-    --allow-privileged=true \
-    --endpoint-reconciler-type=none \
-    --profiling=false \
-    --v=1
+  start_apiserver "$etcd_port" "$api_port"
   wait_for "kube-apiserver /readyz" "$ready_timeout" readyz_ok || return 1
   log "kube-apiserver ready after $((SECONDS - t0))s"
 
@@ -590,7 +614,8 @@ main() {
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
-    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    restart-apiserver) cmd_restart_apiserver "$@" ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 # `exit` right after main: bash never reads past this line, even if the file

@@ -97,12 +97,47 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+static OWN_CLUSTER_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes this process use its own cluster in `target/NAME` (started on first
+/// use, stopped with [`stop_own_cluster`]) instead of the shared test
+/// cluster: for a test that disturbs its cluster (an API server restart).
+/// Call it before anything else touches the cluster.
+pub fn use_own_cluster(name: &str) -> PathBuf {
+    OWN_CLUSTER_DIR
+        .get_or_init(|| target_dir().join(name))
+        .clone()
+}
+
+/// Stops the cluster of [`use_own_cluster`], if any.
+pub fn stop_own_cluster() {
+    if let Some(dir) = OWN_CLUSTER_DIR.get() {
+        // `down` prints nothing on stdout: not through run_cluster_sh.
+        let out = Command::new("bash")
+            .arg(cluster_sh())
+            .arg("down")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running cluster.sh down");
+        assert!(
+            out.status.success(),
+            "cluster.sh down {} failed:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// The cluster shared by every test of this process (started on first use).
 pub fn test_cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let kubeconfig = match std::env::var_os("RUNNERPOOL_TEST_KUBECONFIG") {
-            Some(k) if !k.is_empty() => {
+        let own = OWN_CLUSTER_DIR.get().map(|d| d.display().to_string());
+        let shared = std::env::var_os("RUNNERPOOL_TEST_KUBECONFIG");
+        let kubeconfig = match (own, shared) {
+            (Some(dir), _) => run_cluster_sh(&["up", &dir]),
+            (None, Some(k)) if !k.is_empty() => {
                 let k = PathBuf::from(k);
                 assert!(
                     k.is_file(),
@@ -111,7 +146,7 @@ pub fn test_cluster() -> &'static TestCluster {
                 );
                 k
             }
-            _ => {
+            (None, _) => {
                 let dir = target_dir().join("test-cluster");
                 let dir = dir.to_str().expect("target dir is not UTF-8");
                 run_cluster_sh(&["up", dir])

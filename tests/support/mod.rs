@@ -4,3 +4,4 @@ pub mod bench;
 pub mod cluster;
 pub mod operator;
 pub mod simulator;
+pub mod soak;

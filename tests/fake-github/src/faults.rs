@@ -30,7 +30,8 @@ pub struct Fault {
     /// Only requests of this credential key (`token:…`, `installation:ID`).
     #[serde(default)]
     pub credential: Option<String>,
-    /// Status to answer (500, 502, 503, 404, ...).
+    /// Status to answer (500, 502, 503, 404, ...), or [`DROP_CONNECTION`]
+    /// to close the connection without any answer.
     pub status: u16,
     /// Chance that a matching request fails (default 1.0).
     #[serde(default = "one")]
@@ -45,6 +46,10 @@ pub struct Fault {
     #[serde(default)]
     pub after_apply: bool,
 }
+
+/// A fault `status` that closes the connection instead of answering (the
+/// client sees a transport error, as when a proxy or the network drops it).
+pub const DROP_CONNECTION: u16 = 0;
 
 fn one() -> f64 {
     1.0

@@ -45,13 +45,13 @@ use tokio::task::JoinHandle;
 
 pub use accounting::{Counters, LoggedRequest};
 pub use auth::{AppSpec, InstallationSpec, TokenSpec, default_permissions};
-pub use faults::{Fault, SecondaryLimit};
+pub use faults::{DROP_CONNECTION, Fault, SecondaryLimit};
 pub use jit::{JitDecodeError, JitRunnerInfo, decode_jit_config};
 pub use model::{
     Job, JobStatus, Label, LabelType, Runner, RunnerGroup, RunnerStatus, Scope, Visibility,
     is_standard_label,
 };
-pub use webhook::{WebhookConfig, WebhookDelivery, signature_256};
+pub use webhook::{DROPPED, WebhookConfig, WebhookDelivery, signature_256};
 
 use api_error::ApiError;
 use server::{Shared, State};
@@ -191,6 +191,7 @@ impl FakeGitHub {
         let hooks = Arc::new(webhook::Webhooks {
             config: Mutex::new(config.webhook.clone()),
             deliveries: Mutex::new(Vec::new()),
+            drop_rate: Mutex::new(0.0),
         });
         let state = State {
             model,
@@ -640,6 +641,12 @@ impl FakeGitHub {
 
     pub fn set_webhook(&self, webhook: Option<WebhookConfig>) {
         *self.shared.hooks.config.lock().expect("lock") = webhook;
+    }
+
+    /// Loses each webhook delivery with chance `rate` (0 to 1): it is
+    /// recorded with the error [`DROPPED`] and never sent.
+    pub fn set_webhook_drop_rate(&self, rate: f64) {
+        *self.shared.hooks.drop_rate.lock().expect("lock") = rate.clamp(0.0, 1.0);
     }
 
     /// Webhooks sent so far (or recorded unsent when no URL is configured).

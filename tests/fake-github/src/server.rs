@@ -16,7 +16,7 @@ use crate::accounting::{Accounting, Record};
 use crate::api_error::ApiError;
 use crate::auth::{self, Auth, Credential};
 use crate::body;
-use crate::faults::{Faults, Limits};
+use crate::faults::{self, Faults, Limits};
 use crate::model::{Ctx, Model, RunnerJson, ScopeKey};
 use crate::routes::{self, Kind, Op, Route};
 use crate::util;
@@ -477,6 +477,10 @@ impl State {
         if let Some(status) = self.faults.injected(method, template, &cred_key, false) {
             self.acct.faults_injected += 1;
             out.injected = true;
+            if status == faults::DROP_CONNECTION {
+                out.status = faults::DROP_CONNECTION;
+                return out;
+            }
             return finish_err(out, injected_error(status));
         }
         if let Some(v) = headers
@@ -509,6 +513,10 @@ impl State {
                 self.acct.faults_injected += 1;
                 self.acct.answers_lost += 1;
                 out.injected = true;
+                if status == faults::DROP_CONNECTION {
+                    out.status = faults::DROP_CONNECTION;
+                    return out;
+                }
                 finish_err(out, injected_error(status))
             }
             Ok(reply) => {
@@ -921,6 +929,13 @@ fn injected_error(status: u16) -> ApiError {
     ApiError::new(status, msg)
 }
 
+/// Ends the request's connection without an answer: unwinding out of the
+/// handler ends the task serving the connection, which closes its socket
+/// (`resume_unwind` runs no panic hook, so nothing is printed).
+fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("fake GitHub: connection dropped (injected)"))
+}
+
 /// GitHub-style weak ETag of a body.
 fn etag_of(body: &[u8]) -> String {
     format!("W/\"{}\"", util::sha256_hex(body))
@@ -1027,6 +1042,9 @@ pub(crate) async fn api(
         credential = %out.credential,
         "api request"
     );
+    if out.status == faults::DROP_CONNECTION {
+        drop_connection();
+    }
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     let h = resp.headers_mut().expect("builder");

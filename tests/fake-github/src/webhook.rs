@@ -50,9 +50,15 @@ pub fn signature_256(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", util::hex(&mac.finalize().into_bytes()))
 }
 
+/// The `error` of a delivery lost by [`crate::FakeGitHub::set_webhook_drop_rate`].
+pub const DROPPED: &str = "dropped (injected)";
+
 pub(crate) struct Webhooks {
     pub config: Mutex<Option<WebhookConfig>>,
     pub deliveries: Mutex<Vec<WebhookDelivery>>,
+    /// Chance that a delivery is lost on the way (never sent), as GitHub's
+    /// deliveries sometimes are; recorded with an `error`.
+    pub drop_rate: Mutex<f64>,
 }
 
 /// Sends events one at a time, in order.
@@ -84,7 +90,14 @@ pub(crate) async fn run(
             status: None,
             error: None,
         };
-        if let Some(cfg) = config {
+        let dropped = {
+            let rate = *hooks.drop_rate.lock().expect("lock");
+            rate > 0.0 && rand::random::<f64>() < rate
+        };
+        if dropped {
+            d.url = config.map(|c| c.url);
+            d.error = Some(DROPPED.into());
+        } else if let Some(cfg) = config {
             d.url = Some(cfg.url.clone());
             let mut req = client
                 .post(&cfg.url)
