@@ -97,7 +97,11 @@ pub struct Report {
     /// `failure`, as GitHub ends a job whose runner vanished.
     pub jobs_lost_to_evictions: usize,
     pub jobs_not_served: usize,
-    /// DELETEs the operator sent for a busy runner (the fake answers 422).
+    /// DELETEs the operator sent for a runner that GitHub knew busy: GitHub
+    /// refuses them (422) and the operator keeps the runner, the designed
+    /// guard for a runner that took a job the operator has not heard of yet
+    /// (PRODUCT.md, invariant 3). Reported, not a failure: a busy runner
+    /// deleted would show as a busy pod removed or a job never finished.
     pub busy_deletes: u64,
     /// Busy runners whose pod went away without the soak evicting it.
     pub busy_pods_removed: Vec<String>,
@@ -136,12 +140,6 @@ impl Report {
         let mut f = vec![];
         if self.jobs_not_served > 0 {
             f.push(format!("{} jobs were never served", self.jobs_not_served));
-        }
-        if self.busy_deletes > 0 {
-            f.push(format!(
-                "{} DELETEs were sent for busy runners",
-                self.busy_deletes
-            ));
         }
         if !self.busy_pods_removed.is_empty() {
             f.push(format!(
@@ -184,8 +182,8 @@ impl Report {
                 ),
             ),
             (
-                "busy runners deleted (DELETE sent for a busy runner / busy pod removed)",
-                format!("{} / {}", self.busy_deletes, self.busy_pods_removed.len()),
+                "busy runners' pods removed / DELETEs refused by GitHub as busy (422, runner kept)",
+                format!("{} / {}", self.busy_pods_removed.len(), self.busy_deletes),
             ),
             (
                 "leaked after convergence: registrations / pods / Secrets",
