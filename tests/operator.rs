@@ -1752,3 +1752,44 @@ async fn no_delete_is_sent_for_a_foreign_runner_named_by_a_pod() {
     assert_eq!(relabels, 0, "the foreign runner was relabelled");
     assert!(env.fake.runner(foreign).is_some());
 }
+
+/// A registration slower than the reconcile bound (a loaded API server, a
+/// slow GitHub) is finished, not abandoned: the pass is cut, but each
+/// runner's mint → Secret → pod goes on, so one JIT config is minted per
+/// runner and the pool comes up. Before, every pass was cut between the mint
+/// and the pod: the pool never got a runner and minted on every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_slower_than_the_reconcile_bound_is_finished() {
+    // A 4 s lease duration bounds each reconcile at 2 s (no leader election
+    // here: the bound applies to every replica).
+    let env = Env::start_with(
+        "slowmint",
+        &[
+            "--leader-election-lease-duration-seconds",
+            "4",
+            "--leader-election-renew-deadline-seconds",
+            "3",
+            "--leader-election-retry-period-seconds",
+            "1",
+        ],
+    )
+    .await;
+    env.fake.set_endpoint_latency(
+        "POST /orgs/{org}/actions/runners/generate-jitconfig",
+        Duration::from_secs(3),
+    );
+    env.apply_org_pool("ci", 3).await;
+    env.wait_for_online_runners("ci", 3, Duration::from_secs(60))
+        .await;
+    assert!(
+        env.operator.logs().contains("reconcile_timeout"),
+        "the passes were not cut by the bound; the test shows nothing"
+    );
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        3,
+        "one JIT config per runner, none abandoned"
+    );
+    let registered = env.fake.runners(&fake_github::Scope::org("acme")).len();
+    assert_eq!(registered, 3, "no registration left over");
+}

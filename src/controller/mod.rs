@@ -129,6 +129,8 @@ pub enum Error {
     CleanupPending(usize),
     #[error("the reconcile did not finish within {0:?}; abandoned, to be retried")]
     ReconcileTimeout(Duration),
+    #[error("a runner's creation task failed: {0}")]
+    CreateTask(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -143,6 +145,7 @@ impl Error {
             Error::CachesNotReady => "caches_not_ready",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::ReconcileTimeout(_) => "reconcile_timeout",
+            Error::CreateTask(_) => "create_task",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
@@ -272,16 +275,29 @@ fn error_policy(pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Acti
 /// arrive wrapped by the finalizer, so the pool's own error is looked at: a
 /// pending cleanup is polled every few seconds (busy runners finish at their
 /// own pace, and doubling would leave a finished pool waiting minutes), and a
-/// rate limit waits exactly as long as GitHub asked.
+/// rate limit waits exactly as long as GitHub asked. A pass cut by the
+/// reconcile bound made progress (its creations go on as tasks): it is
+/// taken up again soon, not after a growing backoff.
 pub fn retry_delay(error: &Error, streak: u32) -> Duration {
     match error.unwrapped() {
         Error::CleanupPending(_) => CLEANUP_POLL,
+        Error::ReconcileTimeout(_) => backoff(streak).min(TIMEOUT_RETRY_MAX),
+        // The streak also counts the pool's GitHub problems (rate limits, bad
+        // credentials); they say nothing of the API server, and a short
+        // outage of it must not leave every pool waiting minutes.
+        Error::Kube(_) => backoff(streak).min(KUBE_RETRY_MAX),
         Error::GitHub(GitHubError::RateLimited { retry_after, .. }) => {
             (*retry_after).max(Duration::from_secs(1))
         }
         _ => backoff(streak),
     }
 }
+
+/// The longest wait after a pass cut by the reconcile bound.
+pub const TIMEOUT_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The longest wait after a failed Kubernetes request.
+pub const KUBE_RETRY_MAX: Duration = Duration::from_secs(15);
 
 /// How often a deleted pool with busy runners looks again.
 pub const CLEANUP_POLL: Duration = Duration::from_secs(2);
@@ -503,5 +519,16 @@ mod tests {
         );
         // Unwrapped errors (before the finalizer runs) are classified too.
         assert_eq!(retry_delay(&Error::CleanupPending(1), streak), CLEANUP_POLL);
+    }
+
+    #[test]
+    fn a_pass_cut_by_the_bound_is_taken_up_again_soon() {
+        let cut = Error::ReconcileTimeout(Duration::from_millis(7500));
+        assert_eq!(retry_delay(&cut, 9), TIMEOUT_RETRY_MAX);
+        assert_eq!(retry_delay(&cut, 1), backoff(1).min(TIMEOUT_RETRY_MAX));
+        assert!(
+            backoff(9) > TIMEOUT_RETRY_MAX,
+            "the generic backoff would be longer"
+        );
     }
 }

@@ -32,6 +32,7 @@ use crate::versions::Assessment;
 use crate::{RunnerPool, connection};
 
 /// The GitHub side of a pool, once connected.
+#[derive(Clone)]
 pub struct Target {
     pub api: Arc<dyn GitHubApi>,
     pub scope: Scope,
@@ -311,7 +312,7 @@ fn list_problem(error: &GitHubError, target: &Target) -> Unreachable {
 }
 
 #[instrument(skip_all, fields(pool = %pool.name_any()))]
-pub async fn apply(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
+pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let pool_uid = uid(&pool);
     let ownership = runner::ownership_label(&ctx.settings.install_id, &pool_uid);
     let desired_labels = runner::desired_custom_labels(&pool, &ownership);
@@ -573,10 +574,16 @@ fn make_plan(
 /// New registrations start only during the first half of the reconcile bound
 /// (the pass requeues at once for the rest): a large burst is cut between
 /// runners, not by the bound in the middle of a mint → Secret → pod.
+///
+/// Each runner's creation runs as its own task, so a pass cut by the bound
+/// (a loaded API server, a slow GitHub) leaves the creations it started to
+/// finish instead of abandoning registrations between the mint and the pod;
+/// the next pass counts them as being created. Their writes go through the
+/// same leadership fence as every other write.
 async fn create_runners(
-    pool: &RunnerPool,
+    pool: &Arc<RunnerPool>,
     target: &Target,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     count: u32,
     ownership: &str,
     labels_hash: &str,
@@ -585,7 +592,17 @@ async fn create_runners(
     let stop_starting = Instant::now() + ctx.settings.reconcile_timeout / 2;
     let results: Vec<Result<(), Error>> = futures::stream::iter(0..count)
         .take_while(|_| futures::future::ready(Instant::now() < stop_starting))
-        .map(|_| create_runner(pool, target, ctx, ownership, labels_hash))
+        .map(|_| {
+            let (pool, target, ctx) = (pool.clone(), target.clone(), ctx.clone());
+            let (ownership, labels_hash) = (ownership.to_string(), labels_hash.to_string());
+            let task = tokio::spawn(async move {
+                create_runner(&pool, &target, &ctx, &ownership, &labels_hash).await
+            });
+            async move {
+                task.await
+                    .unwrap_or_else(|e| Err(Error::CreateTask(e.to_string())))
+            }
+        })
         .buffer_unordered(ctx.settings.create_concurrency.max(1))
         .collect()
         .await;
