@@ -21,7 +21,7 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
-use super::reconcile::{Target, apply_status, connect, observe, remove_runner};
+use super::reconcile::{Target, apply_status, connect, credentials_secret, observe, remove_runner};
 use super::{Context, Error, status, uid};
 use crate::RunnerPool;
 use crate::github::Runner;
@@ -114,12 +114,17 @@ async fn write_waiting_status(pool: &RunnerPool, ctx: &Context, busy: u32) -> Re
 /// The GitHub connection for the deleted pool: a fresh one, or the last one
 /// that worked when the credentials Secret is already gone.
 async fn target(pool: &RunnerPool, ctx: &Context) -> Result<Arc<Target>, String> {
-    match connect(pool, ctx).await {
+    let connected = match credentials_secret(pool, ctx).await {
+        Ok(Ok(secret)) => connect(pool, ctx, &secret).await.map_err(|u| u.message),
+        Ok(Err(unreachable)) => Err(unreachable.message),
+        Err(e) => Err(e.to_string()),
+    };
+    match connected {
         Ok(target) => Ok(Arc::new(target)),
-        Err(unreachable) => ctx
+        Err(message) => ctx
             .memory
             .with(&uid(pool), |m| m.target.clone())
-            .ok_or(unreachable.message),
+            .ok_or(message),
     }
 }
 

@@ -86,33 +86,57 @@ impl Unreachable {
     }
 }
 
-/// Reads the credentials and resolves scope, endpoint and runner group.
-pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Target, Unreachable> {
+/// The pool's credentials Secret. `Ok(Err(_))` is a problem of the pool,
+/// shown in its status: the Secret is missing, or the operator may not read
+/// it. A request that failed (the API server restarting or unreachable, a
+/// timeout) says nothing of the credentials: it is an error, retried soon.
+pub async fn credentials_secret(
+    pool: &RunnerPool,
+    ctx: &Context,
+) -> Result<Result<Secret, Unreachable>, Error> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret_name = &pool.spec.github.credentials_secret.name;
+    match secrets.get_opt(secret_name).await {
+        Ok(Some(secret)) => Ok(Ok(secret)),
+        Ok(None) => Ok(Err(Unreachable::new(
+            Problem::CredentialsInvalid,
+            format!("credentials Secret {secret_name:?} not found in namespace {namespace:?}"),
+        ))),
+        Err(e) => match refusal(&e) {
+            Some(why) => Ok(Err(Unreachable::new(
+                Problem::CredentialsInvalid,
+                format!("cannot read credentials Secret {secret_name:?}: {why}"),
+            ))),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The API server's message when it refused a request for good (401, 403:
+/// a person must grant access); `None` for a failure worth retrying.
+fn refusal(error: &kube::Error) -> Option<&str> {
+    match error {
+        kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
+            Some(&status.message)
+        }
+        _ => None,
+    }
+}
+
+/// Resolves scope, endpoint and runner group with the pool's credentials.
+pub async fn connect(
+    pool: &RunnerPool,
+    ctx: &Context,
+    secret: &Secret,
+) -> Result<Target, Unreachable> {
     let spec = &pool.spec.github;
     let invalid =
         |e: connection::ConnectionError| Unreachable::new(Problem::InvalidSpec, e.to_string());
     let scope = connection::scope(spec).map_err(invalid)?;
     let endpoint = connection::endpoint(spec).map_err(invalid)?;
 
-    let namespace = pool.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let secret_name = &spec.credentials_secret.name;
-    let secret = match secrets.get_opt(secret_name).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Err(Unreachable::new(
-                Problem::CredentialsInvalid,
-                format!("credentials Secret {secret_name:?} not found in namespace {namespace:?}"),
-            ));
-        }
-        Err(e) => {
-            return Err(Unreachable::new(
-                Problem::CredentialsInvalid,
-                format!("cannot read credentials Secret {secret_name:?}: {e}"),
-            ));
-        }
-    };
-    let credentials = connection::credentials(&secret, &scope)
+    let credentials = connection::credentials(secret, &scope)
         .map_err(|e| Unreachable::new(Problem::CredentialsInvalid, e.to_string()))?;
     let api = ctx
         .github
@@ -328,7 +352,10 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
                 pool.spec.github.credentials_secret.name
             ),
         )),
-        None => connect(&pool, ctx).await,
+        None => match credentials_secret(&pool, ctx).await? {
+            Ok(secret) => connect(&pool, ctx, &secret).await,
+            Err(unreachable) => Err(unreachable),
+        },
     };
     let target = match connected {
         Ok(target) => Arc::new(target),
@@ -1120,4 +1147,31 @@ pub async fn apply_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    fn answered(code: u16) -> kube::Error {
+        let status = serde_json::from_value(serde_json::json!({
+            "code": code,
+            "message": format!("answer {code}"),
+        }))
+        .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn only_a_refusal_reading_the_credentials_is_a_credentials_problem() {
+        assert_eq!(refusal(&answered(403)), Some("answer 403"));
+        assert_eq!(refusal(&answered(401)), Some("answer 401"));
+        // The API server restarting, overloaded or unreachable: retried,
+        // never shown as bad credentials.
+        for code in [429, 500, 503, 504] {
+            assert_eq!(refusal(&answered(code)), None, "{code}");
+        }
+        let unreachable = kube::Error::Service("connection refused".into());
+        assert_eq!(refusal(&unreachable), None);
+    }
 }
