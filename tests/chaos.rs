@@ -10,25 +10,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fake_github::{DROP_CONNECTION, Fault, Scope};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use runnerpool::runner::RUNNER_ID_LABEL;
 use support::cluster::wait_for;
-use support::operator::Env;
+use support::operator::{Env, runner_id};
 
 const JIT: &str = "POST /orgs/{org}/actions/runners/generate-jitconfig";
 const DELETE: &str = "DELETE /orgs/{org}/actions/runners/{runner_id}";
 const ROUNDS: usize = 6;
-
-fn runner_id(pod: &Pod) -> Option<u64> {
-    pod.metadata
-        .labels
-        .as_ref()?
-        .get(RUNNER_ID_LABEL)?
-        .parse()
-        .ok()
-}
 
 /// Runner ids of the namespace's pods that are not being deleted.
 async fn pod_runner_ids(env: &Env) -> BTreeSet<u64> {
@@ -137,15 +127,7 @@ async fn sigkill_between_mint_and_pod_leaks_nothing_and_spares_busy_runners() {
             let pods = env.live_pods("ci").await;
             let ids: BTreeSet<u64> = pods.iter().filter_map(runner_id).collect();
             let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-            let secrets: BTreeSet<String> = env
-                .secrets()
-                .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-                .await
-                .ok()?
-                .items
-                .iter()
-                .map(|s| s.name_any())
-                .collect();
+            let secrets = env.runner_secret_names().await?;
             (pods.len() == 4 && registered(&env) == ids && secrets == names).then_some(())
         },
     )

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -1213,24 +1214,13 @@ async fn converges_to_runners_equal_pods_after_chaos() {
         "a Secret for every pod and no other",
         Duration::from_secs(30),
         || async {
-            let pods: Vec<String> = env
+            let pods: BTreeSet<String> = env
                 .live_pods("ci")
                 .await
                 .iter()
                 .map(|p| p.name_any())
                 .collect();
-            let mut secrets: Vec<String> = env
-                .secrets()
-                .list(&ListParams::default().labels(RUNNER_ID_LABEL))
-                .await
-                .ok()?
-                .items
-                .iter()
-                .map(|s| s.name_any())
-                .collect();
-            secrets.sort();
-            let mut pods = pods;
-            pods.sort();
+            let secrets = env.runner_secret_names().await?;
             (pods == secrets).then_some(())
         },
     )

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fake_github::{Config, FakeGitHub};
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use runnerpool::RunnerPool;
 use runnerpool::runner::{POOL_LABEL, RUNNER_ID_LABEL};
@@ -224,6 +225,17 @@ impl Env {
 
     pub fn secrets(&self) -> Api<Secret> {
         Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The names of the runner Secrets in the test namespace; `None` when
+    /// the list fails (for use inside `wait_for`).
+    pub async fn runner_secret_names(&self) -> Option<BTreeSet<String>> {
+        let list = self
+            .secrets()
+            .list(&ListParams::default().labels(RUNNER_ID_LABEL))
+            .await
+            .ok()?;
+        Some(list.items.iter().map(|s| s.name_any()).collect())
     }
 
     /// Applies a RunnerPool from YAML (namespace filled in) with server-side apply.
@@ -623,7 +635,6 @@ pub fn operator_binary() -> std::path::PathBuf {
 }
 
 /// How the operator under test was built, for the benches' tables.
-#[allow(dead_code)]
 pub fn operator_build() -> String {
     match std::env::var("RUNNERPOOL_OPERATOR_BIN") {
         Ok(path) => format!("operator from {path}"),
@@ -652,4 +663,14 @@ pub fn pod_additions(pods: Api<Pod>) -> tokio::sync::mpsc::UnboundedReceiver<std
         }
     });
     added
+}
+
+/// The runner id a runner pod's label names.
+pub fn runner_id(pod: &Pod) -> Option<u64> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(RUNNER_ID_LABEL)?
+        .parse()
+        .ok()
 }

@@ -27,7 +27,7 @@ use rand::Rng;
 use runnerpool::runner::RUNNER_ID_LABEL;
 
 use super::cluster;
-use super::operator::{Base, Env, autoscaling, pool_yaml};
+use super::operator::{Base, Env, autoscaling, pool_yaml, runner_id};
 
 const SECRET: &str = "soak-webhook-secret";
 /// The soak's own cluster, under `target/`.
@@ -507,15 +507,6 @@ async fn follow_jobs(
             }
         }
     }
-}
-
-fn runner_id(pod: &Pod) -> Option<u64> {
-    pod.metadata
-        .labels
-        .as_ref()?
-        .get(RUNNER_ID_LABEL)?
-        .parse()
-        .ok()
 }
 
 /// Registrations without a live pod, live pods without a registration or
