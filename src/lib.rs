@@ -10,6 +10,7 @@ pub mod github;
 pub mod groups;
 pub mod leader;
 pub mod metrics;
+pub mod mutex;
 pub mod runner;
 pub mod versions;
 pub mod webhook;
