@@ -1,11 +1,23 @@
 //! Turns a pool's `spec.github` and its credentials Secret into what the
-//! GitHub client needs: a scope, an endpoint and credentials. Pure functions;
+//! GitHub client needs: a scope, an endpoint and credentials; and
+//! [`Target`], the GitHub side of a pool once connected. Pure functions;
 //! errors name the Secret and the key, never a value.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::crd::GitHubSpec;
-use crate::github::{Credentials, Endpoint, Scope};
+use crate::github::{Credentials, Endpoint, GitHubApi, Scope};
+
+/// The GitHub side of a pool, once connected: the client for its host and
+/// credential, its scope and its runner group.
+#[derive(Clone)]
+pub struct Target {
+    pub api: Arc<dyn GitHubApi>,
+    pub scope: Scope,
+    pub runner_group_id: u64,
+}
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const TOKEN_KEY: &str = "token";

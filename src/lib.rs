@@ -1,16 +1,19 @@
 //! runnerpool-operator: ephemeral, just-in-time GitHub Actions runners as Kubernetes pods.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod connection;
-pub mod container_mode;
 pub mod controller;
 pub mod crd;
+pub mod demand;
 pub mod github;
 pub mod groups;
+pub mod inventory;
+pub mod kit;
 pub mod leader;
 pub mod metrics;
 pub mod mutex;
+pub mod operator;
+pub mod pod;
 pub mod runner;
 pub mod versions;
 pub mod webhook;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
-use runnerpool::container_mode::{DIND_CONTAINER, DIND_HOST, WORK_VOLUME};
+use runnerpool::pod::container_mode::{DIND_CONTAINER, DIND_HOST, WORK_VOLUME};
 use runnerpool::runner::RUNNER_CONTAINER;
 use support::cluster::wait_for;
 use support::operator::{Base, Env, pool_yaml};
@@ -157,7 +157,7 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
             && owned_by_pool(&role.metadata)
             && owned_by_pool(&binding.metadata)
     );
-    assert_eq!(role.rules, Some(runnerpool::container_mode::hooks_rules()));
+    assert_eq!(role.rules, Some(runnerpool::pod::hooks::hooks_rules()));
 
     // They go with the pool.
     env.pools()

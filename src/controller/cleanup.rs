@@ -20,11 +20,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
+use super::connect::connect;
+use super::context::{Context, uid};
+use super::observe::observe;
 use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
-use super::reconcile::{Target, apply_status, connect, credentials_secret, observe, remove_runner};
-use super::{Context, Error, status, uid};
+use super::remove::remove_runner;
+use super::status;
 use crate::RunnerPool;
+use crate::connection::Target;
 use crate::github::Runner;
+use crate::kit::error::Error;
+use crate::kit::status::apply_status;
 use crate::runner;
 
 pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
@@ -37,13 +43,9 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
         }
         Ok(busy) => {
             // GitHub answers: wait for the jobs, however long they take.
-            let announce = ctx.memory.with(&pool_uid, |m| {
-                m.unreachable_since = None;
-                let key = format!("{}/{busy}", status::WAITING_FOR_JOBS);
-                let announce = m.announced.as_deref() != Some(key.as_str());
-                m.announced = Some(key);
-                announce
-            });
+            ctx.memory.with(&pool_uid, |m| m.unreachable_since = None);
+            let waiting = format!("{}/{busy}", status::WAITING_FOR_JOBS);
+            let announce = ctx.attempts.announce(&pool_uid, &waiting);
             if announce {
                 ctx.event(
                     &pool,
@@ -97,6 +99,7 @@ fn release(pool: &RunnerPool, ctx: &Context, leftovers: bool) {
         ctx.leftovers.keep(&uid(pool), target);
     }
     ctx.memory.forget(&uid(pool));
+    ctx.attempts.forget(&uid(pool));
     ctx.metrics
         .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());
 }
@@ -108,15 +111,15 @@ async fn write_waiting_status(pool: &RunnerPool, ctx: &Context, busy: u32) -> Re
         busy,
         Timestamp::now(),
     );
-    apply_status(pool, ctx, &new).await
+    apply_status(&ctx.client, pool, pool.status.as_ref(), &new).await
 }
 
 /// The GitHub connection for the deleted pool: a fresh one, or the last one
 /// that worked when the credentials Secret is already gone.
 async fn target(pool: &RunnerPool, ctx: &Context) -> Result<Arc<Target>, String> {
-    let connected = match credentials_secret(pool, ctx).await {
-        Ok(Ok(secret)) => connect(pool, ctx, &secret).await.map_err(|u| u.message),
-        Ok(Err(unreachable)) => Err(unreachable.message),
+    let connected = match connect(pool, ctx).await {
+        Ok(Ok(target)) => Ok(target),
+        Ok(Err(blocked)) => Err(blocked.message),
         Err(e) => Err(e.to_string()),
     };
     match connected {

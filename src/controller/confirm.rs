@@ -16,11 +16,13 @@ use kube::ResourceExt;
 use kube::api::Api;
 use tracing::{debug, info};
 
+use super::context::{Context, uid};
+use super::observe::inventory_of;
 use super::plan::{Plan, Removal, RemovalReason};
-use super::reconcile::{Target, inventory_of};
-use super::{Context, Error, uid};
 use crate::RunnerPool;
-use crate::github::{GitHubApi, GitHubError, RunnerStatus, Scope};
+use crate::connection::Target;
+use crate::github::{GitHubError, RunnerStatus};
+use crate::kit::error::Error;
 
 /// What a direct read says about a planned removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,27 +97,6 @@ pub async fn confirm_removals(
         }
     }
     Ok(())
-}
-
-/// Whether runner `id` is the pool's runner `name` (a runner is named after
-/// its pod and Secret), in the shared view or, when the view lacks it, in a
-/// direct read. A runner GitHub does not know is nobody's to protect (its
-/// DELETE answers 404, which is then confirmed as usual).
-pub async fn is_the_pools_runner(
-    ctx: &Context,
-    api: &std::sync::Arc<dyn GitHubApi>,
-    scope: &Scope,
-    id: u64,
-    name: &str,
-) -> Result<bool, GitHubError> {
-    match ctx.inventory.of(api, scope).runner(id) {
-        Some(runner) => Ok(runner.name == name),
-        None => match api.get_runner(scope, id).await {
-            Ok(runner) => Ok(runner.name == name),
-            Err(GitHubError::NotFound(_)) => Ok(true),
-            Err(e) => Err(e),
-        },
-    }
 }
 
 #[cfg(test)]

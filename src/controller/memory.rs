@@ -4,10 +4,11 @@
 //! not be in the cache at the next reconcile, nor a pod just deleted gone from
 //! it. Without remembering those, the pool would overshoot on scale-up and ask
 //! GitHub twice to delete the same runner. Also kept: the last connection,
-//! when a surplus began, and the error streak for backoff. Lost on restart by
-//! design: the first reconcile lists GitHub again and the caches are complete
-//! by then. GitHub's side is kept per scope, not per pool (see
-//! [`super::inventory`]).
+//! when a surplus began, the runners failing before they come online, and
+//! the connections of pools released before all their runners were removed
+//! ([`Leftovers`]). Lost on restart by design: the first reconcile lists
+//! GitHub again and the caches are complete by then. GitHub's side is kept
+//! per scope, not per pool (see [`crate::inventory`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::failures::FailureStreak;
 use super::plan::{PodView, SecretView};
-use super::reconcile::Target;
+use crate::connection::Target;
+use crate::mutex::lock;
 
 /// How long an expectation is trusted before the caches are believed again.
 const EXPECTATION_TTL: Duration = Duration::from_secs(60);
@@ -32,16 +35,12 @@ pub struct PoolMemory {
     /// Pods whose start time was already recorded in the metrics.
     started: BTreeSet<String>,
     pub surplus_since: Option<Timestamp>,
-    pub error_streak: u32,
-    /// Condition reasons already announced with an event, so a lasting problem
-    /// is reported once rather than on every retry.
-    pub announced: Option<String>,
     /// The last connection to GitHub that worked, so a deleted pool's runners
     /// can still be removed when its credentials Secret went first (a
     /// namespace deletion, `kubectl delete -f dir/`, a GitOps prune).
     pub target: Option<Arc<Target>>,
     /// Runners failing before they come online, and the pause they impose.
-    pub failures: super::failures::FailureStreak,
+    pub failures: FailureStreak,
     /// Since when a deleted pool's cleanup could not reach GitHub.
     pub unreachable_since: Option<Instant>,
     /// Whether the pool's runners were last seen outdated (their Warning
@@ -143,19 +142,37 @@ pub struct Memory {
 impl Memory {
     /// Runs `f` with the pool's memory. Never held across an await.
     pub fn with<R>(&self, uid: &str, f: impl FnOnce(&mut PoolMemory) -> R) -> R {
-        let mut pools = self
-            .pools
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(pools.entry(uid.to_string()).or_default())
+        f(lock(&self.pools).entry(uid.to_string()).or_default())
     }
 
     pub fn forget(&self, uid: &str) {
-        let mut pools = self
-            .pools
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pools.remove(uid);
+        lock(&self.pools).remove(uid);
+    }
+}
+
+/// The connections of pools released before all their runners were removed,
+/// by pool UID, for the sweep (lost on restart).
+#[derive(Default)]
+pub struct Leftovers {
+    targets: Mutex<HashMap<String, Arc<Target>>>,
+}
+
+impl Leftovers {
+    pub fn keep(&self, pool_uid: &str, target: Arc<Target>) {
+        lock(&self.targets).insert(pool_uid.to_string(), target);
+    }
+
+    /// Every pool with leftovers and its last connection.
+    pub fn all(&self) -> Vec<(String, Arc<Target>)> {
+        lock(&self.targets)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Nothing of the pool is left.
+    pub fn done(&self, pool_uid: &str) {
+        lock(&self.targets).remove(pool_uid);
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::github::{Runner, RunnerStatus};
+use crate::inventory::GitHubView;
 
 /// What the planner needs to know of a runner pod.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,13 +73,6 @@ impl PodPhase {
 pub struct SecretView {
     pub name: String,
     pub runner_id: Option<u64>,
-}
-
-/// The last list of the pool's scope on GitHub.
-#[derive(Clone, Debug)]
-pub struct GitHubView {
-    pub runners: Vec<Runner>,
-    pub taken: Timestamp,
 }
 
 /// How many runners the pool wants.

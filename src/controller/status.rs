@@ -17,80 +17,18 @@
 //! Messages depend only on what changes the state (counts, the problem), never
 //! on time, so a pass that changes nothing writes nothing.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::plan::Counts;
 use crate::crd::RunnerPoolStatus;
+use crate::kit::conditions::{Value, condition, condition_of};
+use crate::kit::problem::Problem;
 use crate::versions::{self, Assessment};
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
-
-/// Why a pool cannot do its work, as the `Degraded` condition's reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Problem {
-    InvalidSpec,
-    CredentialsInvalid,
-    RunnerGroupNotFound,
-    RateLimited,
-    GitHubUnavailable,
-    /// Runners fail before they come online; new ones are created with backoff.
-    RunnersFailing,
-    /// The API server refuses the runner pods (Pod Security, quota, admission).
-    PodRejected,
-    /// A runner exited with code 7: GitHub refuses its version as deprecated.
-    RunnerVersionDeprecated,
-}
-
-impl Problem {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Problem::InvalidSpec => "InvalidSpec",
-            Problem::CredentialsInvalid => "CredentialsInvalid",
-            Problem::RunnerGroupNotFound => "RunnerGroupNotFound",
-            Problem::RateLimited => "RateLimited",
-            Problem::GitHubUnavailable => "GitHubUnavailable",
-            Problem::RunnersFailing => "RunnersFailing",
-            Problem::PodRejected => "PodRejected",
-            Problem::RunnerVersionDeprecated => "RunnerVersionDeprecated",
-        }
-    }
-
-    /// Whether only a person can fix it (kstatus `Stalled`). The others pass
-    /// by themselves (a rate limit resets, GitHub comes back) or are retried
-    /// with backoff (failing runners: a bad image is as often a registry
-    /// hiccup, as with a Deployment's crash-looping pods).
-    pub fn needs_a_person(self) -> bool {
-        matches!(
-            self,
-            Problem::InvalidSpec
-                | Problem::CredentialsInvalid
-                | Problem::RunnerGroupNotFound
-                | Problem::PodRejected
-                | Problem::RunnerVersionDeprecated
-        )
-    }
-}
-
-/// One condition's value: status, reason and message.
-struct Value {
-    status: bool,
-    reason: &'static str,
-    message: String,
-}
-
-impl Value {
-    fn new(status: bool, reason: &'static str, message: impl Into<String>) -> Self {
-        Value {
-            status,
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// `Ready`, `Reconciling` and `Stalled` for the counts and problem observed.
 fn kstatus(counts: &RunnerPoolStatus, problem: Option<&(Problem, String)>) -> [Value; 3] {
@@ -269,52 +207,10 @@ pub fn waiting_for_jobs(
 
 pub const WAITING_FOR_JOBS: &str = "WaitingForJobs";
 
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    value: Value,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let status = if value.status { "True" } else { "False" };
-    condition_of(
-        previous,
-        type_,
-        status,
-        value.reason,
-        value.message,
-        generation,
-        now,
-    )
-}
-
-/// A condition whose transition time moves only when its status changes.
-fn condition_of(
-    previous: &[Condition],
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
     use super::*;
 
     fn counts(desired: u32, idle: u32) -> Counts {

@@ -8,40 +8,24 @@
 //! job ends, an idle one is deregistered and its pod and Secret deleted, and
 //! registrations of the pool's ownership mark without a pod go too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
 use super::cleanup::plan_cleanup;
+use super::context::Context;
+use super::observe::{pod_view, secret_view};
 use super::plan::{PodView, Removal, SecretView};
-use super::reconcile::{Target, delete_pod_and_secret, pod_view, secret_view};
-use super::{Context, Error};
+use super::remove::delete_pod_and_secret;
 use crate::RunnerPool;
+use crate::connection::Target;
 use crate::github::GitHubError;
+use crate::kit::error::Error;
 use crate::runner::{self, pool_uid_of};
-
-/// The connections of pools released before all their runners were removed,
-/// by pool UID (lost on restart).
-#[derive(Default)]
-pub struct Leftovers {
-    targets: Mutex<HashMap<String, Arc<Target>>>,
-}
-
-impl Leftovers {
-    pub fn keep(&self, pool_uid: &str, target: Arc<Target>) {
-        self.lock().insert(pool_uid.to_string(), target);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Target>>> {
-        self.targets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// Sweeps every sync interval until the process ends.
 pub async fn run(ctx: Arc<Context>, pools: Store<RunnerPool>) {
@@ -75,13 +59,7 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             entry.2.push(secret_view(&secret));
         }
     }
-    let targets: Vec<(String, Arc<Target>)> = ctx
-        .leftovers
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (uid, target) in targets {
+    for (uid, target) in ctx.leftovers.all() {
         let (namespace, pods, secrets) = left.remove(&uid).unwrap_or_default();
         let runners = match target.api.list_runners(&target.scope).await {
             Ok(runners) => runners,
@@ -103,7 +81,7 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             info!(pool_uid = %uid, removed = removals.len(), busy, "sweep: removed runners of a deleted pool");
         }
         if busy == 0 && !failed {
-            ctx.leftovers.lock().remove(&uid);
+            ctx.leftovers.done(&uid);
         }
     }
 }

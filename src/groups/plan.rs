@@ -3,45 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{RunnerGroup, RunnerGroupStatus, Visibility};
 use crate::github::{GroupVisibility, RunnerGroupSettings};
+use crate::kit::conditions::{Value, condition};
+use crate::kit::problem::Problem;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
-
-/// Why the group does not match its spec, as a condition reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Problem {
-    InvalidSpec,
-    CredentialsInvalid,
-    /// A group of that name exists and `adopt` is not set.
-    AlreadyExists,
-    RepositoryNotFound,
-    /// GitHub refused a change (422).
-    Rejected,
-    RateLimited,
-    GitHubUnavailable,
-    /// Deleting: runners are still in the group.
-    WaitingForRunners,
-}
-
-impl Problem {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Problem::InvalidSpec => "InvalidSpec",
-            Problem::CredentialsInvalid => "CredentialsInvalid",
-            Problem::AlreadyExists => "AlreadyExists",
-            Problem::RepositoryNotFound => "RepositoryNotFound",
-            Problem::Rejected => "Rejected",
-            Problem::RateLimited => "RateLimited",
-            Problem::GitHubUnavailable => "GitHubUnavailable",
-            Problem::WaitingForRunners => "WaitingForRunners",
-        }
-    }
-}
 
 /// The settings the group must have on GitHub.
 pub fn desired_settings(group: &RunnerGroup) -> RunnerGroupSettings {
@@ -146,18 +116,14 @@ pub fn status(
             condition(
                 &previous.conditions,
                 READY,
-                ready,
-                ready_reason,
-                ready_message,
+                Value::new(ready, ready_reason, ready_message),
                 generation,
                 now,
             ),
             condition(
                 &previous.conditions,
                 DEGRADED,
-                degraded,
-                degraded_reason,
-                degraded_message,
+                Value::new(degraded, degraded_reason, degraded_message),
                 generation,
                 now,
             ),
@@ -165,35 +131,10 @@ pub fn status(
     }
 }
 
-/// A condition whose `lastTransitionTime` moves only when its status changes.
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    value: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let status = if value { "True" } else { "False" };
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn group(yaml: &str) -> RunnerGroup {
         serde_yaml::from_str(yaml).unwrap()

@@ -5,86 +5,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
+use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::plan::{self, Problem};
-use super::{Context, Error, key};
+use super::context::Context;
+use super::plan;
 use crate::RunnerPool;
-use crate::connection;
-use crate::controller::{FIELD_MANAGER, backoff, jittered};
 use crate::crd::{RunnerGroup, RunnerGroupStatus};
 use crate::github::{GitHubApi, GitHubError, GroupVisibility, RunnerGroupInfo};
-
-/// What stands in the way, for the Degraded condition.
-struct Blocked {
-    problem: Problem,
-    message: String,
-    retry_in: Option<Duration>,
-}
-
-impl Blocked {
-    fn new(problem: Problem, message: impl Into<String>) -> Self {
-        Blocked {
-            problem,
-            message: message.into(),
-            retry_in: None,
-        }
-    }
-
-    fn github(error: &GitHubError, what: &str) -> Self {
-        let problem = match error {
-            GitHubError::Unauthorized { .. } | GitHubError::InvalidCredentials(_) => {
-                Problem::CredentialsInvalid
-            }
-            GitHubError::InvalidEndpoint(_) => Problem::InvalidSpec,
-            GitHubError::Invalid(_) | GitHubError::Conflict(_) => Problem::Rejected,
-            GitHubError::RateLimited { .. } => Problem::RateLimited,
-            _ => Problem::GitHubUnavailable,
-        };
-        let mut blocked = Blocked::new(problem, format!("{what}: {error}"));
-        if let GitHubError::RateLimited { retry_after, .. } = error {
-            blocked.retry_in = Some(*retry_after);
-        }
-        blocked
-    }
-}
+use crate::kit::error::Error;
+use crate::kit::problem::{Blocked, Problem};
+use crate::kit::retry::{backoff, jittered, key};
+use crate::kit::status::apply_status;
+use crate::kit::{credentials, events};
 
 /// The GitHub client for the group's organization and credentials.
-async fn connect(group: &RunnerGroup, ctx: &Context) -> Result<Arc<dyn GitHubApi>, Blocked> {
+/// `Ok(Err(_))` is a problem shown in status; `Err(_)` a failed read of the
+/// credentials Secret, retried soon.
+async fn connect(
+    group: &RunnerGroup,
+    ctx: &Context,
+) -> Result<Result<Arc<dyn GitHubApi>, Blocked>, Error> {
     let spec = group.spec.github.as_github_spec();
-    let invalid =
-        |e: connection::ConnectionError| Blocked::new(Problem::InvalidSpec, e.to_string());
-    let scope = connection::scope(&spec).map_err(invalid)?;
-    let endpoint = connection::endpoint(&spec).map_err(invalid)?;
     let namespace = group.namespace().unwrap_or_default();
-    let name = &spec.credentials_secret.name;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| {
-            Blocked::new(
-                Problem::CredentialsInvalid,
-                format!("cannot read credentials Secret {name:?}: {e}"),
-            )
-        })?
-        .ok_or_else(|| {
-            Blocked::new(
-                Problem::CredentialsInvalid,
-                format!("credentials Secret {name:?} not found in namespace {namespace:?}"),
-            )
-        })?;
-    let credentials = connection::credentials(&secret, &scope)
-        .map_err(|e| Blocked::new(Problem::CredentialsInvalid, e.to_string()))?;
-    ctx.github
-        .connect(&endpoint, &credentials)
-        .map_err(|e| Blocked::github(&e, "cannot use the credentials"))
+    let secret = match credentials::credentials_secret(&ctx.client, &namespace, &spec).await? {
+        Ok(secret) => secret,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
+    Ok(credentials::connect(ctx.github.as_ref(), &spec, &secret).map(|(api, _)| api))
 }
 
 /// The ids of the spec's repositories.
@@ -114,7 +66,7 @@ async fn repository_ids(api: &dyn GitHubApi, group: &RunnerGroup) -> Result<Vec<
 
 /// Keeps the group on GitHub as the spec says.
 pub async fn apply(group: Arc<RunnerGroup>, ctx: &Context) -> Result<Action, Error> {
-    let api = match connect(&group, ctx).await {
+    let api = match connect(&group, ctx).await? {
         Ok(api) => api,
         Err(blocked) => return degraded(&group, ctx, blocked).await,
     };
@@ -123,7 +75,7 @@ pub async fn apply(group: Arc<RunnerGroup>, ctx: &Context) -> Result<Action, Err
     let mut group = (*group).clone();
     match sync(&mut group, ctx, api.as_ref()).await {
         Ok((info, runners)) => {
-            ctx.streak(&key(&group), false);
+            ctx.attempts.succeeded(&key(&group));
             let status = plan::status(
                 &group,
                 Some((info.id, &info.settings.name)),
@@ -327,7 +279,7 @@ pub async fn cleanup(group: Arc<RunnerGroup>, ctx: &Context) -> Result<Action, E
     };
     let id = id as u64;
     let org = group.spec.github.organization.as_str();
-    let api = match connect(&group, ctx).await {
+    let api = match connect(&group, ctx).await? {
         Ok(api) => api,
         Err(blocked) => return give_up_or_wait(&group, ctx, id, blocked).await,
     };
@@ -433,12 +385,8 @@ async fn give_up_or_wait(
 /// Shows the problem in status (and once as a Warning event) and retries with backoff.
 async fn degraded(group: &RunnerGroup, ctx: &Context, blocked: Blocked) -> Result<Action, Error> {
     let reason = blocked.problem.reason();
-    let streak = ctx.streak(&key(group), true);
-    let already = group
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == plan::DEGRADED))
-        .is_some_and(|c| c.status == "True" && c.reason == reason);
+    let streak = ctx.attempts.failed(&key(group));
+    let already = !ctx.attempts.announce(&key(group), reason);
     warn!(runner_group = %group.name_any(), reason, message = %blocked.message, "runner group degraded");
     if !already {
         publish(
@@ -473,24 +421,7 @@ async fn announce(ctx: &Context, group: &RunnerGroup, reason: &str, note: String
 }
 
 async fn publish(ctx: &Context, group: &RunnerGroup, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &group.object_ref(&())).await {
-        warn!(runner_group = %group.name_any(), error = %e, "could not publish event");
-    }
-}
-
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct StatusPatch<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    status: &'a RunnerGroupStatus,
+    events::publish(&ctx.recorder, group, type_, reason, "Reconcile", note).await;
 }
 
 /// Writes status through server-side apply, only when it changed.
@@ -499,21 +430,5 @@ async fn write_status(
     ctx: &Context,
     status: &RunnerGroupStatus,
 ) -> Result<(), Error> {
-    if group.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<RunnerGroup> =
-        Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-    let patch = StatusPatch {
-        api_version: "actions.runnerpool.dev/v1alpha1",
-        kind: "RunnerGroup",
-        status,
-    };
-    api.patch_status(
-        &group.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    apply_status(&ctx.client, group, group.status.as_ref(), status).await
 }

@@ -5,17 +5,14 @@
 //! - [`signature`]: the `X-Hub-Signature-256` check, done before anything is parsed;
 //! - [`payload`]: the few fields of a `workflow_job` delivery the operator reads;
 //! - [`server`]: the HTTP receiver on its own port (`POST /webhook`), which
-//!   answers GitHub and hands accepted jobs to the controller through a channel;
-//! - [`matching`]: which pool a job belongs to (pure, documented rule);
-//! - [`demand`]: queued jobs and runners known busy, per pool, in memory.
+//!   answers GitHub and hands accepted jobs to the controller through a channel.
+//!
+//! What the jobs mean for pools is [`crate::demand`]'s.
 
-pub mod demand;
-pub mod matching;
 pub mod payload;
 pub mod server;
 pub mod signature;
 
-pub use demand::Demand;
 pub use payload::{JobAction, JobEvent};
 
 use std::path::Path;

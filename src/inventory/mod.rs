@@ -17,17 +17,27 @@
 //! view at once, so every pool sees it before the next list.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::plan::GitHubView;
 use crate::github::{GitHubApi, GitHubError, Runner, RunnerLabel, Scope};
+use crate::mutex::lock;
+
+pub mod confirm;
 
 /// An inventory no pool read for this long is dropped (rotated credentials,
 /// deleted pools), with the API client it holds.
 const IDLE_TTL: Duration = Duration::from_secs(3600);
+
+/// A pool's part of its scope's view: its runners, and when the list
+/// they come from was asked for.
+#[derive(Clone, Debug)]
+pub struct GitHubView {
+    pub runners: Vec<Runner>,
+    pub taken: Timestamp,
+}
 
 /// Every scope's inventory.
 #[derive(Default)]
@@ -249,10 +259,6 @@ impl ScopeInventory {
             view.insert(runner);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

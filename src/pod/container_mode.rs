@@ -1,7 +1,7 @@
 //! How `spec.containerMode` expands a runner pod around the template's
 //! `runner` container: the Docker-in-Docker sidecar, the shared work volume
 //! and the environment each mode needs. Pure functions over a `PodSpec`,
-//! called by [`crate::runner::runner_pod`]; what the template already sets
+//! called by [`super::build::runner_pod`]; what the template already sets
 //! under the same names wins.
 
 use std::collections::BTreeMap;
@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource, ExecAction,
     ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecurityContext, ServiceAccount, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
+use super::hooks::hooks_account_name;
 use crate::RunnerPool;
 use crate::crd::{ContainerMode, VolumeClaimSpec};
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, RUNNER_CONTAINER};
@@ -195,77 +195,6 @@ fn expand_kubernetes(pool: &RunnerPool, spec: &mut PodSpec, work: Volume) {
             });
         }
         add_mount(runner, WORK_VOLUME, &work_dir);
-    }
-}
-
-/// The name of the ServiceAccount, Role and RoleBinding of a pool in
-/// `kubernetes` mode.
-pub fn hooks_account_name(pool: &RunnerPool) -> String {
-    format!("{}-container-hooks", pool.name_any())
-}
-
-/// What the runner's Kubernetes hooks do in the pool's namespace: run job
-/// and service containers as pods (and container steps as Jobs), exec into
-/// them and read their logs, and pass them their environment in Secrets.
-pub fn hooks_rules() -> Vec<PolicyRule> {
-    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![group.to_string()]),
-        resources: Some(vec![resource.to_string()]),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    };
-    vec![
-        rule("", "pods", &["get", "list", "create", "delete"]),
-        rule("", "pods/exec", &["get", "create"]),
-        rule("", "pods/log", &["get", "list", "watch"]),
-        rule("batch", "jobs", &["get", "list", "create", "delete"]),
-        rule("", "secrets", &["get", "list", "create", "delete"]),
-    ]
-}
-
-/// Metadata of the pool's hooks objects: in its namespace, owned by it, so
-/// the garbage collector removes them with the pool.
-fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(hooks_account_name(pool)),
-        namespace: pool.namespace(),
-        labels: Some(BTreeMap::from([
-            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-            (POOL_LABEL.to_string(), pool.name_any()),
-        ])),
-        owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
-        ..Default::default()
-    }
-}
-
-pub fn hooks_service_account(pool: &RunnerPool) -> ServiceAccount {
-    ServiceAccount {
-        metadata: hooks_meta(pool),
-        ..Default::default()
-    }
-}
-
-pub fn hooks_role(pool: &RunnerPool) -> Role {
-    Role {
-        metadata: hooks_meta(pool),
-        rules: Some(hooks_rules()),
-    }
-}
-
-pub fn hooks_role_binding(pool: &RunnerPool) -> RoleBinding {
-    RoleBinding {
-        metadata: hooks_meta(pool),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_string()),
-            kind: "Role".to_string(),
-            name: hooks_account_name(pool),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_string(),
-            name: hooks_account_name(pool),
-            namespace: pool.namespace(),
-            api_group: None,
-        }]),
     }
 }
 
@@ -457,7 +386,8 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::runner_pod;
+    use crate::pod::build::runner_pod;
+    use crate::pod::hooks::{hooks_role, hooks_role_binding, hooks_service_account};
 
     fn pool(mode: &str, template_spec: &str) -> RunnerPool {
         let yaml = format!(

@@ -1,9 +1,9 @@
 //! Demand learnt from webhooks, in memory: the jobs queued for each pool and
 //! the runners known busy because a job started on them.
 //!
-//! Kept apart from the GitHub runner list on purpose: the list is a view of
-//! GitHub refreshed now and then (and may later be one inventory shared by
-//! every pool of a scope); this is what webhooks said since. The planner
+//! Kept apart from GitHub's runner list on purpose: the list is a view of
+//! GitHub refreshed now and then (one inventory shared by every pool of a
+//! scope, see [`crate::inventory`]); this is what webhooks said since. The planner
 //! reads both. Lost on restart by design: the list tells busy runners again,
 //! and jobs still queued are re-announced by GitHub only if redelivered, so
 //! unanswered demand also expires after a TTL rather than holding runners
@@ -12,6 +12,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::PoolDemand;
+use crate::mutex::lock;
 
 /// How long a runner counts as busy from an `in_progress` alone: GitHub's
 /// longest self-hosted job (5 days). The runner list says so too meanwhile.
@@ -42,22 +45,22 @@ struct State {
 }
 
 /// Queued jobs and busy runners per pool (keyed by the pool's UID).
-pub struct Demand {
+pub struct WebhookDemand {
     ttl: Duration,
     state: Mutex<State>,
 }
 
-impl Demand {
+impl WebhookDemand {
     /// `ttl`: how long a queued job counts as demand without a runner taking it.
     pub fn new(ttl: Duration) -> Self {
-        Demand {
+        WebhookDemand {
             ttl,
             state: Mutex::new(State::default()),
         }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         f(&mut state)
     }
 
@@ -123,14 +126,6 @@ impl Demand {
         })
     }
 
-    /// Jobs queued for `pool` and not yet taken, after dropping expired ones.
-    pub fn queued_for(&self, pool: &str, now: Instant) -> u32 {
-        self.with(|s| {
-            self.expire(s, now);
-            s.queued.values().filter(|j| j.pool == pool).count() as u32
-        })
-    }
-
     /// Jobs queued and not yet taken, per pool (one pass for all pools).
     pub fn queued_by_pool(&self, now: Instant) -> HashMap<String, u32> {
         self.with(|s| {
@@ -155,8 +150,26 @@ impl Demand {
             .retain(|_, at| now.saturating_duration_since(*at) < ttl);
     }
 
+    /// Drops everything about a deleted pool.
+    pub fn forget_pool(&self, pool: &str) {
+        self.with(|s| {
+            s.queued.retain(|_, j| j.pool != pool);
+            s.busy.retain(|_, b| b.pool != pool);
+        })
+    }
+}
+
+impl PoolDemand for WebhookDemand {
+    /// Jobs queued for `pool` and not yet taken, after dropping expired ones.
+    fn queued_for(&self, pool: &str, now: Instant) -> u32 {
+        self.with(|s| {
+            self.expire(s, now);
+            s.queued.values().filter(|j| j.pool == pool).count() as u32
+        })
+    }
+
     /// Runners of `pool` a job started on and that have not completed.
-    pub fn busy_runners(&self, pool: &str) -> BTreeSet<u64> {
+    fn busy_runners(&self, pool: &str) -> BTreeSet<u64> {
         self.with(|s| {
             s.busy
                 .iter()
@@ -168,7 +181,7 @@ impl Demand {
 
     /// Forgets busy runners of `pool` that no longer exist (their pod is gone
     /// and a `completed` was lost).
-    pub fn retain_busy(&self, pool: &str, existing: &BTreeSet<u64>) {
+    fn retain_busy(&self, pool: &str, existing: &BTreeSet<u64>) {
         self.with(|s| {
             s.busy
                 .retain(|id, b| b.pool != pool || existing.contains(id))
@@ -177,7 +190,7 @@ impl Demand {
 
     /// A runner was created for `pool`: the oldest job it serves, and how long
     /// that job has waited (for the queued-to-pod latency).
-    pub fn serve_oldest(&self, pool: &str, now: Instant) -> Option<Duration> {
+    fn serve_oldest(&self, pool: &str, now: Instant) -> Option<Duration> {
         self.with(|s| {
             let job = s
                 .queued
@@ -188,14 +201,6 @@ impl Demand {
             Some(now.saturating_duration_since(job.queued_at))
         })
     }
-
-    /// Drops everything about a deleted pool.
-    pub fn forget_pool(&self, pool: &str) {
-        self.with(|s| {
-            s.queued.retain(|_, j| j.pool != pool);
-            s.busy.retain(|_, b| b.pool != pool);
-        })
-    }
 }
 
 #[cfg(test)]
@@ -204,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_job_is_demand_from_queued_until_it_starts() {
-        let demand = Demand::new(Duration::from_secs(600));
+        let demand = WebhookDemand::new(Duration::from_secs(600));
         let t0 = Instant::now();
         assert!(demand.queued(1, "p", t0));
         assert!(!demand.queued(1, "p", t0), "the same job counts once");
@@ -231,7 +236,7 @@ mod tests {
 
     #[test]
     fn unanswered_demand_expires_after_the_ttl() {
-        let demand = Demand::new(Duration::from_secs(600));
+        let demand = WebhookDemand::new(Duration::from_secs(600));
         let t0 = Instant::now();
         demand.queued(1, "p", t0);
         demand.queued(2, "p", t0 + Duration::from_secs(300));
@@ -242,7 +247,7 @@ mod tests {
 
     #[test]
     fn each_created_runner_serves_the_oldest_waiting_job_once() {
-        let demand = Demand::new(Duration::from_secs(600));
+        let demand = WebhookDemand::new(Duration::from_secs(600));
         let t0 = Instant::now();
         demand.queued(1, "p", t0 + Duration::from_secs(1));
         demand.queued(2, "p", t0);
@@ -265,7 +270,7 @@ mod tests {
 
     #[test]
     fn busy_runners_without_a_pod_are_forgotten() {
-        let demand = Demand::new(Duration::from_secs(600));
+        let demand = WebhookDemand::new(Duration::from_secs(600));
         let t0 = Instant::now();
         demand.started(1, Some((10, "p")), t0);
         demand.started(2, Some((11, "p")), t0);

@@ -12,19 +12,18 @@
 //! latest date jobs can stop (they stop earlier when the release is older
 //! than the operator's first look at it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use tracing::{debug, warn};
 
 use crate::crd::RunnerVersionStatus;
-use crate::github::{GitHubApi, RunnerDownload, Scope};
+use crate::github::{RunnerDownload, Scope};
+
+pub mod pool;
+pub mod releases;
 
 /// The exit code of a runner that GitHub refused because its version is deprecated.
 pub const DEPRECATED_EXIT_CODE: i32 = 7;
@@ -189,131 +188,13 @@ impl ScopeReleases {
     }
 
     /// Remembers that `version` was seen at `at` (an earlier sighting wins).
-    fn saw(&mut self, version: RunnerVersion, at: Timestamp) {
+    pub(crate) fn saw(&mut self, version: RunnerVersion, at: Timestamp) {
         self.seen
             .entry(version)
             .and_modify(|first| *first = (*first).min(at))
             .or_insert(at);
         while self.seen.len() > REMEMBERED_RELEASES {
             self.seen.pop_first();
-        }
-    }
-}
-
-struct Entry {
-    releases: ScopeReleases,
-    fetched: Option<Instant>,
-    /// No read before this, after a failed one.
-    retry_at: Option<Instant>,
-    /// The read under way, which later askers wait for instead of sending their own.
-    reading: Option<Shared<BoxFuture<'static, ()>>>,
-}
-
-type Slot = Arc<Mutex<Entry>>;
-
-fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Entry> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The newest runner release per (GitHub host, scope), shared by all pools.
-pub struct LatestReleases {
-    refresh: Duration,
-    entries: Mutex<HashMap<(String, Scope), Slot>>,
-}
-
-impl Default for LatestReleases {
-    fn default() -> Self {
-        Self::new(DEFAULT_REFRESH)
-    }
-}
-
-impl LatestReleases {
-    pub fn new(refresh: Duration) -> Self {
-        LatestReleases {
-            refresh,
-            entries: Default::default(),
-        }
-    }
-
-    /// What is known of the releases GitHub serves to `scope` on `host`.
-    /// GitHub is asked only when the last answer is older than the refresh
-    /// interval, by one request that pools asking meanwhile share; each
-    /// waits for it at most `wait` and otherwise goes on with the last known
-    /// answer (the read finishes in the background). A failed read is
-    /// logged, keeps the last known answer and is retried after
-    /// [`RETRY_AFTER_FAILURE`]. `recalled` is a sighting the pool's status
-    /// kept from before a restart: it makes the first-seen date survive one.
-    pub async fn releases(
-        &self,
-        api: &Arc<dyn GitHubApi>,
-        host: &str,
-        scope: &Scope,
-        recalled: Option<Sighting>,
-        wait: Duration,
-    ) -> ScopeReleases {
-        let slot = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            entries
-                .entry((host.to_string(), scope.clone()))
-                .or_insert_with(|| {
-                    Arc::new(Mutex::new(Entry {
-                        releases: ScopeReleases::default(),
-                        fetched: None,
-                        retry_at: None,
-                        reading: None,
-                    }))
-                })
-                .clone()
-        };
-        let reading = {
-            let mut entry = lock(&slot);
-            if let Some(s) = recalled {
-                entry.releases.saw(s.version, s.first_seen);
-            }
-            let now = Instant::now();
-            let stale = entry
-                .fetched
-                .is_none_or(|at| now.duration_since(at) >= self.refresh);
-            let may_ask = entry.retry_at.is_none_or(|at| now >= at);
-            if stale && may_ask && entry.reading.is_none() {
-                let read = tokio::spawn(read_downloads(
-                    api.clone(),
-                    scope.clone(),
-                    slot.clone(),
-                    self.refresh.min(RETRY_AFTER_FAILURE),
-                ));
-                entry.reading = Some(read.map(|_| ()).boxed().shared());
-            }
-            entry.reading.clone()
-        };
-        if let Some(reading) = reading
-            && tokio::time::timeout(wait, reading).await.is_err()
-        {
-            debug!(%scope, "the runner downloads read is still under way; using the last known release");
-        }
-        lock(&slot).releases.clone()
-    }
-}
-
-/// One read of the scope's downloads, recorded in its slot.
-async fn read_downloads(api: Arc<dyn GitHubApi>, scope: Scope, slot: Slot, retry: Duration) {
-    let answer = api.runner_downloads(&scope).await;
-    let mut entry = lock(&slot);
-    entry.reading = None;
-    match answer {
-        Ok(downloads) => {
-            entry.fetched = Some(Instant::now());
-            entry.retry_at = None;
-            if let Some(newest) = newest_release(&downloads) {
-                entry.releases.newest = Some(newest);
-                // Whole seconds: status shows it as RFC 3339.
-                let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_default();
-                entry.releases.saw(newest, now);
-            }
-        }
-        Err(e) => {
-            warn!(%scope, error = %e, retry_in = ?retry, "cannot read the runner releases GitHub serves; keeping the last known one");
-            entry.retry_at = Some(Instant::now() + retry);
         }
     }
 }
@@ -431,7 +312,12 @@ pub fn recalled(status: Option<&RunnerVersionStatus>) -> Option<Sighting> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::releases::LatestReleases;
     use super::*;
+    use crate::github::GitHubApi;
     use crate::github::client::{ClientOptions, GitHubClient};
     use crate::github::{Credentials, Endpoint};
 

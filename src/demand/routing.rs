@@ -15,18 +15,28 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::Receiver;
 use tracing::{debug, info};
 
-use super::{Context, reconcile, store_ready, uid};
+use super::matching::{self, Candidate};
+use super::store::WebhookDemand;
 use crate::RunnerPool;
 use crate::connection;
+use crate::controller::context::{Context, store_ready, uid};
+use crate::controller::observe::inventory_of;
 use crate::controller::plan::Scaling;
+use crate::controller::scaling::scaling;
 use crate::runner::{self, POOL_LABEL};
-use crate::webhook::matching::{self, Candidate};
-use crate::webhook::{JobAction, JobEvent};
+use crate::webhook::payload::{JobAction, JobEvent};
+
+/// `workflow_job` events from the webhook receiver, and where their demand is kept.
+pub struct WebhookFeed {
+    pub events: Receiver<JobEvent>,
+    pub demand: Arc<WebhookDemand>,
+}
 
 /// Applies events until the receiver closes; every pool whose demand or busy
 /// runners changed is sent to `trigger` for an immediate reconcile.
 pub async fn route_jobs(
     mut events: Receiver<JobEvent>,
+    demand: Arc<WebhookDemand>,
     pools: Store<RunnerPool>,
     pods: Store<Pod>,
     ctx: Arc<Context>,
@@ -40,7 +50,9 @@ pub async fn route_jobs(
         let now = Instant::now();
         let touched: Vec<String> = match event.action {
             JobAction::Waiting => vec![],
-            JobAction::Queued => queued(&event, &pools, &ctx, now).into_iter().collect(),
+            JobAction::Queued => queued(&event, &pools, &demand, &ctx, now)
+                .into_iter()
+                .collect(),
             JobAction::InProgress => {
                 let runner = event.runner_id.and_then(|id| {
                     runner_pool(&pods, id, event.runner_name.as_deref()).map(|p| (id, p))
@@ -49,10 +61,10 @@ pub async fn route_jobs(
                     // The GitHub view learns it too, until the next list says so itself.
                     let target = ctx.memory.with(pool_uid, |m| m.target.clone());
                     if let Some(target) = target {
-                        reconcile::inventory_of(&ctx, &target).busy(*id);
+                        inventory_of(&ctx, &target).busy(*id);
                     }
                 }
-                let queued_for = ctx.demand.started(
+                let queued_for = demand.started(
                     event.job_id,
                     runner.as_ref().map(|(id, pool)| (*id, pool.as_str())),
                     now,
@@ -63,7 +75,7 @@ pub async fn route_jobs(
                     .chain(queued_for)
                     .collect()
             }
-            JobAction::Completed => ctx.demand.completed(event.job_id, event.runner_id, now),
+            JobAction::Completed => demand.completed(event.job_id, event.runner_id, now),
         };
         let touched: BTreeSet<String> = touched.into_iter().collect();
         for pool_uid in touched {
@@ -79,10 +91,11 @@ pub async fn route_jobs(
 fn queued(
     event: &JobEvent,
     pools: &Store<RunnerPool>,
+    demand: &WebhookDemand,
     ctx: &Context,
     now: Instant,
 ) -> Option<String> {
-    let queued = ctx.demand.queued_by_pool(now);
+    let queued = demand.queued_by_pool(now);
     let candidates: Vec<Candidate<String>> = pools
         .state()
         .iter()
@@ -101,7 +114,7 @@ fn queued(
         return None;
     };
     debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
-    ctx.demand
+    demand
         .queued(event.job_id, &chosen.key, now)
         .then(|| chosen.key.clone())
 }
@@ -109,7 +122,7 @@ fn queued(
 fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {
     let scope = connection::scope(&pool.spec.github).ok()?;
     let pool_uid = uid(pool);
-    let capacity = match reconcile::scaling(pool) {
+    let capacity = match scaling(pool) {
         Scaling::Fixed(n) => n,
         Scaling::Auto { max, .. } => max,
     };

@@ -1,0 +1,133 @@
+//! Connecting a pool to GitHub: its credentials Secret, its scope and
+//! endpoint, and its runner group (by id, by name through the runner-groups
+//! API, or through a `RunnerGroup` of its namespace).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::context::Context;
+use crate::RunnerPool;
+use crate::connection::Target;
+use crate::github::Scope;
+use crate::kit::credentials;
+use crate::kit::error::Error;
+use crate::kit::problem::{Blocked, Problem};
+use crate::pod::build::credentials_exposure as runner_credentials_exposure;
+
+/// Connects a live pool. A template that would hand the credentials to
+/// every job is refused before anything is registered.
+pub async fn connect_pool(
+    pool: &RunnerPool,
+    ctx: &Context,
+) -> Result<Result<Target, Blocked>, Error> {
+    match runner_credentials_exposure(pool) {
+        Some(place) => Ok(Err(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
+                pool.spec.github.credentials_secret.name
+            ),
+        ))),
+        None => connect(pool, ctx).await,
+    }
+}
+
+/// Reads the pool's credentials Secret and connects with it. `Ok(Err(_))`
+/// is a problem shown in status; `Err(_)` a failed read, retried soon.
+pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Result<Target, Blocked>, Error> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let spec = &pool.spec.github;
+    Ok(
+        match credentials::credentials_secret(&ctx.client, &namespace, spec).await? {
+            Ok(secret) => connect_with(pool, ctx, &secret).await,
+            Err(blocked) => Err(blocked),
+        },
+    )
+}
+
+/// Resolves scope, endpoint and runner group with the credentials in `secret`.
+async fn connect_with(
+    pool: &RunnerPool,
+    ctx: &Context,
+    secret: &Secret,
+) -> Result<Target, Blocked> {
+    let (api, scope) = credentials::connect(ctx.github.as_ref(), &pool.spec.github, secret)?;
+
+    if let Some(reference) = &pool.spec.runner_group_ref {
+        let runner_group_id = referenced_group_id(pool, &reference.name, ctx).await?;
+        return Ok(Target {
+            api,
+            scope,
+            runner_group_id,
+        });
+    }
+    let runner_group_id = match (&pool.spec.runner_group_id, &pool.spec.runner_group, &scope) {
+        (Some(id), _, _) => *id as u64,
+        (None, None, _) | (None, Some(_), Scope::Repository { .. }) => DEFAULT_RUNNER_GROUP,
+        (None, Some(name), _) => {
+            let groups = api
+                .list_runner_groups(&scope)
+                .await
+                .map_err(|e| Blocked::github(&e, "cannot list runner groups"))?;
+            match groups.iter().find(|g| g.name == *name) {
+                Some(group) => group.id,
+                None => {
+                    return Err(Blocked::new(
+                        Problem::RunnerGroupNotFound,
+                        format!("runner group {name:?} does not exist in {scope}"),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Target {
+        api,
+        scope,
+        runner_group_id,
+    })
+}
+
+/// The id of the group a `RunnerGroup` of the pool's namespace manages; no
+/// runner is registered before that group exists.
+async fn referenced_group_id(pool: &RunnerPool, name: &str, ctx: &Context) -> Result<u64, Blocked> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let group = Api::<crate::crd::RunnerGroup>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| Blocked::new(Problem::RunnerGroupNotFound, format!("cannot read RunnerGroup {name:?}: {e}")))?
+        .ok_or_else(|| {
+            Blocked::new(
+                Problem::RunnerGroupNotFound,
+                format!("RunnerGroup {name:?} (spec.runnerGroupRef) not found in namespace {namespace:?}"),
+            )
+        })?;
+    let organization = &group.spec.github.organization;
+    if !pool
+        .spec
+        .github
+        .organization
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case(organization))
+    {
+        return Err(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "RunnerGroup {name:?} belongs to organization {organization:?}, not to the pool's"
+            ),
+        ));
+    }
+    group
+        .status
+        .and_then(|s| s.group_id)
+        .map(|id| id as u64)
+        .ok_or_else(|| {
+            Blocked::new(
+                Problem::RunnerGroupNotFound,
+                format!("RunnerGroup {name:?} has no group on GitHub yet (see its status)"),
+            )
+        })
+}
+
+/// GitHub's default runner group.
+pub const DEFAULT_RUNNER_GROUP: u64 = 1;

@@ -1,0 +1,172 @@
+//! Observing a pool: its pods and Secrets from the watch caches (through
+//! the per-pool indexes), its part of the scope's shared GitHub view, and
+//! the demand for it, turned into a [`Plan`] by the pure planner.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::{Context, uid};
+use super::plan::{self, Inputs, PodPhase, PodView, SecretView};
+use super::scaling::scaling;
+use crate::RunnerPool;
+use crate::connection::Target;
+use crate::github::RunnerStatus;
+use crate::inventory::ScopeInventory;
+use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
+
+/// The pool's pods and Secrets, from the watch caches.
+pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretView>) {
+    let namespace = pool.namespace();
+    let name = pool.name_any();
+    let pool_uid = uid(pool);
+    // By the pool-UID label: a new pool of the same name never adopts the
+    // runners of a deleted one. Pods made before that label existed are
+    // recognised by their ownerReference.
+    let mine = |meta: &kube::api::ObjectMeta| {
+        let labels = meta.labels.as_ref();
+        meta.namespace == namespace
+            && match labels.and_then(|l| l.get(POOL_UID_LABEL)) {
+                Some(owner) => *owner == pool_uid,
+                None => {
+                    labels.and_then(|l| l.get(POOL_LABEL)) == Some(&name)
+                        && meta
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|o| o.uid == pool_uid && o.controller == Some(true))
+                }
+            }
+    };
+    // Through the per-pool indexes: O(the pool's objects), not the cache's.
+    let ns = namespace.clone().unwrap_or_default();
+    let pods = ctx
+        .pod_index
+        .names(&ns, &name)
+        .into_iter()
+        .filter_map(|n| ctx.pods.get(&ObjectRef::new(&n).within(&ns)))
+        .filter(|p| mine(&p.metadata))
+        .map(|p| pod_view(&p))
+        .collect();
+    let secrets = ctx
+        .secret_index
+        .names(&ns, &name)
+        .into_iter()
+        .filter_map(|n| ctx.secrets.get(&ObjectRef::new(&n).within(&ns)))
+        .filter(|s| mine(&s.metadata))
+        .map(|s| secret_view(&s))
+        .collect();
+    (pods, secrets)
+}
+
+/// What the planner needs of a runner pod.
+pub fn pod_view(p: &Pod) -> PodView {
+    PodView {
+        name: p.name_any(),
+        runner_id: runner::runner_id_of(p),
+        phase: PodPhase::of_runner(p.status.as_ref()),
+        deleting: p.metadata.deletion_timestamp.is_some(),
+        created: p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now),
+        started: p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0),
+        labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
+    }
+}
+
+/// What the planner needs of a runner Secret.
+pub fn secret_view(s: &kube::api::PartialObjectMeta<Secret>) -> SecretView {
+    SecretView {
+        name: s.name_any(),
+        runner_id: runner::runner_id_of(s),
+    }
+}
+
+/// The shared view of the pool's scope on GitHub (see [`inventory`]).
+pub fn inventory_of(ctx: &Context, target: &Target) -> Arc<ScopeInventory> {
+    ctx.inventory.of(&target.api, &target.scope)
+}
+
+/// The inventory the pool last reached GitHub through, if any.
+pub fn last_inventory(pool_uid: &str, ctx: &Context) -> Option<Arc<ScopeInventory>> {
+    let target = ctx.memory.with(pool_uid, |m| m.target.clone())?;
+    Some(inventory_of(ctx, &target))
+}
+
+pub fn make_plan(
+    pool: &RunnerPool,
+    ctx: &Context,
+    ownership: &str,
+    desired_labels: &[String],
+    desired_hash: &str,
+) -> plan::Plan {
+    let (pods, secrets) = observe(pool, ctx);
+    let pod_names: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+    let secret_names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
+    let pool_uid = uid(pool);
+    let runner_ids: BTreeSet<u64> = pods.iter().filter_map(|p| p.runner_id).collect();
+    // The runners GitHub knows for this pool: those its pods and Secrets
+    // name, and those carrying its ownership label.
+    let named: BTreeSet<u64> = runner_ids
+        .iter()
+        .copied()
+        .chain(secrets.iter().filter_map(|s| s.runner_id))
+        .collect();
+    let github = last_inventory(&pool_uid, ctx).and_then(|inv| inv.pool_view(&named, ownership));
+    ctx.demand.retain_busy(&pool_uid, &runner_ids);
+    let known_busy = ctx.demand.busy_runners(&pool_uid);
+    let queued = ctx.demand.queued_for(&pool_uid, Instant::now());
+    ctx.memory.with(&pool_uid, |m| {
+        m.settle(&pod_names, &secret_names);
+        let vanished = m.vanished(&pods, &secrets);
+        let online: Vec<u64> = github
+            .iter()
+            .flat_map(|view| &view.runners)
+            .filter(|r| runner_ids.contains(&r.id) && (r.busy || r.status == RunnerStatus::Online))
+            .map(|r| r.id)
+            .collect();
+        m.failures.retain_online(&runner_ids);
+        for id in online {
+            m.failures.online(id);
+        }
+        for pod in &pods {
+            if let Some(started) = pod.started
+                && m.first_seen_started(&pod.name)
+            {
+                let took = started.duration_since(pod.created).as_secs_f64().max(0.0);
+                ctx.metrics.runner_start_duration.observe(took);
+            }
+        }
+        plan::plan(&Inputs {
+            now: Timestamp::now(),
+            scaling: scaling(pool),
+            bootstrap_timeout: pool.bootstrap_timeout(),
+            ownership_label: ownership,
+            desired_labels,
+            desired_labels_hash: desired_hash,
+            pods: &pods,
+            secrets: &secrets,
+            github: github.as_ref(),
+            creating: &m.creating(),
+            removing: &m.removing(),
+            vanished: &vanished,
+            surplus_since: m.surplus_since,
+            queued,
+            known_busy: &known_busy,
+        })
+    })
+}

@@ -1,0 +1,32 @@
+//! What each pool needs beyond its bounds: the jobs waiting for it and the
+//! runners known busy before GitHub's runner list says so.
+//!
+//! The controller reads demand through one seam, [`PoolDemand`], whatever
+//! its source. Today's source is GitHub's `workflow_job` webhooks:
+//! - [`store`]: queued jobs and busy runners learnt from webhooks, per pool;
+//! - [`matching`]: which pool a queued job belongs to (pure, documented rule);
+//! - [`routing`]: applies each webhook event to the store and wakes the pool.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+pub mod matching;
+pub mod routing;
+pub mod store;
+
+/// What a pool's reconcile asks of a source of demand, by the pool's UID.
+pub trait PoolDemand: Send + Sync {
+    /// Jobs waiting for the pool that no runner has been created for yet.
+    fn queued_for(&self, pool: &str, now: Instant) -> u32;
+
+    /// Runners of the pool a job started on, busy whatever an older runner
+    /// list says.
+    fn busy_runners(&self, pool: &str) -> BTreeSet<u64>;
+
+    /// Forgets busy runners of the pool that no longer exist.
+    fn retain_busy(&self, pool: &str, existing: &BTreeSet<u64>);
+
+    /// A runner pod was created for the pool: the oldest job waiting for it
+    /// is served. Returns how long that job waited.
+    fn serve_oldest(&self, pool: &str, now: Instant) -> Option<Duration>;
+}

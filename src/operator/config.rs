@@ -1,0 +1,282 @@
+//! The operator's configuration: every flag of `runnerpool-operator run`,
+//! each with its environment variable, and what the parts of the process
+//! are built from it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::controller::Settings;
+use crate::leader::LeaseConfig;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Config {
+    /// Kubeconfig to use; in-cluster configuration (or the default kubeconfig) when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch RunnerPools, pods and Secrets in this namespace only (all namespaces when unset).
+    #[arg(long, env = "RUNNERPOOL_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Identifies this installation in the ownership label of its runners, so
+    /// several clusters can share one organization without touching each other's runners.
+    #[arg(long, env = "RUNNERPOOL_INSTALL_ID", default_value = "default")]
+    pub install_id: String,
+
+    /// Seconds between listings of a pool's runners on GitHub (conditional
+    /// requests: an unchanged list costs no rate-limit budget).
+    #[arg(
+        long,
+        env = "RUNNERPOOL_GITHUB_SYNC_INTERVAL_SECONDS",
+        default_value_t = 120
+    )]
+    pub github_sync_interval_seconds: u64,
+
+    /// Seconds a deleted pool waits for an unreachable GitHub before it is
+    /// released with a Warning event (busy runners are waited for without limit).
+    #[arg(
+        long,
+        env = "RUNNERPOOL_CLEANUP_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub cleanup_timeout_seconds: u64,
+
+    /// Runners of one pool registered concurrently.
+    #[arg(long, env = "RUNNERPOOL_CREATE_CONCURRENCY", default_value_t = 16)]
+    pub create_concurrency: usize,
+
+    /// Pools reconciled at once; the others wait their turn (a start-up
+    /// with many pools does not fire every pool's GitHub calls together).
+    #[arg(long, env = "RUNNERPOOL_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    pub reconcile_concurrency: u16,
+
+    /// Seconds the newest runner release of a scope (GitHub's
+    /// `…/actions/runners/downloads`) is reused before it is read again; one
+    /// conditional read per scope and interval, whatever the number of pools.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_RUNNER_VERSION_REFRESH_SECONDS",
+        default_value_t = crate::versions::DEFAULT_REFRESH.as_secs()
+    )]
+    pub runner_version_refresh_seconds: u64,
+
+    /// Timeout of one GitHub request, in seconds.
+    #[arg(long, env = "RUNNERPOOL_GITHUB_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub github_timeout_seconds: u64,
+
+    /// Address of the admin listener serving /healthz, /readyz and /metrics.
+    #[arg(long, env = "RUNNERPOOL_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+
+    /// Elect a leader through a coordination.k8s.io Lease: only the leader
+    /// reconciles, other replicas stand by (and report not ready).
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease; defaults to $POD_NAMESPACE,
+    /// then the watched namespace, then "default".
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the leader-election Lease (one per installation).
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_LEASE",
+        default_value = "runnerpool-operator"
+    )]
+    pub leader_election_lease: String,
+
+    /// This replica's identity in the Lease; defaults to $POD_NAME, else a random name.
+    #[arg(long, env = "RUNNERPOOL_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+
+    /// Seconds a leader's claim is honoured after its last renewal; a
+    /// standby takes over once it saw no renewal for this long. Every
+    /// reconcile is bounded by half of it.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
+    pub leader_election_lease_duration_seconds: u64,
+
+    /// Seconds the leader keeps trying to renew before it stops acting; must
+    /// be shorter than the lease duration.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    pub leader_election_renew_deadline_seconds: u64,
+
+    /// Seconds between attempts to acquire or renew the Lease; must be
+    /// shorter than the renew deadline.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LEADER_ELECTION_RETRY_PERIOD_SECONDS",
+        default_value_t = 2
+    )]
+    pub leader_election_retry_period_seconds: u64,
+
+    /// Address of the webhook listener serving `POST /webhook` for GitHub's
+    /// `workflow_job` events (its own port, never the admin one). Off when unset.
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
+    /// File holding the webhook secret (e.g. a mounted Secret); otherwise the
+    /// secret is read from $RUNNERPOOL_WEBHOOK_SECRET. Required with --webhook-listen.
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// Seconds a queued job counts as demand when no runner takes it.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_WEBHOOK_DEMAND_TTL_SECONDS",
+        default_value_t = 600
+    )]
+    pub webhook_demand_ttl_seconds: u64,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "RUNNERPOOL_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The controllers' settings; every reconcile is bounded by `reconcile_timeout`.
+    pub fn settings(&self, reconcile_timeout: Duration) -> Settings {
+        Settings {
+            install_id: self.install_id.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            github_sync_interval: Duration::from_secs(self.github_sync_interval_seconds.max(1)),
+            cleanup_timeout: Duration::from_secs(self.cleanup_timeout_seconds),
+            create_concurrency: self.create_concurrency.max(1),
+            reconcile_concurrency: self.reconcile_concurrency.max(1),
+            reconcile_timeout,
+            runner_version_refresh: Duration::from_secs(self.runner_version_refresh_seconds.max(1)),
+        }
+    }
+
+    /// The leader election's Lease and timings, validated (also without
+    /// leader election: the reconcile bound derives from them). `env` reads
+    /// the pod's downward-API variables `POD_NAMESPACE` and `POD_NAME`.
+    pub fn lease_config(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<LeaseConfig, String> {
+        let set = |name: &str| env(name).filter(|s| !s.is_empty());
+        let namespace = self
+            .leader_election_namespace
+            .clone()
+            .or_else(|| set("POD_NAMESPACE"))
+            .or_else(|| self.watch_namespace.clone())
+            .unwrap_or_else(|| "default".to_string());
+        let identity = self
+            .leader_election_identity
+            .clone()
+            .or_else(|| set("POD_NAME"))
+            .unwrap_or_else(|| format!("runnerpool-operator-{:08x}", rand::random::<u32>()));
+        let config = LeaseConfig {
+            lease_duration: Duration::from_secs(self.leader_election_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.leader_election_renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.leader_election_retry_period_seconds),
+            ..LeaseConfig::new(&namespace, &self.leader_election_lease, &identity)
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// The configuration of `run` with `args`.
+    pub(crate) fn parse(args: &[&str]) -> Config {
+        Run::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .expect("valid flags")
+            .config
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_flag_then_the_pod_then_the_watched_one() {
+        let none = |_: &str| None;
+        let pod = |name: &str| (name == "POD_NAMESPACE").then(|| "ops".to_string());
+        let flagged = parse(&[
+            "--leader-election-namespace",
+            "lease-ns",
+            "--watch-namespace",
+            "ci",
+        ]);
+        assert_eq!(flagged.lease_config(pod).unwrap().namespace, "lease-ns");
+        let watching = parse(&["--watch-namespace", "ci"]);
+        assert_eq!(watching.lease_config(pod).unwrap().namespace, "ops");
+        assert_eq!(watching.lease_config(none).unwrap().namespace, "ci");
+        assert_eq!(parse(&[]).lease_config(none).unwrap().namespace, "default");
+    }
+
+    #[test]
+    fn the_identity_is_the_flag_then_the_pod_name_then_random() {
+        let pod = |name: &str| (name == "POD_NAME").then(|| "operator-0".to_string());
+        let empty = |_: &str| Some(String::new());
+        assert_eq!(parse(&[]).lease_config(pod).unwrap().identity, "operator-0");
+        let named = parse(&["--leader-election-identity", "me"]);
+        assert_eq!(named.lease_config(pod).unwrap().identity, "me");
+        let random = parse(&[]).lease_config(empty).unwrap().identity;
+        assert!(random.starts_with("runnerpool-operator-"), "{random}");
+    }
+
+    #[test]
+    fn lease_timings_are_validated_and_bound_the_reconciles() {
+        let none = |_: &str| None;
+        let lease = parse(&[]).lease_config(none).unwrap();
+        assert_eq!(lease.reconcile_timeout(), Duration::from_millis(7500));
+        let inverted = parse(&["--leader-election-renew-deadline-seconds", "20"]);
+        assert!(
+            inverted.lease_config(none).is_err(),
+            "renew deadline past the lease"
+        );
+    }
+
+    #[test]
+    fn settings_never_take_a_zero_interval_or_concurrency() {
+        let config = parse(&[
+            "--github-sync-interval-seconds",
+            "0",
+            "--create-concurrency",
+            "0",
+            "--reconcile-concurrency",
+            "0",
+        ]);
+        let settings = config.settings(Duration::from_secs(5));
+        assert_eq!(settings.github_sync_interval, Duration::from_secs(1));
+        assert_eq!(settings.create_concurrency, 1);
+        assert_eq!(settings.reconcile_concurrency, 1);
+        assert_eq!(settings.reconcile_timeout, Duration::from_secs(5));
+    }
+}

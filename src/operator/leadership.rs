@@ -1,0 +1,77 @@
+//! Acting as the leader: the client every controller writes through (fenced,
+//! so a replica that lost the Lease writes nothing), and holding the Lease
+//! while the controllers work. Losing it stops them at once: their futures
+//! are dropped with every reconcile in flight, and the fence already refuses
+//! their writes; the process then exits (its pod restarts as a candidate).
+//! On an ordinary shutdown the Lease is released only after the controllers
+//! stopped, so a successor takes over at once.
+
+use std::future::Future;
+
+use tracing::{info, warn};
+
+use crate::leader::{self, Fence, FenceLayer, LeaderElector};
+
+/// The client the controllers act with: with a fence, every write is refused
+/// once this replica may no longer act as the leader.
+pub fn acting_client(
+    config: kube::Config,
+    fence: Option<&Fence>,
+) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(match fence {
+        Some(fence) => builder.with_layer(&FenceLayer(fence.clone())).build(),
+        None => builder.build(),
+    })
+}
+
+/// Why leading ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    /// The Lease was lost (another holder, or no renewal within the renew
+    /// deadline): the controllers were dropped at once.
+    #[error(transparent)]
+    Lost(leader::Error),
+    #[error("the Lease holder task failed: {0}")]
+    Holder(#[source] tokio::task::JoinError),
+}
+
+/// Runs `work` (the controllers, already bounded by the shutdown grace)
+/// while holding the Lease, renewing it on a task of its own so the
+/// controllers never slow the renewals. Returns once the work ended (and
+/// the Lease was released), or at once when the Lease was lost.
+pub async fn lead(mut elector: LeaderElector, work: impl Future<Output = ()>) -> Result<(), Ended> {
+    let identity = elector.config().identity.clone();
+    let (stop_holding, holding) = tokio::sync::oneshot::channel::<()>();
+    let mut holder = tokio::spawn(async move {
+        let held = elector
+            .hold(async {
+                let _ = holding.await;
+            })
+            .await;
+        (elector, held)
+    });
+    let lost = tokio::select! {
+        _ = work => None,
+        joined = &mut holder => Some(joined.map_err(Ended::Holder)?),
+    };
+    let (mut elector, held) = match lost {
+        Some((_, Err(lost))) => {
+            warn!(identity = %identity, error = %lost, "leadership lost: stopped acting at once, reconciles in flight abandoned");
+            return Err(Ended::Lost(lost));
+        }
+        Some(done) => done,
+        None => {
+            let _ = stop_holding.send(());
+            holder.await.map_err(Ended::Holder)?
+        }
+    };
+    info!("controller stopped");
+    match held {
+        Ok(()) => {
+            elector.release().await;
+            Ok(())
+        }
+        Err(e) => Err(Ended::Lost(e)),
+    }
+}

@@ -1,0 +1,157 @@
+//! The operator process: what `runnerpool-operator run` starts, in order,
+//! and how it stops.
+//!
+//! - [`config`]: every flag, and the settings built from them;
+//! - [`servers`]: the admin listener and the webhook receiver;
+//! - [`leadership`]: the fenced client and holding the Lease while acting;
+//! - [`shutdown`]: SIGTERM, and the bounded wait for reconciles in flight;
+//! - [`admin`]: `/healthz`, `/readyz` and `/metrics`.
+//!
+//! With leader election, a replica takes webhook deliveries and reconciles
+//! only once it holds the Lease; it becomes ready once its caches synced.
+
+pub mod admin;
+pub mod config;
+pub mod leadership;
+pub mod servers;
+pub mod shutdown;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tracing::info;
+
+use crate::github::client::{CachingConnector, ClientOptions, WriteGate};
+use crate::leader::LeaderElector;
+use crate::metrics::{GitHubRequestLabels, Metrics};
+use crate::{controller, groups};
+use admin::AdminState;
+use config::Config;
+
+async fn kube_config(
+    kubeconfig: Option<&PathBuf>,
+) -> Result<kube::Config, Box<dyn std::error::Error>> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(config)
+}
+
+/// The GitHub connector every controller shares, counting each request in
+/// the metrics and, with a fence, refusing every write once this replica
+/// may no longer act.
+fn github_connector(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    may_write: Option<WriteGate>,
+) -> Arc<CachingConnector> {
+    let observed = metrics.clone();
+    Arc::new(CachingConnector::new(ClientOptions {
+        request_timeout: Duration::from_secs(config.github_timeout_seconds.max(1)),
+        observer: Some(Arc::new(move |record| {
+            observed
+                .github_requests
+                .get_or_create(&GitHubRequestLabels {
+                    endpoint: record.endpoint,
+                    status: record.status.unwrap_or(0),
+                })
+                .inc();
+        })),
+        may_write,
+        ..ClientOptions::default()
+    }))
+}
+
+/// Runs the operator until SIGTERM, or until this replica loses the Lease.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    // Whether this replica takes webhook deliveries: it does from the moment
+    // it acts (at once, or once it leads), before its caches are synced,
+    // because GitHub does not redeliver a refused delivery by itself. The
+    // events wait in the feed until the controller can route them.
+    let taking = Arc::new(AtomicBool::new(!config.leader_elect));
+    // First, so a missing webhook secret is the error reported, whatever else.
+    let mut feed = servers::start_webhook_listener(&config, &metrics, &taking).await?;
+    let kube = kube_config(config.kubeconfig.as_ref()).await?;
+    // Validated with or without leader election: the reconcile bound derives from it.
+    let timings = config.lease_config(|name| std::env::var(name).ok())?;
+    // The Lease is written with a client of its own: the fence must never
+    // stop the elector itself.
+    let mut elector = match config.leader_elect {
+        true => Some(LeaderElector::new(
+            kube::Client::try_from(kube.clone())?,
+            timings.clone(),
+        )),
+        false => None,
+    };
+    let fence = elector.as_ref().map(LeaderElector::fence);
+    let client = leadership::acting_client(kube, fence.as_ref())?;
+    let may_write = fence
+        .clone()
+        .map(|fence| -> WriteGate { Arc::new(move || fence.may_act()) });
+    let github = github_connector(&config, &metrics, may_write);
+    let admin_state = AdminState {
+        ready: ready.clone(),
+        metrics: metrics.clone(),
+        github: github.clone(),
+    };
+    servers::start_admin(config.admin_listen, admin_state).await?;
+
+    let shutdown = shutdown::signal().boxed().shared();
+    if let Some(elector) = elector.as_mut() {
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = shutdown.clone() => return Ok(()),
+        }
+        taking.store(true, Ordering::Relaxed);
+    }
+
+    let reconcile_timeout = timings.reconcile_timeout();
+    let settings = config.settings(reconcile_timeout);
+    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
+    let groups = groups::run(
+        client.clone(),
+        github.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    );
+    let pools = controller::run(
+        client,
+        github,
+        settings,
+        metrics,
+        ready.clone(),
+        feed.take(),
+        shutdown.clone(),
+    );
+    // On SIGTERM the controllers finish their reconciles in flight (each
+    // bounded by the reconcile timeout) and stop; a little more than that
+    // bound is all the wait a shutdown gets.
+    let work = async {
+        tokio::join!(pools, groups);
+    };
+    let bounded =
+        shutdown::within_grace(work, shutdown.clone(), shutdown::grace(reconcile_timeout))
+            .map(|_| ());
+    let Some(elector) = elector else {
+        bounded.await;
+        info!("controller stopped");
+        return Ok(());
+    };
+    let led = leadership::lead(elector, bounded).await;
+    taking.store(false, Ordering::Relaxed);
+    ready.store(false, Ordering::Relaxed);
+    Ok(led?)
+}

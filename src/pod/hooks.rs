@@ -1,0 +1,153 @@
+//! The ServiceAccount, Role and RoleBinding that the runners of a pool in
+//! `kubernetes` container mode use to run their jobs' containers as pods:
+//! built here (pure), and applied before the pool's runner pods are created
+//! (the API server refuses a pod naming a ServiceAccount that does not
+//! exist). Owned by the pool, so the garbage collector removes them with it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use crate::RunnerPool;
+use crate::kit::FIELD_MANAGER;
+use crate::kit::problem::{Blocked, Problem};
+use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
+
+/// The name of the ServiceAccount, Role and RoleBinding of a pool in
+/// `kubernetes` mode.
+pub fn hooks_account_name(pool: &RunnerPool) -> String {
+    format!("{}-container-hooks", pool.name_any())
+}
+
+/// What the runner's Kubernetes hooks do in the pool's namespace: run job
+/// and service containers as pods (and container steps as Jobs), exec into
+/// them and read their logs, and pass them their environment in Secrets.
+pub fn hooks_rules() -> Vec<PolicyRule> {
+    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    vec![
+        rule("", "pods", &["get", "list", "create", "delete"]),
+        rule("", "pods/exec", &["get", "create"]),
+        rule("", "pods/log", &["get", "list", "watch"]),
+        rule("batch", "jobs", &["get", "list", "create", "delete"]),
+        rule("", "secrets", &["get", "list", "create", "delete"]),
+    ]
+}
+
+/// Metadata of the pool's hooks objects: in its namespace, owned by it, so
+/// the garbage collector removes them with the pool.
+fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(hooks_account_name(pool)),
+        namespace: pool.namespace(),
+        labels: Some(BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            (POOL_LABEL.to_string(), pool.name_any()),
+        ])),
+        owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+pub fn hooks_service_account(pool: &RunnerPool) -> ServiceAccount {
+    ServiceAccount {
+        metadata: hooks_meta(pool),
+        ..Default::default()
+    }
+}
+
+pub fn hooks_role(pool: &RunnerPool) -> Role {
+    Role {
+        metadata: hooks_meta(pool),
+        rules: Some(hooks_rules()),
+    }
+}
+
+pub fn hooks_role_binding(pool: &RunnerPool) -> RoleBinding {
+    RoleBinding {
+        metadata: hooks_meta(pool),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
+            kind: "Role".to_string(),
+            name: hooks_account_name(pool),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_string(),
+            name: hooks_account_name(pool),
+            namespace: pool.namespace(),
+            api_group: None,
+        }]),
+    }
+}
+
+/// Applies the pool's hooks objects by server-side apply. A refusal (e.g. the
+/// operator's own role lacks a right it would grant) is returned for status.
+pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Blocked> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let name = hooks_account_name(pool);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let refused = |what: &str, e: kube::Error| {
+        Blocked::new(
+            Problem::PodRejected,
+            format!(
+                "cannot apply the {what} {name:?} the container hooks of containerMode kubernetes need: {e}"
+            ),
+        )
+    };
+    apply(
+        client,
+        &namespace,
+        &name,
+        &params,
+        &hooks_service_account(pool),
+    )
+    .await
+    .map_err(|e| refused("ServiceAccount", e))?;
+    apply(client, &namespace, &name, &params, &hooks_role(pool))
+        .await
+        .map_err(|e| refused("Role", e))?;
+    apply(
+        client,
+        &namespace,
+        &name,
+        &params,
+        &hooks_role_binding(pool),
+    )
+    .await
+    .map_err(|e| refused("RoleBinding", e))?;
+    Ok(())
+}
+
+async fn apply<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    params: &PatchParams,
+    object: &K,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut value = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
+    // Server-side apply needs the kind and version in the body.
+    let dt = K::DynamicType::default();
+    value["apiVersion"] = K::api_version(&dt).into();
+    value["kind"] = K::kind(&dt).into();
+    api.patch(name, params, &Patch::Apply(&value)).await?;
+    Ok(())
+}

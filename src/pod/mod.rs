@@ -1,0 +1,8 @@
+//! A runner's pod and everything it needs: its Secret and pod built from the
+//! pool's template ([`build`]), the expansion for the pool's container mode
+//! ([`container_mode`]: Docker-in-Docker, Kubernetes container hooks, work
+//! and cache volumes), and the hooks' ServiceAccount and Role ([`hooks`]).
+
+pub mod build;
+pub mod container_mode;
+pub mod hooks;
