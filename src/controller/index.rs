@@ -7,11 +7,12 @@
 //! store does.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use kube::Resource;
 use kube::runtime::watcher::Event;
 
+use crate::mutex::lock;
 use crate::runner::POOL_LABEL;
 
 /// (namespace, pool name) → names of the objects labelled with that pool.
@@ -71,10 +72,6 @@ impl PoolIndex {
             .map(|names| names.iter().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 use super::payload::{JobEvent, PayloadError, parse_workflow_job};
 use super::signature;
 use crate::metrics::Metrics;
+use crate::mutex::lock;
 
 /// Largest body accepted; GitHub caps payloads at 25 MB, `workflow_job`
 /// deliveries are a few KiB.
@@ -89,18 +90,11 @@ impl ReceiverState {
     }
 
     fn seen(&self, key: &str) -> bool {
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .seen
-            .contains(key)
+        lock(&self.recent).seen.contains(key)
     }
 
     fn remember(&self, key: String) {
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key);
+        lock(&self.recent).insert(key);
     }
 
     fn answer(&self, result: &'static str, status: StatusCode) -> StatusCode {
