@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{GitHubSpec, SecretReference};
+use super::github::{GitHubSpec, SecretReference};
 
 /// An organization runner group managed declaratively: created when missing
 /// (or adopted with `adopt: true`), its settings and repository access put
@@ -210,13 +210,5 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(columns, ["Group", "Id", "Ready", "Runners", "Age"]);
-    }
-
-    #[test]
-    fn the_committed_file_holds_both_crds() {
-        let yaml = crate::crd_yaml();
-        assert!(yaml.contains("\n  name: runnerpools.actions.runnerpool.dev\n"));
-        assert!(yaml.contains("\n---\n"));
-        assert!(yaml.contains("\n  name: runnergroups.actions.runnerpool.dev\n"));
     }
 }

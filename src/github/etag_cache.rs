@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::client::lock;
+use crate::mutex::lock;
 
 /// A remembered answer, replayed when GitHub says 304.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use rand::Rng;
 use reqwest::header::HeaderMap;
 
 use super::GitHubError;
-use super::client::lock;
+use crate::mutex::lock;
 
 /// The rate-limit window of a credential as GitHub last reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]

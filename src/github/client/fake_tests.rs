@@ -2,10 +2,19 @@
 //! (`tests/fake-github`): what the operator will actually see, including the
 //! fake's own accounting of what was sent.
 
-use super::*;
-use crate::github::app_auth::tests::generate_rsa_key_pair;
+use std::collections::HashSet;
+use std::time::Duration;
 
 use fake_github::{AppSpec, Config, FakeGitHub, InstallationSpec, SecondaryLimit};
+use url::Url;
+
+use super::connector::CachingConnector;
+use super::options::ClientOptions;
+use super::requests::GitHubClient;
+use crate::github::app_auth::tests::generate_rsa_key_pair;
+use crate::github::{
+    Credentials, Endpoint, GitHubApi, GitHubConnector, GitHubError, JitRequest, Scope,
+};
 
 const TOKEN: &str = "ghp_fake_test_token";
 

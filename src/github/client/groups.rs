@@ -10,11 +10,14 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{Call, GitHubClient, PER_PAGE, RunnerPage, decode, endpoints, lock};
+use super::endpoints;
+use super::requests::GitHubClient;
+use super::wire::{Call, PER_PAGE, RunnerPage, decode};
 use crate::github::{
     GitHubError, Result, Runner, RunnerDownload, RunnerGroupApi, RunnerGroupInfo,
     RunnerGroupSettings, Scope,
 };
+use crate::mutex::lock;
 
 #[derive(Deserialize)]
 struct GroupPage {

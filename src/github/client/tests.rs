@@ -2,15 +2,27 @@
 //! answers each test scripts, plus pure-function tests. Whole-flow tests
 //! against the stateful GitHub fake live in `fake_tests`.
 
-use super::*;
-use crate::github::app_auth::tests::generate_rsa_key_pair;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::UNIX_EPOCH;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use reqwest::header::HeaderMap;
+use url::Url;
+
+use super::connector::CachingConnector;
+use super::endpoints;
+use super::options::{
+    ClientOptions, CredentialFingerprint, RequestObserver, RequestRecord, validate_api_base,
+};
+use super::requests::GitHubClient;
+use crate::github::app_auth::tests::generate_rsa_key_pair;
+use crate::github::{
+    Credentials, Endpoint, GitHubApi, GitHubConnector, GitHubError, JitRequest, RunnerGroup, Scope,
+};
+use crate::mutex::lock;
 
 /// A request as the scripted server saw it.
 #[derive(Clone, Debug)]

@@ -1,18 +1,16 @@
-//! The `RunnerPool` custom resource (`actions.runnerpool.dev/v1alpha1`).
+//! The `RunnerPool` custom resource: a pool of ephemeral GitHub Actions
+//! runners, its spec (scaling, scheduled capacity, container modes, volumes,
+//! the pod template) and the status the operator reports.
 //!
-//! The schema generated from these types is the CRD in `crds/`; the doc
-//! comments are what `kubectl explain runnerpool.spec` prints, and the CEL
-//! rules are what the API server answers when a spec is wrong.
+//! The doc comments are what `kubectl explain runnerpool.spec` prints, and
+//! the CEL rules are what the API server answers when a spec is wrong.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-mod runner_group;
-pub use runner_group::{
-    OrganizationSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
-};
+use super::github::GitHubSpec;
 
 /// GitHub allows 100 labels a runner; the operator keeps one for its ownership mark.
 pub const MAX_USER_LABELS: usize = 99;
@@ -259,74 +257,6 @@ pub struct ClaimReference {
     pub claim_name: String,
 }
 
-/// Where the runners register.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.enterprise), has(self.organization), has(self.repository)].filter(x, x).size() == 1").message("set exactly one of enterprise, organization or repository"))]
-#[x_kube(validation = Rule::new("(has(self.enterprise) ? self.enterprise : '') == (has(oldSelf.enterprise) ? oldSelf.enterprise : '') && (has(self.organization) ? self.organization : '') == (has(oldSelf.organization) ? oldSelf.organization : '') && (has(self.repository) ? self.repository : '') == (has(oldSelf.repository) ? oldSelf.repository : '')").message("enterprise, organization and repository cannot change on a live pool: its runners are registered there. Create a new RunnerPool for the new scope (and delete this one)"))]
-#[x_kube(validation = Rule::new("(has(self.apiUrl) ? self.apiUrl : 'https://api.github.com') == (has(oldSelf.apiUrl) ? oldSelf.apiUrl : 'https://api.github.com')").message("apiUrl cannot change on a live pool: its runners are registered on that GitHub. Create a new RunnerPool for another GitHub host (and delete this one)"))]
-pub struct GitHubSpec {
-    /// Enterprise slug: runners are registered at enterprise level. Needs a
-    /// classic token with `manage_runners:enterprise` (GitHub's rule).
-    /// Cannot change once the pool exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 100),
-        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-    )]
-    pub enterprise: Option<String>,
-
-    /// Organization login: runners are registered at organization level.
-    /// Cannot change once the pool exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 100),
-        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-    )]
-    pub organization: Option<String>,
-
-    /// Repository as `owner/name`: runners are registered for that repository
-    /// (no runner groups there). Cannot change once the pool exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 3, max = 201),
-        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
-    )]
-    pub repository: Option<String>,
-
-    /// The REST API base: `https://api.github.com` (default) or
-    /// `https://HOST/api/v3` for GitHub Enterprise Server. Plain `http` is
-    /// accepted only for loopback hosts (localhost, 127.x.x.x, [::1]).
-    /// Cannot change once the pool exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 8, max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(localhost|127\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}\\\\.[0-9]{1,3}|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')").message("apiUrl must start with https:// (plain http:// is allowed only for a loopback host: localhost, 127.x.x.x or [::1])"))]
-    pub api_url: Option<String>,
-
-    /// PEM bundle of extra certificate authorities to trust for apiUrl
-    /// (GitHub Enterprise Server with a private CA).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 262144))]
-    pub ca_bundle: Option<String>,
-
-    /// The Secret in the pool's namespace that holds the credentials: either
-    /// key `token` (a personal access token), or keys `appId`,
-    /// `installationId` and `privateKey` (a GitHub App installation).
-    pub credentials_secret: SecretReference,
-}
-
-/// A Secret in the pool's namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretReference {
-    /// Name of the Secret.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
-    pub name: String,
-}
-
 /// An object in the same namespace, by name.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -479,7 +409,7 @@ pub struct RunnerPoolStatus {
     /// while converging (ScalingUp, ScalingDown, WaitingForJobs, RateLimited,
     /// GitHubUnavailable, RunnersFailing), False (Converged, or Stalled).
     /// `Stalled` (kstatus): True for what needs a person (InvalidSpec,
-    /// CredentialsInvalid, RunnerGroupNotFound, PodRejected,
+    /// CredentialsInvalid, RunnerGroupNotFound, Rejected, PodRejected,
     /// RunnerVersionDeprecated), else False
     /// (AsExpected). `Degraded`: True with the reason of any of those problems,
     /// else False (AsExpected). `RunnerVersionOutdated` (a warning: it never
@@ -530,54 +460,6 @@ pub struct ScheduleStatus {
     pub next_change: Option<String>,
 }
 
-/// The CRD to install. The pod template's schema is Kubernetes' own
-/// PodTemplateSpec with its descriptions dropped: with them the CRD is over
-/// 500 KB, too large for client-side `kubectl apply`, and `kubectl explain pod`
-/// documents those fields already.
-pub fn custom_resource_definition()
--> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
-    use kube::CustomResourceExt;
-    let mut crd = RunnerPool::crd();
-    for version in &mut crd.spec.versions {
-        let template = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-            .and_then(|root| root.properties.as_mut())
-            .and_then(|p| p.get_mut("spec"))
-            .and_then(|spec| spec.properties.as_mut())
-            .and_then(|p| p.get_mut("template"));
-        if let Some(template) = template {
-            for property in template.properties.iter_mut().flat_map(|p| p.values_mut()) {
-                strip_descriptions(property);
-            }
-        }
-    }
-    crd
-}
-
-fn strip_descriptions(
-    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
-) {
-    schema.description = None;
-    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        strip_descriptions(child);
-    }
-    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
-        strip_descriptions(items);
-    }
-    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(extra)) =
-        schema.additional_properties.as_mut()
-    {
-        strip_descriptions(extra);
-    }
-    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
-        for child in list.iter_mut().flatten() {
-            strip_descriptions(child);
-        }
-    }
-}
-
 impl RunnerPool {
     pub fn runner_name_prefix(&self) -> &str {
         self.spec
@@ -618,17 +500,6 @@ impl RunnerPool {
 mod tests {
     use super::*;
     use kube::CustomResourceExt;
-
-    /// The committed CRD must be exactly what the types produce.
-    #[test]
-    fn committed_crd_is_generated_from_the_types() {
-        let generated = crate::crd_yaml();
-        let committed = include_str!("../crds/runnerpool.yaml");
-        assert!(
-            committed == generated,
-            "crds/runnerpool.yaml is stale: run `make crd` and commit the result"
-        );
-    }
 
     #[test]
     fn crd_has_status_subresource_short_name_and_columns() {
