@@ -571,3 +571,68 @@ async fn a_shutdown_waits_for_a_stuck_reconcile_only_up_to_its_bound() {
         "the shutdown took {took:?} waiting for GitHub"
     );
 }
+
+/// Issue 21, item 8: SIGTERM finishes the runner creations under way (JIT
+/// config → Secret → pod) within the shutdown grace. Mints slower than the
+/// reconcile bound outlive the pass that started them; the shutdown comes
+/// while they wait on GitHub, when no reconcile is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_finishes_the_runner_creations_under_way() {
+    // A 4 s lease duration bounds each reconcile at 2 s and the shutdown at 4 s.
+    let env = Env::start_with(
+        "shutdown-creations",
+        &[
+            "--leader-election-lease-duration-seconds",
+            "4",
+            "--leader-election-renew-deadline-seconds",
+            "3",
+            "--leader-election-retry-period-seconds",
+            "1",
+        ],
+    )
+    .await;
+    env.fake.set_endpoint_latency(
+        "POST /orgs/{org}/actions/runners/generate-jitconfig",
+        Duration::from_secs(3),
+    );
+    env.apply_org_pool("ci", 3).await;
+    wait_for(
+        "a pass cut with its mints under way",
+        Duration::from_secs(30),
+        || async {
+            env.operator
+                .logs()
+                .contains("reconcile_timeout")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(env.calls("generate-jitconfig"), 0, "no mint answered yet");
+    signal(env.operator.pid().expect("running"), "TERM");
+    wait_for("the operator to stop", Duration::from_secs(30), || async {
+        env.operator
+            .logs()
+            .contains("controller stopped")
+            .then_some(())
+    })
+    .await;
+    let runners = env.fake.runners(&fake_github::Scope::org("acme"));
+    assert_eq!(runners.len(), 3, "every creation under way was minted");
+    let pods: std::collections::BTreeSet<String> = env
+        .pods()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let secrets = env.runner_secret_names().await.unwrap_or_default();
+    for runner in &runners {
+        assert!(
+            pods.contains(&runner.name) && secrets.contains(&runner.name),
+            "runner {} was registered but left without its pod or Secret",
+            runner.name
+        );
+    }
+}

@@ -1148,7 +1148,8 @@ async fn an_exhausted_rate_limit_shows_in_status_and_sends_nothing() {
     assert_eq!(reason, "RateLimited", "{message}");
     // Blocked until the reset: the operator must not keep hammering GitHub.
     let before = env.fake.counters().total;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.wait_for_a_fresh_pass("ci").await;
+    env.wait_for_a_fresh_pass("ci").await;
     let after = env.fake.counters().total;
     assert!(
         after - before <= 1,
@@ -1343,6 +1344,145 @@ async fn a_busy_runner_survives_foreground_pool_deletion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_runner_survives_orphan_pool_deletion() {
     a_busy_runner_survives_pool_deletion("del-orphan", Some("orphan")).await;
+}
+
+/// Issue 21, item 1: during a pool's deletion, a busy runner that one list
+/// omits (a paged list shifted under it) or that lost the pool's ownership
+/// label (edited by hand on GitHub) is read directly before anything of it
+/// goes: its pod survives until its job ends, and no DELETE is sent for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_a_list_does_not_show_as_the_pools_survives_pool_deletion() {
+    let env = Env::start("del-unlisted").await;
+    env.apply_org_pool("ci", 3).await;
+    env.wait_for_online_runners("ci", 3, T).await;
+    let jobs = [
+        env.fake.queue_job("acme/app", &["linux"]).unwrap(),
+        env.fake.queue_job("acme/app", &["linux"]).unwrap(),
+    ];
+    let busy: Vec<u64> = wait_for("both jobs to start", T, || async {
+        jobs.iter().map(|j| env.fake.job(*j)?.runner_id).collect()
+    })
+    .await;
+    let busy_pods: Vec<String> = env
+        .live_pods("ci")
+        .await
+        .into_iter()
+        .filter(|p| busy.contains(&runner_id(p)))
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(busy_pods.len(), 2);
+
+    support::cluster::expect_success(
+        "kubectl delete",
+        &kubectl(&["delete", "runnerpool", "ci", "-n", &env.ns, "--wait=false"]),
+    );
+    let org = fake_github::Scope::org("acme");
+    wait_for("the idle runner to be removed", T, || async {
+        (env.fake.runners(&org).len() == 2).then_some(())
+    })
+    .await;
+    // Now the lists stop showing one busy runner, and the other loses the
+    // pool's ownership label by hand.
+    env.fake.hide_from_lists(busy[0], 1000);
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/orgs/acme/actions/runners/{}/labels",
+            env.api_url(Base::Root),
+            busy[1]
+        ))
+        .bearer_auth(support::operator::TOKEN)
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "test")
+        .json(&serde_json::json!({"labels": ["hand-made"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Cleanup passes that saw the runners so (each lists the scope), or the
+    // pool released by a pass that took them for gone.
+    let after = env.fake.request_log().last().map_or(0, |r| r.seq);
+    wait_for("3 more cleanup passes, or the pool released", T, || async {
+        let lists = env
+            .fake
+            .request_log()
+            .iter()
+            .filter(|r| r.seq > after && r.endpoint == ORG_LIST)
+            .count();
+        let released = env.pools().get_opt("ci").await.ok()?.is_none();
+        (lists >= 3 || released).then_some(())
+    })
+    .await;
+    for pod in &busy_pods {
+        let live = env.pods().get_opt(pod).await.unwrap();
+        assert!(
+            live.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+            "the busy runner's pod {pod} was deleted mid-job"
+        );
+    }
+    assert!(env.pools().get_opt("ci").await.unwrap().is_some());
+
+    env.fake.hide_from_lists(busy[0], 0);
+    for job in jobs {
+        env.fake.finish_job(job).unwrap();
+    }
+    env.wait_for_pool_gone("ci", T).await;
+    wait_for_nothing_left(&env).await;
+    for id in busy {
+        assert_eq!(
+            deletes_of(&env, id),
+            0,
+            "a DELETE was sent for busy runner {id}"
+        );
+    }
+    assert_eq!(env.fake.busy_delete_attempts(), 0);
+}
+
+/// Issue 21, item 2: a pool deleted while its runners are being registered
+/// (slow JIT mints) waits for those creations, then removes what they made:
+/// no pod, Secret or registration outlives the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_deleted_mid_burst_leaves_nothing() {
+    // A 4 s lease duration bounds each reconcile at 2 s: mints of 4 s outlive
+    // the pass that started them, as in a large burst on a loaded machine.
+    let env = Env::start_with(
+        "del-burst",
+        &[
+            "--leader-election-lease-duration-seconds",
+            "4",
+            "--leader-election-renew-deadline-seconds",
+            "3",
+            "--leader-election-retry-period-seconds",
+            "1",
+        ],
+    )
+    .await;
+    env.fake.set_endpoint_latency(
+        "POST /orgs/{org}/actions/runners/generate-jitconfig",
+        Duration::from_secs(4),
+    );
+    env.apply_org_pool("ci", 6).await;
+    wait_for(
+        "a pass cut by the bound with mints under way",
+        T,
+        || async {
+            env.operator
+                .logs()
+                .contains("reconcile_timeout")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(env.calls("generate-jitconfig"), 0, "no mint finished yet");
+    support::cluster::expect_success(
+        "kubectl delete",
+        &kubectl(&["delete", "runnerpool", "ci", "-n", &env.ns, "--wait=false"]),
+    );
+    env.wait_for_pool_gone("ci", T).await;
+    wait_for("the mints under way to finish", T, || async {
+        (env.calls("generate-jitconfig") >= 6).then_some(())
+    })
+    .await;
+    wait_for_nothing_left(&env).await;
 }
 
 /// Item 2 of issue 10: the credentials Secret deleted together with the pool
@@ -1595,7 +1735,7 @@ async fn ready_only_when_the_runners_are_online() {
 
     // Several passes (2 s sync interval) later, nothing was written.
     let version = pool.resource_version();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    wait_for_more_lists(&env, 3).await;
     let pool = env.pools().get("ci").await.unwrap();
     assert_eq!(
         pool.resource_version(),

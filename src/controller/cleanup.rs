@@ -1,5 +1,9 @@
 //! Deleting a pool: every idle runner leaves GitHub at once, busy runners are
-//! waited for (however long their jobs take), then pods and Secrets go.
+//! waited for (however long their jobs take), then pods and Secrets go. No
+//! pod goes unless GitHub confirmed its runner gone or idle: a runner the
+//! scope's list does not show as the pool's (a paged list is not a snapshot,
+//! labels can be edited by hand) is read directly first. Runner creations
+//! still under way are waited for, so none lands after the pool is released.
 //!
 //! Runner pods carry no ownerReference to their pool, so no propagation mode
 //! (background, foreground, orphan) lets the garbage collector reach a busy
@@ -28,13 +32,20 @@ use super::remove::remove_runner;
 use super::status;
 use crate::RunnerPool;
 use crate::connection::Target;
-use crate::github::Runner;
+use crate::github::{GitHubApi, GitHubError, Runner, Scope};
 use crate::kit::error::Error;
 use crate::kit::status::apply_status;
 use crate::runner;
 
 pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
     let pool_uid = uid(&pool);
+    // Runner creations a pass left running finish first (a mint takes at
+    // most one GitHub request): removing a registration whose pod is about
+    // to appear, or releasing the pool before it does, would leave that pod.
+    if let Some(pending) = creations_pending(&pool, ctx) {
+        info!(pool = %pool.name_any(), pending, "waiting for runner creations under way before removing the pool's runners");
+        return Err(Error::CleanupPending(pending));
+    }
     match remove_everything(&pool, ctx).await {
         Ok(0) => {
             info!(pool = %pool.name_any(), "all runners removed");
@@ -86,6 +97,19 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
             Ok(Action::await_change())
         }
     }
+}
+
+/// How many runners of the pool may still appear (creations under way, or
+/// created and not yet in the cache), if any.
+fn creations_pending(pool: &RunnerPool, ctx: &Context) -> Option<usize> {
+    let (pods, secrets) = observe(pool, ctx);
+    let pod_names = pods.into_iter().map(|p| p.name).collect();
+    let secret_names = secrets.into_iter().map(|s| s.name).collect();
+    let pending = ctx.memory.with(&uid(pool), |m| {
+        m.settle(&pod_names, &secret_names);
+        m.creations_pending()
+    });
+    (pending > 0).then_some(pending)
 }
 
 fn release(pool: &RunnerPool, ctx: &Context, leftovers: bool) {
@@ -142,7 +166,16 @@ async fn remove_everything(pool: &RunnerPool, ctx: &Context) -> Result<usize, St
         .await
         .map_err(|e| format!("cannot list runners of {}: {e}", target.scope))?;
     let (pods, secrets) = observe(pool, ctx);
-    let (removals, mut busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
+    let (mut removals, mut busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
+    busy += confirm_unlisted(
+        target.api.as_ref(),
+        &target.scope,
+        &mut removals,
+        &runners,
+        &ownership,
+    )
+    .await
+    .map_err(|e| format!("cannot read runners of {}: {e}", target.scope))?;
 
     let mut failure = None;
     for removal in removals {
@@ -215,6 +248,62 @@ pub fn plan_cleanup(
         });
     }
     (removals, busy)
+}
+
+/// Asks GitHub about each removal whose runner the list did not show as the
+/// pool's, before anything of it goes: a paged list is not a snapshot
+/// (ephemeral runners shift pages all the time) and labels can be edited by
+/// hand, so absence from one list proves nothing. A runner GitHub answers 404
+/// for is gone (the scope answered the list just now). A runner of the
+/// removal's name is the pool's whatever its labels: kept while busy,
+/// deregistered first otherwise. A runner of another name is not the pool's:
+/// no DELETE for it, and a live pod naming it is kept, as it may run a job.
+/// Returns how many more runners are busy; the removals kept are dropped.
+pub async fn confirm_unlisted(
+    api: &dyn GitHubApi,
+    scope: &Scope,
+    removals: &mut Vec<Removal>,
+    runners: &[Runner],
+    ownership: &str,
+) -> Result<usize, GitHubError> {
+    let listed = |id: u64| runners.iter().any(|r| r.id == id && r.has_label(ownership));
+    let mut busy = 0;
+    let mut kept = Vec::new();
+    for (at, removal) in removals.iter_mut().enumerate() {
+        // A finished pod's runner took its one job and GitHub removed it.
+        let Some(id) = removal.runner_id.filter(|id| !listed(*id)) else {
+            continue;
+        };
+        if removal.reason == RemovalReason::Finished {
+            continue;
+        }
+        match api.get_runner(scope, id).await {
+            Ok(runner) if runner.name == removal.name => {
+                if runner.busy {
+                    busy += 1;
+                    kept.push(at);
+                } else {
+                    removal.deregister = true;
+                }
+            }
+            Ok(_) => {
+                removal.deregister = false;
+                if !matches!(
+                    removal.reason,
+                    RemovalReason::Failed | RemovalReason::Vanished
+                ) {
+                    busy += 1;
+                    kept.push(at);
+                }
+            }
+            Err(GitHubError::NotFound(_)) => removal.deregister = false,
+            Err(e) => return Err(e),
+        }
+    }
+    for at in kept.into_iter().rev() {
+        removals.remove(at);
+    }
+    Ok(busy)
 }
 
 #[cfg(test)]

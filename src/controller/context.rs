@@ -4,7 +4,7 @@
 //! and the source of demand.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
+use tokio::sync::Notify;
 
 use super::index::PoolIndex;
 use super::memory::{Leftovers, Memory};
@@ -89,6 +90,39 @@ pub struct Context {
     pub inventory: Inventories,
     /// The newest runner release per scope, shared by its pools.
     pub releases: LatestReleases,
+    /// Runner creations under way in every pool, which a shutdown finishes.
+    pub creations: Creations,
+}
+
+/// Runner creations under way: each runs as a task of its own and may
+/// outlive the pass that started it. A shutdown waits for them (within its
+/// grace), so no registration is left between its mint and its pod.
+#[derive(Default)]
+pub struct Creations {
+    under_way: AtomicUsize,
+    ended: Notify,
+}
+
+impl Creations {
+    pub fn started(&self) {
+        self.under_way.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn ended(&self) {
+        self.under_way.fetch_sub(1, Ordering::SeqCst);
+        self.ended.notify_waiters();
+    }
+
+    /// Resolves once no creation is under way.
+    pub async fn finished(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.under_way.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
 }
 
 impl Context {

@@ -45,7 +45,11 @@ pub async fn create_runners(
         .map(|_| {
             let (pool, target, ctx) = (pool.clone(), target.clone(), ctx.clone());
             let (ownership, labels_hash) = (ownership.to_string(), labels_hash.to_string());
+            // Counted before the task exists, so a deletion of the pool never
+            // misses a creation that has not started yet (see cleanup).
+            let in_flight = CreationInFlight::start(&ctx, &uid(&pool));
             let task = tokio::spawn(async move {
+                let _in_flight = in_flight;
                 create_runner(&pool, &target, &ctx, &ownership, &labels_hash).await
             });
             async move {
@@ -57,6 +61,33 @@ pub async fn create_runners(
         .collect()
         .await;
     Ok(successes(results, first_error)?.len() as u32)
+}
+
+/// One runner creation under way, counted in the pool's memory until the
+/// task running it ends (or is dropped).
+struct CreationInFlight {
+    ctx: Arc<Context>,
+    pool_uid: String,
+}
+
+impl CreationInFlight {
+    fn start(ctx: &Arc<Context>, pool_uid: &str) -> Self {
+        ctx.creations.started();
+        ctx.memory.with(pool_uid, |m| m.creation_started());
+        CreationInFlight {
+            ctx: ctx.clone(),
+            pool_uid: pool_uid.to_string(),
+        }
+    }
+}
+
+impl Drop for CreationInFlight {
+    fn drop(&mut self) {
+        self.ctx
+            .memory
+            .with_existing(&self.pool_uid, |m| m.creation_ended());
+        self.ctx.creations.ended();
+    }
 }
 
 #[instrument(skip_all, fields(pool = %pool.name_any(), scope = %target.scope))]

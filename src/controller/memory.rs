@@ -46,6 +46,9 @@ pub struct PoolMemory {
     /// Whether the pool's runners were last seen outdated (their Warning
     /// event is published once).
     pub outdated_announced: bool,
+    /// Runner creations started and not finished yet: each runs as a task of
+    /// its own and outlives the pass that started it.
+    creations_in_flight: usize,
 }
 
 impl PoolMemory {
@@ -119,6 +122,22 @@ impl PoolMemory {
         self.started.insert(name.to_string())
     }
 
+    /// A runner creation task is about to start.
+    pub fn creation_started(&mut self) {
+        self.creations_in_flight += 1;
+    }
+
+    /// A runner creation task ended, whatever its outcome.
+    pub fn creation_ended(&mut self) {
+        self.creations_in_flight = self.creations_in_flight.saturating_sub(1);
+    }
+
+    /// Runners that may still appear: creations under way, and runners
+    /// created whose pod the cache has not shown yet.
+    pub fn creations_pending(&self) -> usize {
+        self.creations_in_flight + self.creating.len()
+    }
+
     /// Drops expectations the caches have caught up with, or that are too old.
     pub fn settle(&mut self, pod_names: &BTreeSet<String>, secret_names: &BTreeSet<String>) {
         let now = Instant::now();
@@ -143,6 +162,11 @@ impl Memory {
     /// Runs `f` with the pool's memory. Never held across an await.
     pub fn with<R>(&self, uid: &str, f: impl FnOnce(&mut PoolMemory) -> R) -> R {
         f(lock(&self.pools).entry(uid.to_string()).or_default())
+    }
+
+    /// Runs `f` with the pool's memory if it has any (a released pool has none).
+    pub fn with_existing<R>(&self, uid: &str, f: impl FnOnce(&mut PoolMemory) -> R) -> Option<R> {
+        lock(&self.pools).get_mut(uid).map(f)
     }
 
     pub fn forget(&self, uid: &str) {

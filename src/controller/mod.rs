@@ -185,6 +185,7 @@ pub async fn run(
         synced: AtomicBool::new(false),
         leftovers: Leftovers::default(),
         inventory: Inventories::default(),
+        creations: Default::default(),
     });
 
     let mut controller = Controller::new(pools, watcher::Config::default()).with_config(
@@ -223,10 +224,13 @@ pub async fn run(
         .watches_stream(pod_events, pool_of)
         .watches_stream(secret_events, pool_of)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .await;
     drop(background);
+    // Creations a cut pass left running are finished, not abandoned between
+    // their mint and their pod (the caller bounds the wait).
+    ctx.creations.finished().await;
 }
 
 /// Aborts its tasks when dropped.

@@ -148,8 +148,11 @@ async fn delete_runner_objects(
 ) -> Result<(), Error> {
     let namespace = pool.namespace().unwrap_or_default();
     delete_pod_and_secret(&ctx.client, &namespace, removal).await?;
-    ctx.memory
-        .with(&uid(pool), |m| m.forget_known(&removal.name));
+    // Removed: nothing is left to deregister, nor still to appear.
+    ctx.memory.with(&uid(pool), |m| {
+        m.forget_known(&removal.name);
+        m.forget_created(&removal.name);
+    });
     ctx.metrics
         .runners_removed
         .get_or_create(&crate::metrics::ReasonLabels {

@@ -6,7 +6,10 @@
 //! was killed. This sweep removes them once GitHub answers again, through the
 //! last connection the pool used: a runner busy on GitHub is kept until its
 //! job ends, an idle one is deregistered and its pod and Secret deleted, and
-//! registrations of the pool's ownership mark without a pod go too.
+//! registrations of the pool's ownership mark without a pod go too. Of a
+//! deleted pool whose connection is not known (released cleanly, or before
+//! a restart), what can hold no job goes: finished pods and Secrets whose
+//! pod is gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,10 +19,10 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
-use super::cleanup::plan_cleanup;
+use super::cleanup::{confirm_unlisted, plan_cleanup};
 use super::context::Context;
 use super::observe::{pod_view, secret_view};
-use super::plan::{PodView, Removal, SecretView};
+use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
 use super::remove::delete_pod_and_secret;
 use crate::RunnerPool;
 use crate::connection::Target;
@@ -69,38 +72,97 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             }
         };
         let ownership = runner::ownership_label(&ctx.settings.install_id, &uid);
-        let (removals, busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
-        let mut failed = false;
-        for removal in &removals {
-            if let Err(e) = remove(ctx, &namespace, &target, removal).await {
-                warn!(pool_uid = %uid, runner = %removal.name, error = %e, "sweep: cannot remove a leftover runner");
-                failed = true;
+        let (mut removals, mut busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
+        let api = target.api.as_ref();
+        match confirm_unlisted(api, &target.scope, &mut removals, &runners, &ownership).await {
+            Ok(more) => busy += more,
+            Err(e) => {
+                warn!(pool_uid = %uid, error = %e, "sweep: cannot read runners yet");
+                continue;
             }
         }
-        if !removals.is_empty() {
-            info!(pool_uid = %uid, removed = removals.len(), busy, "sweep: removed runners of a deleted pool");
+        let mut failed = false;
+        let mut removed = 0;
+        for removal in &removals {
+            match remove(ctx, &namespace, &target, removal).await {
+                Ok(true) => removed += 1,
+                Ok(false) => busy += 1,
+                Err(e) => {
+                    warn!(pool_uid = %uid, runner = %removal.name, error = %e, "sweep: cannot remove a leftover runner");
+                    failed = true;
+                }
+            }
+        }
+        if removed > 0 {
+            info!(pool_uid = %uid, removed, busy, "sweep: removed runners of a deleted pool");
         }
         if busy == 0 && !failed {
             ctx.leftovers.done(&uid);
         }
     }
+    // Pools released without leftovers (and before a restart) have no
+    // connection left to ask GitHub with. What of them can hold no job goes:
+    // finished pods (their runner process ended) and Secrets whose pod is
+    // gone; a runner pod still running is left to finish.
+    for (uid, (namespace, pods, secrets)) in left {
+        let running: BTreeSet<&str> = pods
+            .iter()
+            .filter(|p| !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+            .map(|p| p.name.as_str())
+            .collect();
+        let finished = pods.iter().filter(|p| !running.contains(p.name.as_str()));
+        let names: BTreeSet<&str> = finished
+            .map(|p| p.name.as_str())
+            .chain(secrets.iter().map(|s| s.name.as_str()))
+            .filter(|name| !running.contains(name))
+            .collect();
+        for name in names {
+            let removal = Removal {
+                name: name.to_string(),
+                runner_id: None,
+                reason: RemovalReason::Finished,
+                deregister: false,
+                pod: pods.iter().any(|p| p.name == name),
+                secret: secrets.iter().any(|s| s.name == name),
+            };
+            match delete_pod_and_secret(&ctx.client, &namespace, &removal).await {
+                Ok(()) => {
+                    info!(pool_uid = %uid, runner = name, "sweep: removed a finished runner of a deleted pool")
+                }
+                Err(e) => {
+                    warn!(pool_uid = %uid, runner = name, error = %e, "sweep: cannot remove a finished runner of a deleted pool")
+                }
+            }
+        }
+    }
 }
 
-/// Removes a leftover runner: registration first (a busy one is kept), then
-/// pod and Secret.
+/// Removes a leftover runner: registration first, then pod and Secret.
+/// Returns `Ok(false)` when GitHub says the runner is busy: nothing is
+/// touched. A 404 on DELETE is "gone" only once confirmed (see
+/// [`crate::inventory::confirm`]).
 async fn remove(
     ctx: &Context,
     namespace: &str,
     target: &Target,
     removal: &Removal,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     if let (Some(id), true) = (removal.runner_id, removal.deregister) {
-        match target.api.delete_runner(&target.scope, id).await {
-            Ok(()) | Err(GitHubError::NotFound(_)) => {}
-            Err(GitHubError::Busy) => return Ok(()),
+        let deleted = match target.api.delete_runner(&target.scope, id).await {
+            Err(GitHubError::NotFound(_)) => {
+                ctx.inventory
+                    .of(&target.api, &target.scope)
+                    .confirm_gone(id)
+                    .await
+            }
+            other => other,
+        };
+        match deleted {
+            Ok(()) => {}
+            Err(GitHubError::Busy) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }
     delete_pod_and_secret(&ctx.client, namespace, removal).await?;
-    Ok(())
+    Ok(true)
 }
