@@ -143,7 +143,7 @@ async fn a_burst_of_jobs_scales_a_pool_from_zero_and_back_to_zero() {
         env.live_pods("ci").await.is_empty().then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_for_a_fresh_pass("ci").await;
     assert!(env.live_pods("ci").await.is_empty(), "and it stays there");
     assert_eq!(
         env.calls("generate-jitconfig"),
@@ -212,7 +212,8 @@ async fn jobs_go_to_exactly_one_of_two_pools_with_overlapping_labels() {
         (general == 3 && gpu == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_for_a_fresh_pass("general").await;
+    env.wait_for_a_fresh_pass("gpu").await;
     assert_eq!(
         env.live_pods("general").await.len(),
         3,
@@ -422,7 +423,14 @@ async fn deliveries_get_the_right_answers_and_count_once() {
         202
     );
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every delivery was routed (the strangers matched no pool), then a
+    // pass over the pool decided on all of them.
+    wait_for("the strangers to be routed", T, || async {
+        let m = env.metrics().await;
+        (sample(&m, "runnerpool_webhook_unmatched_jobs_total") >= 2.0).then_some(())
+    })
+    .await;
+    env.wait_for_a_fresh_pass("ci").await;
     assert_eq!(
         env.live_pods("ci").await.len(),
         1,
@@ -523,5 +531,78 @@ fn the_listener_without_a_secret_is_a_clear_startup_error() {
     assert!(
         output.contains("--webhook-listen needs a secret: set --webhook-secret-file or RUNNERPOOL_WEBHOOK_SECRET"),
         "{output}"
+    );
+}
+
+/// Issue 21, item 7: unauthenticated clients flooding the webhook port with
+/// slow, large bodies hold a bounded number of connections, each for a
+/// bounded time: the operator's memory stays bounded, stalled clients are
+/// cut off, it keeps reconciling, and deliveries are answered afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_slow_clients_on_the_webhook_port_is_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CLIENTS: usize = 120;
+    let (env, url) = start("flood", "120").await;
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/webhook")
+        .to_string();
+    let rss_before = env.operator.rss_kib().expect("the operator runs");
+    // Each client sends 900 KiB of a 1 MiB body and then nothing.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let cut = Arc::new(AtomicUsize::new(0));
+    for _ in 0..CLIENTS {
+        let (address, sent, cut) = (address.clone(), sent.clone(), cut.clone());
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+            let head = format!(
+                "POST /webhook HTTP/1.1\r\nhost: flood\r\ncontent-type: application/json\r\nx-github-event: workflow_job\r\nx-github-delivery: flood\r\nx-hub-signature-256: sha256=00\r\ncontent-length: {}\r\n\r\n",
+                1024 * 1024 - 1
+            );
+            stream.write_all(head.as_bytes()).await.ok()?;
+            stream.write_all(&vec![b'x'; 900 * 1024]).await.ok()?;
+            sent.fetch_add(1, Ordering::SeqCst);
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+            cut.fetch_add(1, Ordering::SeqCst);
+            Some(())
+        });
+    }
+    // The operator keeps reconciling meanwhile.
+    env.apply_org_pool("ci", 2).await;
+    let peak = std::sync::atomic::AtomicU64::new(rss_before);
+    wait_for("the first stalled client to be cut off", T, || async {
+        peak.fetch_max(env.operator.rss_kib().unwrap_or(0), Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (cut.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // The kernel buffers what a client sends, whether or not the operator
+    // reads it: the operator's memory is what tells.
+    let grown_mib = peak.load(Ordering::SeqCst).saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "flood: {} of {CLIENTS} clients sent their 900 KiB; the operator grew {grown_mib} MiB at most",
+        sent.load(Ordering::SeqCst)
+    );
+    assert!(
+        grown_mib < 64,
+        "the flood grew the operator by {grown_mib} MiB"
+    );
+    env.wait_for_online_runners("ci", 2, T).await;
+    // 32 at a time, each for 10 s.
+    let rounds = Duration::from_secs(10 * (CLIENTS as u64).div_ceil(32) + 30);
+    wait_for("every stalled client to be cut off", rounds, || async {
+        (cut.load(Ordering::SeqCst) == CLIENTS).then_some(())
+    })
+    .await;
+    let ping = serde_json::to_vec(&serde_json::json!({ "zen": "flood over" })).unwrap();
+    let signature = signature_256(SECRET, &ping);
+    assert_eq!(
+        deliver(&url, "ping", "after-flood", &ping, Some(signature)).await,
+        200,
+        "deliveries are answered after the flood"
     );
 }

@@ -15,6 +15,7 @@ use crate::demand::routing::WebhookFeed;
 use crate::demand::store::WebhookDemand;
 use crate::metrics::Metrics;
 use crate::webhook;
+use crate::webhook::listener::{BoundedListener, CONNECTION_LIFETIME, MAX_CONNECTIONS};
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,7 @@ pub async fn start_webhook_listener(
     info!(address = %listener.local_addr().unwrap_or(address), "webhook listener serving POST /webhook");
     let state =
         webhook::server::ReceiverState::new(secret, taking.clone(), events, metrics.clone());
+    let listener = BoundedListener::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, webhook::server::router(state)).await {
             error!(error = %e, "webhook listener stopped");

@@ -5,10 +5,13 @@
 //! - [`signature`]: the `X-Hub-Signature-256` check, done before anything is parsed;
 //! - [`payload`]: the few fields of a `workflow_job` delivery the operator reads;
 //! - [`server`]: the HTTP receiver on its own port (`POST /webhook`), which
-//!   answers GitHub and hands accepted jobs to the controller through a channel.
+//!   answers GitHub and hands accepted jobs to the controller through a channel;
+//! - [`listener`]: the bounds on what unauthenticated clients can take: a
+//!   cap on connections at once, and a lifetime for each.
 //!
 //! What the jobs mean for pools is [`crate::demand`]'s.
 
+pub mod listener;
 pub mod payload;
 pub mod server;
 pub mod signature;
