@@ -282,7 +282,18 @@ async fn a_pool_registers_in_its_group_and_deletion_waits_for_its_runners() {
         "  runnerGroupRef: { name: team-b }\n",
     ))
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The pool says why it waits: a pass decided, and made no runner.
+    wait_for("the pool to wait for its group", T, || async {
+        let pool = env.pools().get("builders").await.ok()?;
+        let degraded = pool
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")?;
+        (degraded.reason == "RunnerGroupNotFound").then_some(())
+    })
+    .await;
+    env.wait_for_a_fresh_pass("builders").await;
     assert!(
         env.live_pods("builders").await.is_empty(),
         "no runner before the group exists"
@@ -314,8 +325,20 @@ async fn a_pool_registers_in_its_group_and_deletion_waits_for_its_runners() {
     })
     .await;
     assert!(message.contains("builders"), "{message}");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Deletion passes that found runners in the group: each lists them.
     let group_path = format!("/actions/runner-groups/{id}");
+    let runners_path = format!("{group_path}/runners");
+    let after = env.fake.request_log().last().map_or(0, |r| r.seq);
+    wait_for("two more deletion passes", T, || async {
+        let passes = env
+            .fake
+            .request_log()
+            .iter()
+            .filter(|r| r.seq > after && r.method == "GET" && r.path.ends_with(&runners_path))
+            .count();
+        (passes >= 2).then_some(())
+    })
+    .await;
     assert!(
         !env.fake
             .request_log()

@@ -380,6 +380,40 @@ impl Env {
             .expect("metrics body")
     }
 
+    /// Waits for a pass over `pool` that began after this call. A change of
+    /// `spec.bootstrapTimeoutSeconds` by one second (600, the default, to 601
+    /// and back), which no runner notices, bumps the pool's generation; every pass ends by
+    /// writing status with the generation it saw, so `observedGeneration`
+    /// reaching the new one proves such a pass finished. For negative checks:
+    /// what that pass did not do, the operator does not do.
+    #[allow(dead_code)]
+    pub async fn wait_for_a_fresh_pass(&self, pool: &str) {
+        let current = self.pools().get(pool).await.expect("the pool");
+        let timeout = current.spec.bootstrap_timeout_seconds.unwrap_or(600) ^ 1;
+        let poke = serde_json::json!({ "spec": { "bootstrapTimeoutSeconds": timeout } });
+        let poked = self
+            .pools()
+            .patch(pool, &PatchParams::default(), &Patch::Merge(&poke))
+            .await
+            .expect("poking the pool");
+        let generation = poked.metadata.generation;
+        cluster::wait_for(
+            &format!("a pass over pool {pool}"),
+            Duration::from_secs(40),
+            || async {
+                let seen = self
+                    .pools()
+                    .get(pool)
+                    .await
+                    .ok()?
+                    .status?
+                    .observed_generation;
+                (seen >= generation).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// When each new pod of the namespace is first seen in a watch.
     #[allow(dead_code)]
     pub fn pod_additions(&self) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
