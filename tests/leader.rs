@@ -557,13 +557,8 @@ async fn a_shutdown_waits_for_a_stuck_reconcile_only_up_to_its_bound() {
     assert_eq!(env.calls_by_endpoint(), mints, "no mint has been answered");
     signal(env.operator.pid().expect("running"), "TERM");
     let sent = Instant::now();
-    wait_for("the operator to stop", Duration::from_secs(30), || async {
-        env.operator
-            .logs()
-            .contains("controller stopped")
-            .then_some(())
-    })
-    .await;
+    env.wait_for_log("controller stopped", Duration::from_secs(30))
+        .await;
     let took = sent.elapsed();
     // A 10 s Lease: reconciles are bounded by 5 s, the shutdown by 7 s.
     assert!(
@@ -578,44 +573,16 @@ async fn a_shutdown_waits_for_a_stuck_reconcile_only_up_to_its_bound() {
 /// while they wait on GitHub, when no reconcile is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_finishes_the_runner_creations_under_way() {
-    // A 4 s lease duration bounds each reconcile at 2 s and the shutdown at 4 s.
-    let env = Env::start_with(
-        "shutdown-creations",
-        &[
-            "--leader-election-lease-duration-seconds",
-            "4",
-            "--leader-election-renew-deadline-seconds",
-            "3",
-            "--leader-election-retry-period-seconds",
-            "1",
-        ],
-    )
-    .await;
-    env.fake.set_endpoint_latency(
-        "POST /orgs/{org}/actions/runners/generate-jitconfig",
-        Duration::from_secs(3),
-    );
+    // Reconciles bounded at 2 s, so the shutdown at 4 s; mints of 3 s.
+    let env = Env::start_with_slow_mints("shutdown-creations", Duration::from_secs(3)).await;
     env.apply_org_pool("ci", 3).await;
-    wait_for(
-        "a pass cut with its mints under way",
-        Duration::from_secs(30),
-        || async {
-            env.operator
-                .logs()
-                .contains("reconcile_timeout")
-                .then_some(())
-        },
-    )
-    .await;
+    // A pass cut with its mints under way.
+    env.wait_for_log("reconcile_timeout", Duration::from_secs(30))
+        .await;
     assert_eq!(env.calls("generate-jitconfig"), 0, "no mint answered yet");
     signal(env.operator.pid().expect("running"), "TERM");
-    wait_for("the operator to stop", Duration::from_secs(30), || async {
-        env.operator
-            .logs()
-            .contains("controller stopped")
-            .then_some(())
-    })
-    .await;
+    env.wait_for_log("controller stopped", Duration::from_secs(30))
+        .await;
     let runners = env.fake.runners(&fake_github::Scope::org("acme"));
     assert_eq!(runners.len(), 3, "every creation under way was minted");
     let pods: std::collections::BTreeSet<String> = env

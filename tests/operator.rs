@@ -522,17 +522,7 @@ async fn label_edits_reach_live_runners_and_drift_is_corrected() {
     );
 
     // Someone edits a runner's labels by hand on GitHub.
-    let http = reqwest::Client::new();
-    let resp = http
-        .put(format!("{url}/orgs/acme/actions/runners/{}/labels", ids[0]))
-        .bearer_auth(support::operator::TOKEN)
-        .header("accept", "application/vnd.github+json")
-        .header("user-agent", "test")
-        .json(&serde_json::json!({"labels": ["hand-made"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    label_by_hand(&env, ids[0], &["hand-made"]).await;
     assert!(has(ids[0], "hand-made"));
     wait_for("the drift to be corrected", T, || async {
         (has(ids[0], "large") && !has(ids[0], "hand-made")).then_some(())
@@ -1242,6 +1232,24 @@ fn deletes_of(env: &Env, id: u64) -> usize {
         .count()
 }
 
+/// Sets runner `id`'s custom labels on GitHub as a person would, through
+/// the REST API (replacing the pool's, ownership label included).
+async fn label_by_hand(env: &Env, id: u64, labels: &[&str]) {
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/orgs/acme/actions/runners/{id}/labels",
+            env.api_url(Base::Root)
+        ))
+        .bearer_auth(support::operator::TOKEN)
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "test")
+        .json(&serde_json::json!({ "labels": labels }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 /// Waits until no registration, runner pod or runner Secret is left.
 async fn wait_for_nothing_left(env: &Env) {
     let org = fake_github::Scope::org("acme");
@@ -1321,13 +1329,21 @@ async fn a_busy_runner_survives_pool_deletion(prefix: &str, propagation: Option<
     );
 
     env.fake.finish_job(job).unwrap();
+    gone_without_deleting_busy_runners(&env, &[busy]).await;
+}
+
+/// Once the jobs ended: the pool and everything of it is gone, and no
+/// DELETE was ever sent for the runners that were busy.
+async fn gone_without_deleting_busy_runners(env: &Env, busy: &[u64]) {
     env.wait_for_pool_gone("ci", T).await;
-    wait_for_nothing_left(&env).await;
-    assert_eq!(
-        deletes_of(&env, busy),
-        0,
-        "a DELETE was sent for the busy runner"
-    );
+    wait_for_nothing_left(env).await;
+    for id in busy {
+        assert_eq!(
+            deletes_of(env, *id),
+            0,
+            "a DELETE was sent for busy runner {id}"
+        );
+    }
     assert_eq!(env.fake.busy_delete_attempts(), 0);
 }
 
@@ -1384,20 +1400,7 @@ async fn a_busy_runner_a_list_does_not_show_as_the_pools_survives_pool_deletion(
     // Now the lists stop showing one busy runner, and the other loses the
     // pool's ownership label by hand.
     env.fake.hide_from_lists(busy[0], 1000);
-    let resp = reqwest::Client::new()
-        .put(format!(
-            "{}/orgs/acme/actions/runners/{}/labels",
-            env.api_url(Base::Root),
-            busy[1]
-        ))
-        .bearer_auth(support::operator::TOKEN)
-        .header("accept", "application/vnd.github+json")
-        .header("user-agent", "test")
-        .json(&serde_json::json!({"labels": ["hand-made"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    label_by_hand(&env, busy[1], &["hand-made"]).await;
     // Cleanup passes that saw the runners so (each lists the scope), or the
     // pool released by a pass that took them for gone.
     let after = env.fake.request_log().last().map_or(0, |r| r.seq);
@@ -1425,16 +1428,7 @@ async fn a_busy_runner_a_list_does_not_show_as_the_pools_survives_pool_deletion(
     for job in jobs {
         env.fake.finish_job(job).unwrap();
     }
-    env.wait_for_pool_gone("ci", T).await;
-    wait_for_nothing_left(&env).await;
-    for id in busy {
-        assert_eq!(
-            deletes_of(&env, id),
-            0,
-            "a DELETE was sent for busy runner {id}"
-        );
-    }
-    assert_eq!(env.fake.busy_delete_attempts(), 0);
+    gone_without_deleting_busy_runners(&env, &busy).await;
 }
 
 /// Issue 21, item 2: a pool deleted while its runners are being registered
@@ -1442,36 +1436,10 @@ async fn a_busy_runner_a_list_does_not_show_as_the_pools_survives_pool_deletion(
 /// no pod, Secret or registration outlives the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_deleted_mid_burst_leaves_nothing() {
-    // A 4 s lease duration bounds each reconcile at 2 s: mints of 4 s outlive
-    // the pass that started them, as in a large burst on a loaded machine.
-    let env = Env::start_with(
-        "del-burst",
-        &[
-            "--leader-election-lease-duration-seconds",
-            "4",
-            "--leader-election-renew-deadline-seconds",
-            "3",
-            "--leader-election-retry-period-seconds",
-            "1",
-        ],
-    )
-    .await;
-    env.fake.set_endpoint_latency(
-        "POST /orgs/{org}/actions/runners/generate-jitconfig",
-        Duration::from_secs(4),
-    );
+    let env = Env::start_with_slow_mints("del-burst", Duration::from_secs(4)).await;
     env.apply_org_pool("ci", 6).await;
-    wait_for(
-        "a pass cut by the bound with mints under way",
-        T,
-        || async {
-            env.operator
-                .logs()
-                .contains("reconcile_timeout")
-                .then_some(())
-        },
-    )
-    .await;
+    // A pass cut by the bound with its mints under way.
+    env.wait_for_log("reconcile_timeout", T).await;
     assert_eq!(env.calls("generate-jitconfig"), 0, "no mint finished yet");
     support::cluster::expect_success(
         "kubectl delete",
@@ -1890,24 +1858,9 @@ async fn no_delete_is_sent_for_a_foreign_runner_named_by_a_pod() {
 /// and the pod: the pool never got a runner and minted on every retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_slower_than_the_reconcile_bound_is_finished() {
-    // A 4 s lease duration bounds each reconcile at 2 s (no leader election
-    // here: the bound applies to every replica).
-    let env = Env::start_with(
-        "slowmint",
-        &[
-            "--leader-election-lease-duration-seconds",
-            "4",
-            "--leader-election-renew-deadline-seconds",
-            "3",
-            "--leader-election-retry-period-seconds",
-            "1",
-        ],
-    )
-    .await;
-    env.fake.set_endpoint_latency(
-        "POST /orgs/{org}/actions/runners/generate-jitconfig",
-        Duration::from_secs(3),
-    );
+    // Reconciles bounded at 2 s (no leader election here: the bound applies
+    // to every replica), mints of 3 s.
+    let env = Env::start_with_slow_mints("slowmint", Duration::from_secs(3)).await;
     env.apply_org_pool("ci", 3).await;
     env.wait_for_online_runners("ci", 3, Duration::from_secs(60))
         .await;

@@ -208,6 +208,41 @@ impl Env {
         }
     }
 
+    /// An environment whose reconciles are bounded at 2 s (a 4 s lease
+    /// duration; no leader election needed) and whose JIT mints take `mint`:
+    /// creations outlive the pass that started them, as in a large burst on
+    /// a loaded machine.
+    #[allow(dead_code)]
+    pub async fn start_with_slow_mints(prefix: &str, mint: Duration) -> Env {
+        let env = Env::start_with(
+            prefix,
+            &[
+                "--leader-election-lease-duration-seconds",
+                "4",
+                "--leader-election-renew-deadline-seconds",
+                "3",
+                "--leader-election-retry-period-seconds",
+                "1",
+            ],
+        )
+        .await;
+        env.fake
+            .set_endpoint_latency("POST /orgs/{org}/actions/runners/generate-jitconfig", mint);
+        env
+    }
+
+    /// Waits until the operator's log says `what` (e.g. `reconcile_timeout`,
+    /// `controller stopped`).
+    #[allow(dead_code)]
+    pub async fn wait_for_log(&self, what: &str, timeout: Duration) {
+        wait_for(
+            &format!("the operator to log {what:?}"),
+            timeout,
+            || async { self.operator.logs().contains(what).then_some(()) },
+        )
+        .await;
+    }
+
     pub fn api_url(&self, base: Base) -> String {
         match base {
             Base::Root => self.fake.base_url(),
