@@ -102,7 +102,16 @@ async fn referenced_group_id(pool: &RunnerPool, name: &str, ctx: &Context) -> Re
                 format!("RunnerGroup {name:?} (spec.runnerGroupRef) not found in namespace {namespace:?}"),
             )
         })?;
-    let organization = &group.spec.github.organization;
+    let github = &group.spec.github;
+    let Some(organization) = github.organization.as_deref() else {
+        let enterprise = github.enterprise.as_deref().unwrap_or_default();
+        return Err(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "RunnerGroup {name:?} is a group of enterprise {enterprise:?}: runnerGroupRef names an organization's group (name an enterprise group with spec.runnerGroup)"
+            ),
+        ));
+    };
     if !pool
         .spec
         .github

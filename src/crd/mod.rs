@@ -21,7 +21,7 @@ mod runner_pool;
 pub use definition::{crd_yaml, custom_resource_definition};
 pub use github::{GitHubSpec, SecretReference};
 pub use runner_group::{
-    OrganizationSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
+    DeletionPolicy, GroupGitHubSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
 };
 pub use runner_pool::{
     AutoscalingSpec, CacheVolume, CacheVolumeSource, CapacitySchedule, ClaimReference,

@@ -1,5 +1,6 @@
-//! The `RunnerGroup` custom resource: an organization's runner group on
-//! GitHub, kept as declared (settings and repository access) by the operator.
+//! The `RunnerGroup` custom resource: an organization's or an enterprise's
+//! runner group on GitHub, kept as declared (settings and access list) by the
+//! operator.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -7,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::github::{GitHubSpec, SecretReference};
 
-/// An organization runner group managed declaratively: created when missing
-/// (or adopted with `adopt: true`), its settings and repository access put
-/// back when changed by hand, and deleted with this object once no runner is
-/// in it.
+/// An organization or enterprise runner group managed declaratively: created
+/// when missing (or adopted with `adopt: true`), its settings and access list
+/// put back when changed by hand, and deleted with this object once no runner
+/// is in it (unless `deletionPolicy: Retain`).
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "actions.runnerpool.dev",
@@ -21,7 +22,7 @@ use super::github::{GitHubSpec, SecretReference};
     category = "runnerpool-operator",
     status = "RunnerGroupStatus",
     derive = "PartialEq",
-    doc = "An organization's runner group on GitHub, managed declaratively.",
+    doc = "An organization's or enterprise's runner group on GitHub, managed declaratively.",
     printcolumn(name = "Group", type_ = "string", json_path = ".status.groupName"),
     printcolumn(name = "Id", type_ = "integer", json_path = ".status.groupId"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
@@ -31,14 +32,20 @@ use super::github::{GitHubSpec, SecretReference};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.selectedRepositories) || size(self.selectedRepositories) == 0 || (has(self.visibility) && self.visibility == 'selected')").message("selectedRepositories applies only with visibility: selected"))]
-#[x_kube(validation = Rule::new("!has(self.visibility) || self.visibility != 'selected' || has(self.selectedRepositories)").message("visibility: selected needs selectedRepositories (an empty list lets no repository use the group)"))]
+#[x_kube(validation = Rule::new("!has(self.selectedOrganizations) || size(self.selectedOrganizations) == 0 || (has(self.visibility) && self.visibility == 'selected')").message("selectedOrganizations applies only with visibility: selected"))]
+#[x_kube(validation = Rule::new("!has(self.visibility) || self.visibility != 'selected' || has(self.selectedRepositories) || has(self.selectedOrganizations)").message("visibility: selected needs selectedRepositories (an organization's group) or selectedOrganizations (an enterprise's group); an empty list lets none use the group"))]
 #[x_kube(validation = Rule::new("!has(self.selectedWorkflows) || size(self.selectedWorkflows) == 0 || (has(self.restrictedToWorkflows) && self.restrictedToWorkflows)").message("selectedWorkflows applies only with restrictedToWorkflows: true"))]
-#[x_kube(validation = Rule::new("!has(self.selectedRepositories) || self.selectedRepositories.all(r, r.lowerAscii().startsWith(self.github.organization.lowerAscii() + '/'))").message("selectedRepositories must be repositories of spec.github.organization, written owner/name"))]
+#[x_kube(validation = Rule::new("!has(self.selectedRepositories) || has(self.github.organization)").message("selectedRepositories applies only to an organization's group (spec.github.organization): an enterprise's group lists selectedOrganizations"))]
+#[x_kube(validation = Rule::new("!has(self.selectedRepositories) || !has(self.github.organization) || self.selectedRepositories.all(r, r.lowerAscii().startsWith(self.github.organization.lowerAscii() + '/'))").message("selectedRepositories must be repositories of spec.github.organization, written owner/name"))]
+#[x_kube(validation = Rule::new("!has(self.selectedOrganizations) || has(self.github.enterprise)").message("selectedOrganizations applies only to an enterprise's group (spec.github.enterprise): an organization's group lists selectedRepositories"))]
+#[x_kube(validation = Rule::new("!has(self.github.enterprise) || !has(self.visibility) || self.visibility != 'private'").message("visibility: private applies only to an organization's group: an enterprise's group is all or selected"))]
 pub struct RunnerGroupSpec {
-    /// The organization that owns the group and the Secret with credentials
-    /// allowed to manage its runner groups (`admin:org`, or a GitHub App with
-    /// the organization permission "Self-hosted runners": write).
-    pub github: OrganizationSpec,
+    /// The organization or enterprise that owns the group and the Secret
+    /// with credentials allowed to manage its runner groups (organization:
+    /// `admin:org`, or a GitHub App with the organization permission
+    /// "Self-hosted runners": write; enterprise: a classic token with
+    /// `manage_runners:enterprise`, GitHub accepts no App there).
+    pub github: GroupGitHubSpec,
 
     /// The group's name on GitHub; defaults to metadata.name. Renaming it
     /// renames the group the operator created or adopted.
@@ -68,6 +75,20 @@ pub struct RunnerGroupSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub selected_repositories: Option<Vec<String>>,
 
+    /// The organizations (logins) of the enterprise that may use an
+    /// enterprise's group; only with visibility `selected`. The whole list is
+    /// set in one call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 1000),
+        inner(
+            length(min = 1, max = 100),
+            regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub selected_organizations: Option<Vec<String>>,
+
     /// Whether public repositories may use the group. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allows_public_repositories: Option<bool>,
@@ -87,13 +108,33 @@ pub struct RunnerGroupSpec {
     pub selected_workflows: Option<Vec<String>>,
 
     /// Manage a group of this name that already exists on GitHub (it is then
-    /// deleted with this object, like one the operator created). Without it,
-    /// an existing group is left alone and the status says it exists.
+    /// deleted with this object, like one the operator created, unless
+    /// deletionPolicy is Retain). Without it, an existing group is left alone
+    /// and the status says it exists. A group an enterprise shares with the
+    /// organization is never adopted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt: Option<bool>,
+
+    /// What deleting this object does to the group on GitHub: `Delete`
+    /// (default; once no runner is in it) or `Retain` (the group stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
-/// Which repositories may use a runner group.
+/// What deleting a RunnerGroup does to its group on GitHub.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum DeletionPolicy {
+    /// The group is deleted once no runner is in it.
+    #[default]
+    Delete,
+    /// The group stays on GitHub.
+    Retain,
+}
+
+/// Which repositories (organization) or organizations (enterprise) may use a
+/// runner group; `private` is for organizations only.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
 )]
@@ -105,18 +146,30 @@ pub enum Visibility {
     Private,
 }
 
-/// The organization of a RunnerGroup and how to reach it.
+/// The organization or enterprise of a RunnerGroup and how to reach it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.organization == oldSelf.organization").message("organization cannot change: the group belongs to it. Create a new RunnerGroup for another organization (and delete this one)"))]
+#[x_kube(validation = Rule::new("has(self.organization) != has(self.enterprise)").message("set exactly one of organization or enterprise"))]
+#[x_kube(validation = Rule::new("(has(self.organization) ? self.organization : '') == (has(oldSelf.organization) ? oldSelf.organization : '')").message("organization cannot change: the group belongs to it. Create a new RunnerGroup for another organization (and delete this one)"))]
+#[x_kube(validation = Rule::new("(has(self.enterprise) ? self.enterprise : '') == (has(oldSelf.enterprise) ? oldSelf.enterprise : '')").message("enterprise cannot change: the group belongs to it. Create a new RunnerGroup for another enterprise (and delete this one)"))]
 #[x_kube(validation = Rule::new("(has(self.apiUrl) ? self.apiUrl : 'https://api.github.com') == (has(oldSelf.apiUrl) ? oldSelf.apiUrl : 'https://api.github.com')").message("apiUrl cannot change: the group lives on that GitHub. Create a new RunnerGroup for another GitHub host (and delete this one)"))]
-pub struct OrganizationSpec {
-    /// Organization login. Cannot change.
+pub struct GroupGitHubSpec {
+    /// Organization login: an organization's group. Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 100),
         regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
     )]
-    pub organization: String,
+    pub organization: Option<String>,
+
+    /// Enterprise slug: an enterprise's group (a classic token only, GitHub's
+    /// rule). Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 100),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    )]
+    pub enterprise: Option<String>,
 
     /// The REST API base: `https://api.github.com` (default) or
     /// `https://HOST/api/v3` for GitHub Enterprise Server. Plain `http` is
@@ -136,11 +189,13 @@ pub struct OrganizationSpec {
     pub credentials_secret: SecretReference,
 }
 
-impl OrganizationSpec {
-    /// As a pool's `spec.github`, so connecting works the same way.
+impl GroupGitHubSpec {
+    /// As a pool's `spec.github`, so connecting works the same way (and
+    /// refuses GitHub App credentials for an enterprise).
     pub fn as_github_spec(&self) -> GitHubSpec {
         GitHubSpec {
-            organization: Some(self.organization.clone()),
+            organization: self.organization.clone(),
+            enterprise: self.enterprise.clone(),
             api_url: self.api_url.clone(),
             ca_bundle: self.ca_bundle.clone(),
             credentials_secret: self.credentials_secret.clone(),
@@ -163,11 +218,18 @@ pub struct RunnerGroupStatus {
     /// The group's name on GitHub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
+    /// The name of a group the operator is about to create, recorded before
+    /// the create call: a group of this name found while no id is recorded
+    /// is the operator's own (its answer or the status write was lost), and
+    /// is taken over instead of being reported as AlreadyExists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating: Option<String>,
     /// Runners in the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runners: Option<i32>,
     /// `Ready` (the group exists and matches the spec) and `Degraded` (with a
-    /// reason: AlreadyExists, RepositoryNotFound, CredentialsInvalid,
+    /// reason: AlreadyExists, Inherited, RepositoryNotFound,
+    /// OrganizationNotFound, CredentialsInvalid, InvalidSpec,
     /// GitHubUnavailable, RateLimited, Rejected, WaitingForRunners).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

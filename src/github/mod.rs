@@ -130,12 +130,16 @@ pub struct RunnerGroupSettings {
     pub selected_workflows: Vec<String>,
 }
 
-/// An organization's runner group with its settings.
+/// An organization's or enterprise's runner group with its settings.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct RunnerGroupInfo {
     pub id: u64,
     #[serde(default)]
     pub default: bool,
+    /// Shared with an organization by its enterprise: the organization can
+    /// neither change nor delete it.
+    #[serde(default)]
+    pub inherited: bool,
     #[serde(flatten)]
     pub settings: RunnerGroupSettings,
 }
@@ -241,47 +245,60 @@ impl GitHubError {
 
 pub type Result<T, E = GitHubError> = std::result::Result<T, E>;
 
-/// The organization runner-group endpoints a `RunnerGroup` is managed with,
-/// the repository lookup its access list needs, and the runner downloads.
+/// The runner-group endpoints of an organization or an enterprise (`scope`)
+/// a `RunnerGroup` is managed with, the id lookups its access list needs,
+/// and the runner downloads.
 #[async_trait]
 pub trait RunnerGroupApi: Send + Sync {
     /// The group named `name` (case-insensitively, as GitHub compares group
-    /// names), from a fresh listing (conditional requests).
-    async fn find_runner_group(&self, org: &str, name: &str) -> Result<Option<RunnerGroupInfo>>;
+    /// names), from a fresh listing (conditional requests). An organization's
+    /// listing includes the groups its enterprise shares with it
+    /// (`inherited`).
+    async fn find_runner_group(&self, scope: &Scope, name: &str)
+    -> Result<Option<RunnerGroupInfo>>;
     /// `Err(NotFound)` when the group is gone.
-    async fn get_runner_group(&self, org: &str, id: u64) -> Result<RunnerGroupInfo>;
-    /// Creates a group; `repository_ids` is its access list (visibility `selected`).
+    async fn get_runner_group(&self, scope: &Scope, id: u64) -> Result<RunnerGroupInfo>;
+    /// Creates a group; `access_ids` is its access list (visibility
+    /// `selected`): repository ids in an organization, organization ids in an
+    /// enterprise.
     async fn create_runner_group(
         &self,
-        org: &str,
+        scope: &Scope,
         settings: &RunnerGroupSettings,
-        repository_ids: &[u64],
+        access_ids: &[u64],
     ) -> Result<RunnerGroupInfo>;
     async fn update_runner_group(
         &self,
-        org: &str,
+        scope: &Scope,
         id: u64,
         settings: &RunnerGroupSettings,
     ) -> Result<RunnerGroupInfo>;
-    async fn delete_runner_group(&self, org: &str, id: u64) -> Result<()>;
-    /// Ids of the repositories allowed to use the group (all pages).
-    async fn list_group_repositories(&self, org: &str, id: u64) -> Result<Vec<u64>>;
-    async fn set_group_repositories(
+    async fn delete_runner_group(&self, scope: &Scope, id: u64) -> Result<()>;
+    /// Ids allowed to use the group (all pages): repositories of an
+    /// organization's group, organizations of an enterprise's.
+    async fn list_group_access(&self, scope: &Scope, id: u64) -> Result<Vec<u64>>;
+    /// Replaces the whole access list in one call (`selected_repository_ids`
+    /// or `selected_organization_ids`).
+    async fn set_group_access(&self, scope: &Scope, id: u64, access_ids: &[u64]) -> Result<()>;
+    /// Organization groups only.
+    async fn add_group_repository(&self, scope: &Scope, id: u64, repository_id: u64) -> Result<()>;
+    /// Organization groups only.
+    async fn remove_group_repository(
         &self,
-        org: &str,
+        scope: &Scope,
         id: u64,
-        repository_ids: &[u64],
+        repository_id: u64,
     ) -> Result<()>;
-    async fn add_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()>;
-    async fn remove_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()>;
     /// Runners in the group (all pages).
-    async fn list_group_runners(&self, org: &str, id: u64) -> Result<Vec<Runner>>;
-    async fn set_group_runners(&self, org: &str, id: u64, runner_ids: &[u64]) -> Result<()>;
-    async fn add_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()>;
+    async fn list_group_runners(&self, scope: &Scope, id: u64) -> Result<Vec<Runner>>;
+    async fn set_group_runners(&self, scope: &Scope, id: u64, runner_ids: &[u64]) -> Result<()>;
+    async fn add_group_runner(&self, scope: &Scope, id: u64, runner_id: u64) -> Result<()>;
     /// The runner goes back to the default group.
-    async fn remove_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()>;
+    async fn remove_group_runner(&self, scope: &Scope, id: u64, runner_id: u64) -> Result<()>;
     /// The id of repository `owner/name` (`GET /repos/{owner}/{repo}`).
     async fn repository_id(&self, owner: &str, name: &str) -> Result<u64>;
+    /// The id of organization `login` (`GET /orgs/{org}`).
+    async fn organization_id(&self, login: &str) -> Result<u64>;
     /// The runner applications GitHub serves to the scope (conditional request).
     async fn runner_downloads(&self, scope: &Scope) -> Result<Vec<RunnerDownload>>;
 }

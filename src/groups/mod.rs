@@ -1,12 +1,15 @@
-//! The RunnerGroup controller: keeps an organization's runner group on
-//! GitHub as a `RunnerGroup` declares it.
+//! The RunnerGroup controller: keeps an organization's or an enterprise's
+//! runner group on GitHub as a `RunnerGroup` declares it.
 //!
 //! `reconcile` runs the finalizer as its only top-level action:
-//! [`reconcile::apply`] (find or create → put settings and repository access
-//! back → status) while the object lives, [`reconcile::cleanup`] when it is
-//! deleted (the group goes only once no runner is in it).
+//! [`reconcile::apply`] (find or create → put settings and the access list
+//! back → status) while the object lives, [`deletion::cleanup`] when it is
+//! deleted (the group goes only once no runner is in it, or stays with
+//! `deletionPolicy: Retain`).
 
+pub mod access;
 pub mod context;
+pub mod deletion;
 pub mod plan;
 pub mod reconcile;
 
@@ -43,7 +46,7 @@ async fn reconcile(group: Arc<RunnerGroup>, ctx: Arc<Context>) -> Result<Action,
     finalize_within(&api, FINALIZER, group, bound, |event| async {
         match event {
             FinalizerEvent::Apply(group) => reconcile::apply(group, &ctx).await,
-            FinalizerEvent::Cleanup(group) => reconcile::cleanup(group, &ctx).await,
+            FinalizerEvent::Cleanup(group) => deletion::cleanup(group, &ctx).await,
         }
     })
     .await
@@ -73,6 +76,8 @@ pub async fn run(
         github,
         settings,
         attempts: Attempts::default(),
+        ids: Default::default(),
+        unreachable_since: Default::default(),
     });
     Controller::new(groups, watcher::Config::default())
         .graceful_shutdown_on(shutdown)

@@ -1,14 +1,15 @@
 //! Pure decisions of the RunnerGroup controller: the settings GitHub should
-//! show, the repository-access edits that get there, and the status.
+//! show, the access-list edits that get there, whether a group found by name
+//! may be managed, and the status.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{RunnerGroup, RunnerGroupStatus, Visibility};
-use crate::github::{GroupVisibility, RunnerGroupSettings};
+use crate::github::{GroupVisibility, RunnerGroupInfo, RunnerGroupSettings};
 use crate::kit::conditions::{Value, condition};
-use crate::kit::problem::Problem;
+use crate::kit::problem::{Blocked, Problem};
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
@@ -65,6 +66,85 @@ pub fn repositories(group: &RunnerGroup) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Organization logins of an enterprise group's spec, in order, without
+/// repeats (case-insensitive).
+pub fn organizations(group: &RunnerGroup) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    group
+        .spec
+        .selected_organizations
+        .iter()
+        .flatten()
+        .filter(|o| seen.insert(o.to_ascii_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Why a group of the desired name, found while no id is in status, is
+/// managed from now on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// `spec.adopt: true`.
+    Adopted,
+    /// The operator recorded that it was creating a group of this name
+    /// (`status.creating`): the create call went through, but its answer or
+    /// the status write that followed was lost.
+    Ours,
+}
+
+/// Whether a group found by name may be managed, and why; otherwise what
+/// stands in the way. An enterprise's shared group and the default group
+/// are never managed, whatever the spec says.
+pub fn claim(object: &RunnerGroup, found: &RunnerGroupInfo, scope: &str) -> Result<Claim, Blocked> {
+    let name = &found.settings.name;
+    if found.default {
+        return Err(Blocked::new(
+            Problem::Rejected,
+            format!("{name:?} is the default group of {scope}, which cannot be managed"),
+        ));
+    }
+    if found.inherited {
+        return Err(Blocked::new(
+            Problem::Inherited,
+            format!(
+                "runner group {name:?} (id {}) is shared with {scope} by its enterprise: an organization can neither change nor delete it, so it is left alone. Manage it with an enterprise RunnerGroup, or choose another spec.name",
+                found.id
+            ),
+        ));
+    }
+    if group_intended(object, name) {
+        return Ok(Claim::Ours);
+    }
+    if object.spec.adopt.unwrap_or(false) {
+        return Ok(Claim::Adopted);
+    }
+    Err(Blocked::new(
+        Problem::AlreadyExists,
+        format!(
+            "a runner group named {name:?} (id {}) already exists in {scope}: set spec.adopt: true to manage it (it is then deleted with this RunnerGroup unless deletionPolicy is Retain)",
+            found.id
+        ),
+    ))
+}
+
+/// Whether status records that the operator was creating a group `name`.
+fn group_intended(object: &RunnerGroup, name: &str) -> bool {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.creating.as_deref())
+        .is_some_and(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// The status to write before creating group `name`: the intent, kept until
+/// the group's id is recorded.
+pub fn creating(object: &RunnerGroup, name: &str) -> RunnerGroupStatus {
+    RunnerGroupStatus {
+        creating: Some(name.to_string()),
+        ..object.status.clone().unwrap_or_default()
+    }
+}
+
 /// Repository ids to add to and remove from the group's access list.
 pub fn repository_changes(desired: &[u64], actual: &[u64]) -> (Vec<u64>, Vec<u64>) {
     let desired: BTreeSet<u64> = desired.iter().copied().collect();
@@ -109,6 +189,8 @@ pub fn status(
         group_name: group
             .map(|(_, name)| name.to_string())
             .or(previous.group_name),
+        // The intent to create is done with once the group is known.
+        creating: previous.creating.filter(|_| group.is_none()),
         runners: runners
             .map(|n| n.min(i32::MAX as usize) as i32)
             .or(previous.runners),
@@ -200,6 +282,60 @@ spec:
             (vec![1, 2], vec![4])
         );
         assert_eq!(repository_changes(&[], &[]), (vec![], vec![]));
+    }
+
+    fn found(name: &str) -> RunnerGroupInfo {
+        RunnerGroupInfo {
+            id: 7,
+            default: false,
+            inherited: false,
+            settings: desired_settings(&group(&SELECTED.replace("team-a", name))),
+        }
+    }
+
+    #[test]
+    fn a_group_found_by_name_is_managed_only_when_adopted_or_being_created() {
+        let mut g = group(SELECTED);
+        let refused = claim(&g, &found("team-a"), "orgs/acme").unwrap_err();
+        assert_eq!(refused.problem, Problem::AlreadyExists);
+        // The create call went out, its answer or the status write was lost.
+        g.status = Some(creating(&g, "team-a"));
+        assert_eq!(
+            claim(&g, &found("Team-A"), "orgs/acme").ok(),
+            Some(Claim::Ours)
+        );
+        // ... but only for the name being created.
+        let other = claim(&g, &found("team-b"), "orgs/acme").unwrap_err();
+        assert_eq!(other.problem, Problem::AlreadyExists);
+        g.spec.adopt = Some(true);
+        assert_eq!(
+            claim(&g, &found("team-b"), "orgs/acme").ok(),
+            Some(Claim::Adopted)
+        );
+        // Never an enterprise's shared group or the default one.
+        let mut shared = found("team-a");
+        shared.inherited = true;
+        let refused = claim(&g, &shared, "orgs/acme").unwrap_err();
+        assert_eq!(refused.problem, Problem::Inherited);
+        let mut default = found("Default");
+        default.default = true;
+        assert_eq!(
+            claim(&g, &default, "orgs/acme").unwrap_err().problem,
+            Problem::Rejected
+        );
+        // The intent is forgotten once the group's id is recorded.
+        let s = status(&g, Some((7, "team-a")), None, None, Timestamp::now());
+        assert_eq!(s.creating, None);
+        g.status = Some(creating(&g, "team-a"));
+        let s = status(&g, None, None, None, Timestamp::now());
+        assert_eq!(s.creating.as_deref(), Some("team-a"));
+    }
+
+    #[test]
+    fn organizations_are_deduplicated_case_insensitively() {
+        let mut g = group(SELECTED);
+        g.spec.selected_organizations = Some(vec!["acme".into(), "ACME".into(), "beta".into()]);
+        assert_eq!(organizations(&g), ["acme", "beta"]);
     }
 
     #[test]

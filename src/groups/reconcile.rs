@@ -1,79 +1,57 @@
-//! One pass over a RunnerGroup: connect → resolve repositories → find or
-//! create the group → put settings and repository access back → status; and
-//! its deletion, which waits for the group to have no runner.
+//! One pass over a RunnerGroup: connect → resolve the access list's ids →
+//! find, create or take over the group → put settings and the access list
+//! back → status.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
+use super::access::access_ids;
 use super::context::Context;
-use super::plan;
-use crate::RunnerPool;
+use super::plan::{self, Claim};
 use crate::crd::{RunnerGroup, RunnerGroupStatus};
-use crate::github::{GitHubApi, GitHubError, GroupVisibility, RunnerGroupInfo};
+use crate::github::{
+    GitHubApi, GitHubError, GroupVisibility, RunnerGroupInfo, RunnerGroupSettings, Scope,
+};
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
 use crate::kit::retry::{backoff, jittered, key};
 use crate::kit::status::apply_status;
 use crate::kit::{credentials, events};
 
-/// The GitHub client for the group's organization and credentials.
+/// The GitHub client for the group's organization or enterprise and its
+/// scope. GitHub App credentials are refused for an enterprise
+/// (`CredentialsInvalid`: GitHub accepts only a classic token there).
 /// `Ok(Err(_))` is a problem shown in status; `Err(_)` a failed read of the
 /// credentials Secret, retried soon.
-async fn connect(
+pub async fn connect(
     group: &RunnerGroup,
     ctx: &Context,
-) -> Result<Result<Arc<dyn GitHubApi>, Blocked>, Error> {
+) -> Result<Result<(Arc<dyn GitHubApi>, Scope), Blocked>, Error> {
     let spec = group.spec.github.as_github_spec();
     let namespace = group.namespace().unwrap_or_default();
     let secret = match credentials::credentials_secret(&ctx.client, &namespace, &spec).await? {
         Ok(secret) => secret,
         Err(blocked) => return Ok(Err(blocked)),
     };
-    Ok(credentials::connect(ctx.github.as_ref(), &spec, &secret).map(|(api, _)| api))
-}
-
-/// The ids of the spec's repositories.
-async fn repository_ids(api: &dyn GitHubApi, group: &RunnerGroup) -> Result<Vec<u64>, Blocked> {
-    let mut ids = Vec::new();
-    for (owner, name) in plan::repositories(group) {
-        match api.repository_id(&owner, &name).await {
-            Ok(id) => ids.push(id),
-            Err(GitHubError::NotFound(_)) => {
-                return Err(Blocked::new(
-                    Problem::RepositoryNotFound,
-                    format!(
-                        "repository {owner}/{name} does not exist or the credentials cannot see it; the group's repository access is left as it is"
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Err(Blocked::github(
-                    &e,
-                    &format!("cannot look up {owner}/{name}"),
-                ));
-            }
-        }
-    }
-    Ok(ids)
+    Ok(credentials::connect(ctx.github.as_ref(), &spec, &secret))
 }
 
 /// Keeps the group on GitHub as the spec says.
 pub async fn apply(group: Arc<RunnerGroup>, ctx: &Context) -> Result<Action, Error> {
-    let api = match connect(&group, ctx).await? {
-        Ok(api) => api,
+    let (api, scope) = match connect(&group, ctx).await? {
+        Ok(connected) => connected,
         Err(blocked) => return degraded(&group, ctx, blocked).await,
     };
-    // Status written along the way (a new group's id) is kept in this copy,
-    // so a later problem never writes a status without it.
+    // Status written along the way (the intent to create, a new group's id)
+    // is kept in this copy, so a later problem never writes a status without it.
     let mut group = (*group).clone();
-    match sync(&mut group, ctx, api.as_ref()).await {
+    match sync(&mut group, ctx, api.as_ref(), &scope).await {
         Ok((info, runners)) => {
             ctx.attempts.succeeded(&key(&group));
             let status = plan::status(
@@ -102,79 +80,46 @@ impl From<Blocked> for Step {
     }
 }
 
-/// Finds, creates or adopts the group and puts its settings and repository
-/// access back; returns it with its number of runners.
+/// Finds, creates or takes over the group and puts its settings and access
+/// list back; returns it with its number of runners.
 async fn sync(
     group: &mut RunnerGroup,
     ctx: &Context,
     api: &dyn GitHubApi,
+    scope: &Scope,
 ) -> Result<(RunnerGroupInfo, usize), Step> {
-    let org = group.spec.github.organization.clone();
-    let org = org.as_str();
     let desired = plan::desired_settings(group);
-    let repositories = repository_ids(api, group).await?;
     let selected = desired.visibility == GroupVisibility::Selected;
+    let access = if selected {
+        access_ids(api, group, scope, &ctx.ids).await?
+    } else {
+        Vec::new()
+    };
     let known = group
         .status
         .as_ref()
         .and_then(|s| s.group_id)
         .map(|id| id as u64);
 
-    let mut existing = match known {
-        Some(id) => match api.get_runner_group(org, id).await {
+    let recorded = match known {
+        Some(id) => match api.get_runner_group(scope, id).await {
             Ok(info) => Some(info),
-            // Deleted by hand: it is created again below.
+            // Deleted by hand: it is looked for by name (a re-creation whose
+            // answer was lost is the operator's own), else created again below.
             Err(GitHubError::NotFound(_)) => None,
             Err(e) => return Err(Blocked::github(&e, "cannot read the runner group").into()),
         },
         None => None,
     };
-    if known.is_none() {
-        existing = api
-            .find_runner_group(org, &desired.name)
-            .await
-            .map_err(|e| Blocked::github(&e, "cannot list runner groups"))?;
-        if let Some(found) = &existing {
-            if found.default {
-                return Err(Blocked::new(
-                    Problem::Rejected,
-                    format!(
-                        "{:?} is the organization's default group, which cannot be managed",
-                        found.settings.name
-                    ),
-                )
-                .into());
-            }
-            if !group.spec.adopt.unwrap_or(false) {
-                return Err(Blocked::new(
-                    Problem::AlreadyExists,
-                    format!(
-                        "a runner group named {:?} (id {}) already exists in {org}: set spec.adopt: true to manage it (it is then deleted with this RunnerGroup)",
-                        found.settings.name, found.id
-                    ),
-                )
-                .into());
-            }
-            // Adopted: from now on its id is in status, so it is managed
-            // (and deleted) as if the operator had created it.
-            record_group(group, ctx, found).await?;
-            announce(
-                ctx,
-                group,
-                "Adopted",
-                format!(
-                    "Adopted runner group {:?} (id {})",
-                    found.settings.name, found.id
-                ),
-            )
-            .await;
-        }
-    }
+    let existing = match recorded {
+        Some(info) => Some(info),
+        None => find_and_claim(group, ctx, api, scope, &desired.name).await?,
+    };
 
     let info = match existing {
         Some(info) if plan::settings_drifted(&info.settings, &desired) => {
             let updated = api
-                .update_runner_group(org, info.id, &desired)
+                .update_runner_group(scope, info.id, &desired)
                 .await
                 .map_err(|e| Blocked::github(&e, "cannot update the runner group"))?;
             info!(runner_group = %group.name_any(), id = info.id, "runner group settings put back");
@@ -191,64 +136,135 @@ async fn sync(
             updated
         }
         Some(info) => info,
-        None => {
-            let ids: &[u64] = if selected { &repositories } else { &[] };
-            let created = api
-                .create_runner_group(org, &desired, ids)
-                .await
-                .map_err(|e| Blocked::github(&e, "cannot create the runner group"))?;
-            // Recorded at once: only a group whose id is in status is ever deleted.
-            record_group(group, ctx, &created).await?;
-            info!(runner_group = %group.name_any(), id = created.id, "runner group created");
-            announce(
-                ctx,
-                group,
-                "Created",
-                format!(
-                    "Created runner group {:?} (id {})",
-                    desired.name, created.id
-                ),
-            )
-            .await;
-            created
-        }
+        None => create(group, ctx, api, scope, &desired, &access).await?,
     };
 
     if selected {
-        let actual = api
-            .list_group_repositories(org, info.id)
-            .await
-            .map_err(|e| Blocked::github(&e, "cannot list the group's repositories"))?;
-        let (add, remove) = plan::repository_changes(&repositories, &actual);
-        for id in &add {
-            api.add_group_repository(org, info.id, *id)
-                .await
-                .map_err(|e| Blocked::github(&e, &format!("cannot give repository {id} access")))?;
-        }
-        for id in &remove {
-            api.remove_group_repository(org, info.id, *id)
-                .await
-                .map_err(|e| Blocked::github(&e, &format!("cannot remove repository {id}")))?;
-        }
-        if !add.is_empty() || !remove.is_empty() {
-            announce(
-                ctx,
-                group,
-                "RepositoriesSynced",
-                format!(
-                    "Repository access: {} added, {} removed",
-                    add.len(),
-                    remove.len()
-                ),
-            )
-            .await;
-        }
+        put_access_back(group, ctx, api, scope, info.id, &access).await?;
     }
     let runners = api
-        .list_group_runners(org, info.id)
+        .list_group_runners(scope, info.id)
         .await
         .map_err(|e| Blocked::github(&e, "cannot list the group's runners"))?;
     Ok((info, runners.len()))
+}
+
+/// The group named `name` when none is recorded yet: managed from now on if
+/// it is adopted or the operator's own (see [`plan::claim`]).
+async fn find_and_claim(
+    group: &mut RunnerGroup,
+    ctx: &Context,
+    api: &dyn GitHubApi,
+    scope: &Scope,
+    name: &str,
+) -> Result<Option<RunnerGroupInfo>, Step> {
+    let Some(found) = api
+        .find_runner_group(scope, name)
+        .await
+        .map_err(|e| Blocked::github(&e, "cannot list runner groups"))?
+    else {
+        return Ok(None);
+    };
+    let claim = plan::claim(group, &found, &scope.to_string())?;
+    // From now on its id is in status, so it is managed (and deleted) as if
+    // the operator had just created it.
+    record_group(group, ctx, &found).await?;
+    let (reason, note) = match claim {
+        Claim::Adopted => ("Adopted", "Adopted"),
+        Claim::Ours => ("Created", "Took over (its creation was not recorded)"),
+    };
+    announce(
+        ctx,
+        group,
+        reason,
+        format!(
+            "{note} runner group {:?} (id {})",
+            found.settings.name, found.id
+        ),
+    )
+    .await;
+    Ok(Some(found))
+}
+
+/// Creates the group, its intent recorded first: if the answer or the status
+/// write after it is lost, the next pass finds a group of that name and
+/// knows it for its own.
+async fn create(
+    group: &mut RunnerGroup,
+    ctx: &Context,
+    api: &dyn GitHubApi,
+    scope: &Scope,
+    desired: &RunnerGroupSettings,
+    access: &[u64],
+) -> Result<RunnerGroupInfo, Step> {
+    let intent = plan::creating(group, &desired.name);
+    write_status(group, ctx, &intent)
+        .await
+        .map_err(Step::Kube)?;
+    group.status = Some(intent);
+    let created = match api.create_runner_group(scope, desired, access).await {
+        Ok(created) => created,
+        Err(e) => {
+            if matches!(e, GitHubError::Invalid(_)) {
+                // Perhaps an id of the access list no longer names what it did.
+                ctx.ids.forget(group);
+            }
+            return Err(Blocked::github(&e, "cannot create the runner group").into());
+        }
+    };
+    // Recorded at once: only a group whose id is in status is ever deleted.
+    record_group(group, ctx, &created).await?;
+    info!(runner_group = %group.name_any(), id = created.id, "runner group created");
+    announce(
+        ctx,
+        group,
+        "Created",
+        format!(
+            "Created runner group {:?} (id {})",
+            desired.name, created.id
+        ),
+    )
+    .await;
+    Ok(created)
+}
+
+/// Makes the access list equal to the spec's, in one call for the whole list.
+async fn put_access_back(
+    group: &RunnerGroup,
+    ctx: &Context,
+    api: &dyn GitHubApi,
+    scope: &Scope,
+    id: u64,
+    access: &[u64],
+) -> Result<(), Step> {
+    let actual = api
+        .list_group_access(scope, id)
+        .await
+        .map_err(|e| Blocked::github(&e, "cannot list the group's access list"))?;
+    let (add, remove) = plan::repository_changes(access, &actual);
+    if add.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = api.set_group_access(scope, id, access).await {
+        if matches!(e, GitHubError::Invalid(_) | GitHubError::NotFound(_)) {
+            // An id no longer names what it did (deleted, renamed away): the
+            // next pass reads the names again.
+            ctx.ids.forget(group);
+        }
+        return Err(Blocked::github(&e, "cannot set the group's access list").into());
+    }
+    announce(
+        ctx,
+        group,
+        "AccessSynced",
+        format!(
+            "Access list set: {} added, {} removed",
+            add.len(),
+            remove.len()
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 /// Writes the group's id into status before anything else happens to it.
@@ -271,119 +287,12 @@ async fn record_group(
     Ok(())
 }
 
-/// Deletes the group once no runner is in it, if the operator created or
-/// adopted it; a group it never managed is left alone.
-pub async fn cleanup(group: Arc<RunnerGroup>, ctx: &Context) -> Result<Action, Error> {
-    let Some(id) = group.status.as_ref().and_then(|s| s.group_id) else {
-        return Ok(Action::await_change());
-    };
-    let id = id as u64;
-    let org = group.spec.github.organization.as_str();
-    let api = match connect(&group, ctx).await? {
-        Ok(api) => api,
-        Err(blocked) => return give_up_or_wait(&group, ctx, id, blocked).await,
-    };
-    let runners = match api.list_group_runners(org, id).await {
-        Ok(runners) => runners,
-        Err(GitHubError::NotFound(_)) => return Ok(Action::await_change()),
-        Err(e) => {
-            let blocked = Blocked::github(&e, "cannot list the group's runners");
-            return give_up_or_wait(&group, ctx, id, blocked).await;
-        }
-    };
-    if !runners.is_empty() {
-        let pools = pools_using(&group, ctx).await?;
-        let users = if pools.is_empty() {
-            "no RunnerPool of this namespace refers to it".to_string()
-        } else {
-            format!("pools still using it: {}", pools.join(", "))
-        };
-        let message = format!(
-            "{} runner(s) are still in runner group {:?} (id {id}); it is deleted once they are gone; {users}",
-            runners.len(),
-            group.group_name()
-        );
-        let status = plan::status(
-            &group,
-            None,
-            Some(runners.len()),
-            Some((Problem::WaitingForRunners, message.clone())),
-            Timestamp::now(),
-        );
-        write_status(&group, ctx, &status).await?;
-        return Err(Error::DeletionPending(message));
-    }
-    match api.delete_runner_group(org, id).await {
-        Ok(()) | Err(GitHubError::NotFound(_)) => {
-            info!(runner_group = %group.name_any(), id, "runner group deleted");
-            Ok(Action::await_change())
-        }
-        Err(e) => {
-            let blocked = Blocked::github(&e, "cannot delete the runner group");
-            give_up_or_wait(&group, ctx, id, blocked).await
-        }
-    }
-}
-
-/// Names of the namespace's pools whose `runnerGroupRef` names this group.
-async fn pools_using(group: &RunnerGroup, ctx: &Context) -> Result<Vec<String>, Error> {
-    let namespace = group.namespace().unwrap_or_default();
-    let pools = Api::<RunnerPool>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?;
-    let mut names: Vec<String> = pools
-        .items
-        .iter()
-        .filter(|p| {
-            p.spec
-                .runner_group_ref
-                .as_ref()
-                .is_some_and(|r| r.name == group.name_any())
-        })
-        .map(|p| p.name_any())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// GitHub cannot be asked: wait, but not forever. After the cleanup timeout
-/// the object is released with a Warning naming the group left on GitHub.
-async fn give_up_or_wait(
+/// Shows the problem in status (and once as a Warning event) and retries with backoff.
+pub async fn degraded(
     group: &RunnerGroup,
     ctx: &Context,
-    id: u64,
     blocked: Blocked,
 ) -> Result<Action, Error> {
-    let deleted_for = group
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .and_then(|t| Timestamp::now().duration_since(t.0).try_into().ok())
-        .unwrap_or(Duration::ZERO);
-    if deleted_for >= ctx.settings.cleanup_timeout {
-        let note = format!(
-            "Released without deleting runner group {:?} (id {id}) from GitHub after {}s: {}",
-            group.group_name(),
-            ctx.settings.cleanup_timeout.as_secs(),
-            blocked.message
-        );
-        warn!(runner_group = %group.name_any(), id, "{note}");
-        publish(ctx, group, EventType::Warning, "GroupLeftOnGitHub", note).await;
-        return Ok(Action::await_change());
-    }
-    let status = plan::status(
-        group,
-        None,
-        None,
-        Some((blocked.problem, blocked.message.clone())),
-        Timestamp::now(),
-    );
-    write_status(group, ctx, &status).await?;
-    Err(Error::DeletionPending(blocked.message))
-}
-
-/// Shows the problem in status (and once as a Warning event) and retries with backoff.
-async fn degraded(group: &RunnerGroup, ctx: &Context, blocked: Blocked) -> Result<Action, Error> {
     let reason = blocked.problem.reason();
     let streak = ctx.attempts.failed(&key(group));
     let already = !ctx.attempts.announce(&key(group), reason);
@@ -408,7 +317,10 @@ async fn degraded(group: &RunnerGroup, ctx: &Context, blocked: Blocked) -> Resul
     write_status(group, ctx, &status).await?;
     // An existing group waits for a person; everything else for GitHub.
     let wait = match blocked.problem {
-        Problem::AlreadyExists | Problem::RepositoryNotFound => ctx.settings.github_sync_interval,
+        Problem::AlreadyExists
+        | Problem::Inherited
+        | Problem::RepositoryNotFound
+        | Problem::OrganizationNotFound => ctx.settings.github_sync_interval,
         _ => blocked
             .retry_in
             .unwrap_or(backoff(streak).max(Duration::from_secs(2))),
@@ -420,12 +332,18 @@ async fn announce(ctx: &Context, group: &RunnerGroup, reason: &str, note: String
     publish(ctx, group, EventType::Normal, reason, note).await;
 }
 
-async fn publish(ctx: &Context, group: &RunnerGroup, type_: EventType, reason: &str, note: String) {
+pub async fn publish(
+    ctx: &Context,
+    group: &RunnerGroup,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     events::publish(&ctx.recorder, group, type_, reason, "Reconcile", note).await;
 }
 
 /// Writes status through server-side apply, only when it changed.
-async fn write_status(
+pub async fn write_status(
     group: &RunnerGroup,
     ctx: &Context,
     status: &RunnerGroupStatus,

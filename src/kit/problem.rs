@@ -24,6 +24,11 @@ pub enum Problem {
     /// A runner group of that name exists and `adopt` is not set.
     AlreadyExists,
     RepositoryNotFound,
+    /// An organization named in an enterprise group's access list is unknown.
+    OrganizationNotFound,
+    /// The group of that name is shared with the organization by its
+    /// enterprise: the organization can neither change nor delete it.
+    Inherited,
     /// A RunnerGroup being deleted: runners are still in the group.
     WaitingForRunners,
 }
@@ -42,6 +47,8 @@ impl Problem {
             Problem::RunnerVersionDeprecated => "RunnerVersionDeprecated",
             Problem::AlreadyExists => "AlreadyExists",
             Problem::RepositoryNotFound => "RepositoryNotFound",
+            Problem::OrganizationNotFound => "OrganizationNotFound",
+            Problem::Inherited => "Inherited",
             Problem::WaitingForRunners => "WaitingForRunners",
         }
     }

@@ -8,26 +8,25 @@ pub const GENERATE_JITCONFIG: &str = "POST /{scope}/actions/runners/generate-jit
 pub const DELETE_RUNNER: &str = "DELETE /{scope}/actions/runners/{runner_id}";
 pub const SET_CUSTOM_LABELS: &str = "PUT /{scope}/actions/runners/{runner_id}/labels";
 pub const LIST_RUNNER_GROUPS: &str = "GET /{scope}/actions/runner-groups";
-pub const CREATE_RUNNER_GROUP: &str = "POST /orgs/{org}/actions/runner-groups";
-pub const RUNNER_GROUP: &str = "GET /orgs/{org}/actions/runner-groups/{runner_group_id}";
-pub const UPDATE_RUNNER_GROUP: &str = "PATCH /orgs/{org}/actions/runner-groups/{runner_group_id}";
-pub const DELETE_RUNNER_GROUP: &str = "DELETE /orgs/{org}/actions/runner-groups/{runner_group_id}";
-pub const GROUP_REPOSITORIES: &str =
-    "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories";
-pub const SET_GROUP_REPOSITORIES: &str =
-    "PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories";
+pub const CREATE_RUNNER_GROUP: &str = "POST /{scope}/actions/runner-groups";
+pub const RUNNER_GROUP: &str = "GET /{scope}/actions/runner-groups/{runner_group_id}";
+pub const UPDATE_RUNNER_GROUP: &str = "PATCH /{scope}/actions/runner-groups/{runner_group_id}";
+pub const DELETE_RUNNER_GROUP: &str = "DELETE /{scope}/actions/runner-groups/{runner_group_id}";
+/// An organization group's repositories, an enterprise group's organizations.
+pub const GROUP_ACCESS: &str = "GET /{scope}/actions/runner-groups/{runner_group_id}/{access}";
+pub const SET_GROUP_ACCESS: &str = "PUT /{scope}/actions/runner-groups/{runner_group_id}/{access}";
 pub const ADD_GROUP_REPOSITORY: &str =
     "PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories/{repository_id}";
 pub const REMOVE_GROUP_REPOSITORY: &str =
     "DELETE /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories/{repository_id}";
-pub const GROUP_RUNNERS: &str = "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/runners";
-pub const SET_GROUP_RUNNERS: &str =
-    "PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/runners";
+pub const GROUP_RUNNERS: &str = "GET /{scope}/actions/runner-groups/{runner_group_id}/runners";
+pub const SET_GROUP_RUNNERS: &str = "PUT /{scope}/actions/runner-groups/{runner_group_id}/runners";
 pub const ADD_GROUP_RUNNER: &str =
-    "PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/runners/{runner_id}";
+    "PUT /{scope}/actions/runner-groups/{runner_group_id}/runners/{runner_id}";
 pub const REMOVE_GROUP_RUNNER: &str =
-    "DELETE /orgs/{org}/actions/runner-groups/{runner_group_id}/runners/{runner_id}";
+    "DELETE /{scope}/actions/runner-groups/{runner_group_id}/runners/{runner_id}";
 pub const GET_REPOSITORY: &str = "GET /repos/{owner}/{repo}";
+pub const GET_ORGANIZATION: &str = "GET /orgs/{org}";
 pub const RUNNER_DOWNLOADS: &str = "GET /{scope}/actions/runners/downloads";
 pub const CREATE_INSTALLATION_TOKEN: &str =
     "POST /app/installations/{installation_id}/access_tokens";

@@ -524,6 +524,7 @@ async fn manages_an_organization_runner_group_end_to_end() {
     let rig = Rig::start().await;
     let lib = rig.fake.add_repo("acme", "lib");
     let client = rig.client();
+    let org = acme();
     let app = client.repository_id("acme", "app").await.unwrap();
     assert_eq!(client.repository_id("acme", "lib").await.unwrap(), lib);
     assert!(matches!(
@@ -539,15 +540,15 @@ async fn manages_an_organization_runner_group_end_to_end() {
         selected_workflows: vec![],
     };
     let group = client
-        .create_runner_group("acme", &settings, &[app])
+        .create_runner_group(&org, &settings, &[app])
         .await
         .unwrap();
     assert_eq!(group.settings, settings);
     // GitHub compares group names case-insensitively, and so does the lookup.
-    let found = client.find_runner_group("acme", "TEAM-A").await.unwrap();
+    let found = client.find_runner_group(&org, "TEAM-A").await.unwrap();
     assert_eq!(found.map(|g| g.id), Some(group.id));
     assert!(matches!(
-        client.create_runner_group("acme", &settings, &[]).await,
+        client.create_runner_group(&org, &settings, &[]).await,
         Err(GitHubError::Invalid(_))
     ));
     // A group created here is visible to the cached name lookup of pools at once.
@@ -563,45 +564,36 @@ async fn manages_an_organization_runner_group_end_to_end() {
     settings.restricted_to_workflows = true;
     settings.selected_workflows = vec!["acme/app/.github/workflows/ci.yml@refs/heads/main".into()];
     let updated = client
-        .update_runner_group("acme", group.id, &settings)
+        .update_runner_group(&org, group.id, &settings)
         .await
         .unwrap();
     assert_eq!(updated.settings, settings);
     assert_eq!(
-        client.get_runner_group("acme", group.id).await.unwrap(),
+        client.get_runner_group(&org, group.id).await.unwrap(),
         updated
     );
 
     assert_eq!(
-        client
-            .list_group_repositories("acme", group.id)
-            .await
-            .unwrap(),
+        client.list_group_access(&org, group.id).await.unwrap(),
         [app]
     );
     client
-        .add_group_repository("acme", group.id, lib)
+        .add_group_repository(&org, group.id, lib)
         .await
         .unwrap();
     client
-        .remove_group_repository("acme", group.id, app)
+        .remove_group_repository(&org, group.id, app)
         .await
         .unwrap();
     assert_eq!(
-        client
-            .list_group_repositories("acme", group.id)
-            .await
-            .unwrap(),
+        client.list_group_access(&org, group.id).await.unwrap(),
         [lib]
     );
     client
-        .set_group_repositories("acme", group.id, &[app, lib])
+        .set_group_access(&org, group.id, &[app, lib])
         .await
         .unwrap();
-    let mut both = client
-        .list_group_repositories("acme", group.id)
-        .await
-        .unwrap();
+    let mut both = client.list_group_access(&org, group.id).await.unwrap();
     both.sort();
     assert_eq!(both, [app.min(lib), app.max(lib)]);
 
@@ -610,46 +602,46 @@ async fn manages_an_organization_runner_group_end_to_end() {
         .register_runner(&fake_acme(), "r1", &[], true)
         .unwrap();
     client
-        .add_group_runner("acme", group.id, runner.id)
+        .add_group_runner(&org, group.id, runner.id)
         .await
         .unwrap();
-    let in_group = client.list_group_runners("acme", group.id).await.unwrap();
+    let in_group = client.list_group_runners(&org, group.id).await.unwrap();
     assert_eq!(
         in_group.iter().map(|r| r.id).collect::<Vec<_>>(),
         [runner.id]
     );
     client
-        .remove_group_runner("acme", group.id, runner.id)
+        .remove_group_runner(&org, group.id, runner.id)
         .await
         .unwrap();
     assert!(
         client
-            .list_group_runners("acme", group.id)
+            .list_group_runners(&org, group.id)
             .await
             .unwrap()
             .is_empty()
     );
     client
-        .set_group_runners("acme", group.id, &[runner.id])
+        .set_group_runners(&org, group.id, &[runner.id])
         .await
         .unwrap();
     assert_eq!(
         client
-            .list_group_runners("acme", group.id)
+            .list_group_runners(&org, group.id)
             .await
             .unwrap()
             .len(),
         1
     );
 
-    client.delete_runner_group("acme", group.id).await.unwrap();
+    client.delete_runner_group(&org, group.id).await.unwrap();
     assert!(matches!(
-        client.get_runner_group("acme", group.id).await,
+        client.get_runner_group(&org, group.id).await,
         Err(GitHubError::NotFound(_))
     ));
     assert!(
         client
-            .find_runner_group("acme", "team-a")
+            .find_runner_group(&org, "team-a")
             .await
             .unwrap()
             .is_none()
@@ -677,4 +669,66 @@ async fn runner_downloads_are_asked_for_conditionally() {
             .endpoint_status("GET /orgs/{org}/actions/runners/downloads", 304),
         1
     );
+}
+
+#[tokio::test]
+async fn manages_an_enterprise_runner_group_shared_with_its_organizations() {
+    use crate::github::{GroupVisibility, RunnerGroupApi, RunnerGroupSettings};
+    let rig = Rig::start().await;
+    rig.fake.add_org_to_enterprise("big", "acme");
+    let beta = rig.fake.add_org("beta");
+    rig.fake.add_org_to_enterprise("big", "beta");
+    let client = rig.client();
+    let enterprise = Scope::Enterprise("big".into());
+    assert_eq!(client.organization_id("beta").await.unwrap(), beta);
+    let settings = RunnerGroupSettings {
+        name: "shared".into(),
+        visibility: GroupVisibility::Selected,
+        allows_public_repositories: false,
+        restricted_to_workflows: false,
+        selected_workflows: vec![],
+    };
+    let acme_id = client.organization_id("acme").await.unwrap();
+    let group = client
+        .create_runner_group(&enterprise, &settings, &[beta])
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .list_group_access(&enterprise, group.id)
+            .await
+            .unwrap(),
+        [beta]
+    );
+    // Not shared with acme yet, then shared: listed there as inherited.
+    assert!(
+        client
+            .find_runner_group(&acme(), "shared")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    client
+        .set_group_access(&enterprise, group.id, &[acme_id, beta])
+        .await
+        .unwrap();
+    let mut shared = client
+        .list_group_access(&enterprise, group.id)
+        .await
+        .unwrap();
+    shared.sort();
+    let mut expected = vec![acme_id, beta];
+    expected.sort();
+    assert_eq!(shared, expected);
+    let inherited = client.find_runner_group(&acme(), "shared").await.unwrap();
+    assert!(inherited.is_some_and(|g| g.inherited && g.id == group.id));
+    let own = client
+        .find_runner_group(&enterprise, "shared")
+        .await
+        .unwrap();
+    assert!(own.is_some_and(|g| !g.inherited));
+    assert!(matches!(
+        client.organization_id("nobody").await,
+        Err(GitHubError::NotFound(_))
+    ));
 }

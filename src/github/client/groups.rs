@@ -1,9 +1,10 @@
-//! The organization runner-group endpoints (a `RunnerGroup` is managed with
-//! them), the repository lookup that turns `owner/name` into the ids group
-//! access takes, and the runner downloads.
+//! The organization and enterprise runner-group endpoints (a `RunnerGroup`
+//! is managed with them), the lookups that turn `owner/name` and
+//! organization logins into the ids group access takes, and the runner
+//! downloads.
 //!
-//! Every change to a group drops the cached group listing of its
-//! organization, so a pool that names the group sees it at once.
+//! Every change to a group drops the cached group listing of its scope, so
+//! a pool that names the group sees it at once.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -24,34 +25,35 @@ struct GroupPage {
     runner_groups: Vec<RunnerGroupInfo>,
 }
 
+/// A group's access list: repositories (organization) or organizations
+/// (enterprise), each with its id.
 #[derive(Deserialize)]
-struct RepositoryPage {
-    repositories: Vec<RepositoryId>,
+struct AccessPage {
+    #[serde(default)]
+    repositories: Vec<WithId>,
+    #[serde(default)]
+    organizations: Vec<WithId>,
 }
 
 #[derive(Deserialize)]
-struct RepositoryId {
+struct WithId {
     id: u64,
 }
 
-#[derive(Serialize)]
-struct CreateGroup<'a> {
-    #[serde(flatten)]
-    settings: &'a RunnerGroupSettings,
-    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
-    selected_repository_ids: &'a [u64],
+/// The access list's path segment and body field in `scope`.
+fn access(scope: &Scope) -> (&'static str, &'static str) {
+    match scope {
+        Scope::Enterprise(_) => ("organizations", "selected_organization_ids"),
+        _ => ("repositories", "selected_repository_ids"),
+    }
 }
 
 impl GitHubClient {
-    fn org_scope(org: &str) -> Scope {
-        Scope::Organization(org.to_owned())
-    }
-
-    fn group_url(&self, org: &str, id: u64, rest: &[&str]) -> Url {
+    fn group_url(&self, scope: &Scope, id: u64, rest: &[&str]) -> Url {
         let id = id.to_string();
         let mut segments = vec!["actions", "runner-groups", id.as_str()];
         segments.extend_from_slice(rest);
-        self.scope_url(&Self::org_scope(org), &segments)
+        self.scope_url(scope, &segments)
     }
 
     /// A write whose answer body, if any, is returned.
@@ -84,20 +86,20 @@ impl GitHubClient {
         &self,
         endpoint: &'static str,
         method: Method,
-        (org, id): (&str, u64),
+        (scope, id): (&Scope, u64),
         collection: &str,
         member: u64,
     ) -> Result<()> {
-        let subject = format!("{member} in the {collection} of runner group {id} in orgs/{org}");
-        let url = self.group_url(org, id, &[collection, &member.to_string()]);
+        let subject = format!("{member} in the {collection} of runner group {id} in {scope}");
+        let url = self.group_url(scope, id, &[collection, &member.to_string()]);
         self.send(endpoint, method, url, None, subject)
             .await
             .map(drop)
     }
 
-    /// The organization's groups changed: the next lookup by name asks GitHub.
-    fn forget_groups(&self, org: &str) {
-        lock(&self.runner_groups).remove(&Self::org_scope(org));
+    /// The scope's groups changed: the next lookup by name asks GitHub.
+    fn forget_groups(&self, scope: &Scope) {
+        lock(&self.runner_groups).remove(scope);
     }
 
     fn paged(mut url: Url) -> Url {
@@ -113,14 +115,18 @@ fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
 
 #[async_trait]
 impl RunnerGroupApi for GitHubClient {
-    #[tracing::instrument(skip_all, fields(org = %org, group = %name))]
-    async fn find_runner_group(&self, org: &str, name: &str) -> Result<Option<RunnerGroupInfo>> {
-        let url = Self::paged(self.scope_url(&Self::org_scope(org), &["actions", "runner-groups"]));
+    #[tracing::instrument(skip_all, fields(scope = %scope, group = %name))]
+    async fn find_runner_group(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<RunnerGroupInfo>> {
+        let url = Self::paged(self.scope_url(scope, &["actions", "runner-groups"]));
         let mut found = None;
         self.for_each_page(
             endpoints::LIST_RUNNER_GROUPS,
             url,
-            &format!("runner groups of orgs/{org}"),
+            &format!("runner groups of {scope}"),
             |body| {
                 let page: GroupPage = decode(endpoints::LIST_RUNNER_GROUPS, body)?;
                 if found.is_none() {
@@ -136,47 +142,47 @@ impl RunnerGroupApi for GitHubClient {
         Ok(found)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn get_runner_group(&self, org: &str, id: u64) -> Result<RunnerGroupInfo> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn get_runner_group(&self, scope: &Scope, id: u64) -> Result<RunnerGroupInfo> {
         let answer = self
             .execute(Call::get(
                 endpoints::RUNNER_GROUP,
-                self.group_url(org, id, &[]),
-                format!("runner group {id} in orgs/{org}"),
+                self.group_url(scope, id, &[]),
+                format!("runner group {id} in {scope}"),
             ))
             .await?;
         decode(endpoints::RUNNER_GROUP, &answer.body)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, group = %settings.name))]
+    #[tracing::instrument(skip_all, fields(scope = %scope, group = %settings.name))]
     async fn create_runner_group(
         &self,
-        org: &str,
+        scope: &Scope,
         settings: &RunnerGroupSettings,
-        repository_ids: &[u64],
+        access_ids: &[u64],
     ) -> Result<RunnerGroupInfo> {
-        let body = to_json(&CreateGroup {
-            settings,
-            selected_repository_ids: repository_ids,
-        })?;
-        let url = self.scope_url(&Self::org_scope(org), &["actions", "runner-groups"]);
+        let mut body = to_json(settings)?;
+        if !access_ids.is_empty() {
+            body[access(scope).1] = serde_json::json!(access_ids);
+        }
+        let url = self.scope_url(scope, &["actions", "runner-groups"]);
         let answer = self
             .send(
                 endpoints::CREATE_RUNNER_GROUP,
                 Method::POST,
                 url,
                 Some(body),
-                format!("organization {org}"),
+                format!("runner groups of {scope}"),
             )
             .await;
-        self.forget_groups(org);
+        self.forget_groups(scope);
         decode(endpoints::CREATE_RUNNER_GROUP, &answer?)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
     async fn update_runner_group(
         &self,
-        org: &str,
+        scope: &Scope,
         id: u64,
         settings: &RunnerGroupSettings,
     ) -> Result<RunnerGroupInfo> {
@@ -184,40 +190,41 @@ impl RunnerGroupApi for GitHubClient {
             .send(
                 endpoints::UPDATE_RUNNER_GROUP,
                 Method::PATCH,
-                self.group_url(org, id, &[]),
+                self.group_url(scope, id, &[]),
                 Some(to_json(settings)?),
-                format!("runner group {id} in orgs/{org}"),
+                format!("runner group {id} in {scope}"),
             )
             .await;
-        self.forget_groups(org);
+        self.forget_groups(scope);
         decode(endpoints::UPDATE_RUNNER_GROUP, &answer?)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn delete_runner_group(&self, org: &str, id: u64) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn delete_runner_group(&self, scope: &Scope, id: u64) -> Result<()> {
         let answer = self
             .send(
                 endpoints::DELETE_RUNNER_GROUP,
                 Method::DELETE,
-                self.group_url(org, id, &[]),
+                self.group_url(scope, id, &[]),
                 None,
-                format!("runner group {id} in orgs/{org}"),
+                format!("runner group {id} in {scope}"),
             )
             .await;
-        self.forget_groups(org);
+        self.forget_groups(scope);
         answer.map(drop)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn list_group_repositories(&self, org: &str, id: u64) -> Result<Vec<u64>> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn list_group_access(&self, scope: &Scope, id: u64) -> Result<Vec<u64>> {
         let mut ids = Vec::new();
         self.for_each_page(
-            endpoints::GROUP_REPOSITORIES,
-            Self::paged(self.group_url(org, id, &["repositories"])),
-            &format!("runner group {id} in orgs/{org}"),
+            endpoints::GROUP_ACCESS,
+            Self::paged(self.group_url(scope, id, &[access(scope).0])),
+            &format!("runner group {id} in {scope}"),
             |body| {
-                let page: RepositoryPage = decode(endpoints::GROUP_REPOSITORIES, body)?;
-                ids.extend(page.repositories.into_iter().map(|r| r.id));
+                let page: AccessPage = decode(endpoints::GROUP_ACCESS, body)?;
+                let members = page.repositories.into_iter().chain(page.organizations);
+                ids.extend(members.map(|m| m.id));
                 Ok(())
             },
         )
@@ -225,55 +232,56 @@ impl RunnerGroupApi for GitHubClient {
         Ok(ids)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn set_group_repositories(
-        &self,
-        org: &str,
-        id: u64,
-        repository_ids: &[u64],
-    ) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn set_group_access(&self, scope: &Scope, id: u64, access_ids: &[u64]) -> Result<()> {
+        let (collection, field) = access(scope);
         self.send(
-            endpoints::SET_GROUP_REPOSITORIES,
+            endpoints::SET_GROUP_ACCESS,
             Method::PUT,
-            self.group_url(org, id, &["repositories"]),
-            Some(serde_json::json!({ "selected_repository_ids": repository_ids })),
-            format!("runner group {id} in orgs/{org}"),
+            self.group_url(scope, id, &[collection]),
+            Some(serde_json::json!({ field: access_ids })),
+            format!("runner group {id} in {scope}"),
         )
         .await
         .map(drop)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id, repository_id))]
-    async fn add_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id, repository_id))]
+    async fn add_group_repository(&self, scope: &Scope, id: u64, repository_id: u64) -> Result<()> {
         self.change_member(
             endpoints::ADD_GROUP_REPOSITORY,
             Method::PUT,
-            (org, id),
+            (scope, id),
             "repositories",
             repository_id,
         )
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id, repository_id))]
-    async fn remove_group_repository(&self, org: &str, id: u64, repository_id: u64) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id, repository_id))]
+    async fn remove_group_repository(
+        &self,
+        scope: &Scope,
+        id: u64,
+        repository_id: u64,
+    ) -> Result<()> {
         self.change_member(
             endpoints::REMOVE_GROUP_REPOSITORY,
             Method::DELETE,
-            (org, id),
+            (scope, id),
             "repositories",
             repository_id,
         )
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn list_group_runners(&self, org: &str, id: u64) -> Result<Vec<Runner>> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn list_group_runners(&self, scope: &Scope, id: u64) -> Result<Vec<Runner>> {
         let mut runners = Vec::new();
         self.for_each_page(
             endpoints::GROUP_RUNNERS,
-            Self::paged(self.group_url(org, id, &["runners"])),
-            &format!("runner group {id} in orgs/{org}"),
+            Self::paged(self.group_url(scope, id, &["runners"])),
+            &format!("runner group {id} in {scope}"),
             |body| {
                 let page: RunnerPage = decode(endpoints::GROUP_RUNNERS, body)?;
                 runners.extend(page.runners);
@@ -284,37 +292,37 @@ impl RunnerGroupApi for GitHubClient {
         Ok(runners)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id))]
-    async fn set_group_runners(&self, org: &str, id: u64, runner_ids: &[u64]) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id))]
+    async fn set_group_runners(&self, scope: &Scope, id: u64, runner_ids: &[u64]) -> Result<()> {
         self.send(
             endpoints::SET_GROUP_RUNNERS,
             Method::PUT,
-            self.group_url(org, id, &["runners"]),
+            self.group_url(scope, id, &["runners"]),
             Some(serde_json::json!({ "runners": runner_ids })),
-            format!("runner group {id} in orgs/{org}"),
+            format!("runner group {id} in {scope}"),
         )
         .await
         .map(drop)
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id, runner_id))]
-    async fn add_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id, runner_id))]
+    async fn add_group_runner(&self, scope: &Scope, id: u64, runner_id: u64) -> Result<()> {
         self.change_member(
             endpoints::ADD_GROUP_RUNNER,
             Method::PUT,
-            (org, id),
+            (scope, id),
             "runners",
             runner_id,
         )
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(org = %org, runner_group_id = id, runner_id))]
-    async fn remove_group_runner(&self, org: &str, id: u64, runner_id: u64) -> Result<()> {
+    #[tracing::instrument(skip_all, fields(scope = %scope, runner_group_id = id, runner_id))]
+    async fn remove_group_runner(&self, scope: &Scope, id: u64, runner_id: u64) -> Result<()> {
         self.change_member(
             endpoints::REMOVE_GROUP_RUNNER,
             Method::DELETE,
-            (org, id),
+            (scope, id),
             "runners",
             runner_id,
         )
@@ -330,8 +338,21 @@ impl RunnerGroupApi for GitHubClient {
                 format!("repository {owner}/{name}"),
             ))
             .await?;
-        let repository: RepositoryId = decode(endpoints::GET_REPOSITORY, &answer.body)?;
+        let repository: WithId = decode(endpoints::GET_REPOSITORY, &answer.body)?;
         Ok(repository.id)
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %login))]
+    async fn organization_id(&self, login: &str) -> Result<u64> {
+        let answer = self
+            .execute(Call::get(
+                endpoints::GET_ORGANIZATION,
+                self.url(&["orgs", login]),
+                format!("organization {login}"),
+            ))
+            .await?;
+        let organization: WithId = decode(endpoints::GET_ORGANIZATION, &answer.body)?;
+        Ok(organization.id)
     }
 
     #[tracing::instrument(skip_all, fields(scope = %scope))]

@@ -910,6 +910,27 @@ impl Model {
             .ok_or_else(not_found)
     }
 
+    /// The groups an organization's enterprise shares with it (every
+    /// non-default enterprise group visible to the organization), listed
+    /// with the organization's own as `inherited`.
+    pub fn inherited_groups(&self, key: &ScopeKey) -> Vec<(ScopeKey, &RunnerGroup)> {
+        let ScopeKey::Org(o) = key else {
+            return Vec::new();
+        };
+        let Some(enterprise) = self.orgs.get(o).and_then(|a| a.enterprise.clone()) else {
+            return Vec::new();
+        };
+        let from = ScopeKey::Ent(enterprise);
+        let Ok(groups) = self.groups(&from) else {
+            return Vec::new();
+        };
+        groups
+            .into_iter()
+            .filter(|g| !g.default && self.group_visible_to(&from, g, o).unwrap_or(false))
+            .map(|g| (from.clone(), g))
+            .collect()
+    }
+
     /// Groups a repository (organization groups) or an organization
     /// (enterprise groups) may use.
     pub fn group_visible_to(

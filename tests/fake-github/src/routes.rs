@@ -42,6 +42,8 @@ pub(crate) enum Op {
     RateLimit,
     /// `GET /repos/{owner}/{repo}`: a repository (its id for runner-group access).
     GetRepo,
+    /// `GET /orgs/{org}`: an organization (its id for enterprise runner-group access).
+    GetOrg,
 }
 
 impl Op {
@@ -60,6 +62,7 @@ impl Op {
                 | Op::ListGroupHostedRunners
                 | Op::RateLimit
                 | Op::GetRepo
+                | Op::GetOrg
         )
     }
 }
@@ -176,6 +179,13 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
             r.template = "/repos/{owner}/{repo}";
             r.owner = percent_decode(o, false);
             r.repo = percent_decode(n, false);
+            return Some(r);
+        }
+        ["orgs", o] if m == "GET" => {
+            r.op = Op::GetOrg;
+            r.kind = Kind::Org;
+            r.template = "/orgs/{org}";
+            r.owner = percent_decode(o, false);
             return Some(r);
         }
         _ => {}

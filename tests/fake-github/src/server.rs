@@ -279,6 +279,15 @@ impl State {
         if r.op == Op::GetRepo {
             return self.authorize_repository_read(cred, r);
         }
+        if r.op == Op::GetOrg {
+            return match cred {
+                Credential::Anonymous => Err(ApiError::new(401, "Requires authentication")),
+                Credential::AppJwt { .. } => {
+                    Err(ApiError::new(403, "Resource not accessible by integration"))
+                }
+                _ => Ok(vec![]),
+            };
+        }
         let write = !r.op.is_read();
         match cred {
             Credential::Anonymous => Err(ApiError::new(401, "Requires authentication")),
@@ -709,11 +718,16 @@ impl State {
                     {
                         continue;
                     }
-                    groups.push(g);
+                    groups.push((key.clone(), g));
                 }
+                groups.extend(m.inherited_groups(&key));
                 let items: Vec<Value> = page_of(&groups, page, per_page)
                     .iter()
-                    .map(|g| m.group_json(&key, g, ctx))
+                    .map(|(from, g)| {
+                        let mut v = m.group_json(from, g, ctx);
+                        v["inherited"] = json!(from != &key);
+                        v
+                    })
                     .collect();
                 let mut reply = Reply::json(
                     200,
@@ -859,6 +873,11 @@ impl State {
             Op::GetRepo => {
                 let repo = m.repo_by_key(&key).ok_or_else(ApiError::not_found)?;
                 Reply::json(200, &m.full_repository_json(repo, ctx))
+            }
+            Op::GetOrg => {
+                let org = m.orgs.get(&r.owner.to_lowercase());
+                let org = org.ok_or_else(ApiError::not_found)?;
+                Reply::json(200, &m.organization_simple_json(org, ctx))
             }
             Op::RateLimit | Op::CreateInstallationToken => unreachable!("handled above"),
         };
