@@ -122,11 +122,19 @@ pub struct RunnerPoolSpec {
 
     /// What the runner pod is built for, around the template's `runner` container:
     ///
-    /// - `none` (default): the template as written.
-    /// - `dind`: Docker-in-Docker. A `docker:dind` daemon runs as a native
+    /// - `none` (default): the template as written, with what the
+    ///   "restricted" Pod Security level asks filled in where the template
+    ///   leaves it unset: runAsNonRoot as the runner image's user (uid 1001,
+    ///   gid 123), the RuntimeDefault seccomp profile, no privilege
+    ///   escalation and every capability dropped (not for a template with a
+    ///   privileged container).
+    /// - `dind`: Docker-in-Docker. A Docker daemon (a pinned
+    ///   `docker:<version>-dind`; a template init container named `dind`
+    ///   with its own `image` replaces it) runs as a native
     ///   sidecar (an init container with `restartPolicy: Always` and a
     ///   startup probe: the runner starts once the daemon answers, and the pod
-    ///   ends when the runner ends). It is the only privileged container. The
+    ///   ends when the runner ends). It is the only privileged container, so
+    ///   the namespace needs the `privileged` Pod Security level. The
     ///   runner gets `DOCKER_HOST` (the daemon's Unix socket on a shared
     ///   volume) and shares its work directory with the daemon, so jobs can
     ///   `docker build` and use `container:` and `services:`.
@@ -136,6 +144,7 @@ pub struct RunnerPoolSpec {
     ///   with the work directory on an ephemeral volume claim
     ///   (workVolumeClaimTemplate, required). The pool gets a ServiceAccount,
     ///   Role and RoleBinding with the rights the hooks need in its namespace.
+    ///   The runner pod gets the restricted settings as with `none`.
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
