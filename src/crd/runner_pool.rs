@@ -143,8 +143,10 @@ pub struct RunnerPoolSpec {
     ///   (`ACTIONS_RUNNER_CONTAINER_HOOKS`, `ACTIONS_RUNNER_REQUIRE_JOB_CONTAINER`),
     ///   with the work directory on an ephemeral volume claim
     ///   (workVolumeClaimTemplate, required). The pool gets a ServiceAccount,
-    ///   Role and RoleBinding with the rights the hooks need in its namespace.
-    ///   The runner pod gets the restricted settings as with `none`.
+    ///   Role and RoleBinding with the rights the hooks need in its namespace
+    ///   (the operator's chart grants it those rights only with
+    ///   `containerModes.kubernetes.enabled`). The runner pod gets the
+    ///   restricted settings as with `none`.
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
@@ -419,7 +421,7 @@ pub struct RunnerPoolStatus {
     /// GitHubUnavailable, RunnersFailing), False (Converged, or Stalled).
     /// `Stalled` (kstatus): True for what needs a person (InvalidSpec,
     /// CredentialsInvalid, RunnerGroupNotFound, Rejected, PodRejected,
-    /// RunnerVersionDeprecated), else False
+    /// ContainerModeNotPermitted, RunnerVersionDeprecated), else False
     /// (AsExpected). `Degraded`: True with the reason of any of those problems,
     /// else False (AsExpected). `RunnerVersionOutdated` (a warning: it never
     /// makes the pool not Ready): True (NewerReleaseAvailable) when the
