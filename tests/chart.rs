@@ -15,8 +15,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::api::Api;
+use serde::Deserialize;
 use support::cluster::{
     self, expect_success, fresh_namespace, helm, kubectl, lint_tool, repo_path, wait_for,
 };
@@ -281,6 +282,61 @@ fn the_webhook_listener_is_exposed_on_its_own_port_when_enabled() {
     assert_eq!(paths[0].path.as_deref(), Some("/webhook"));
 }
 
+/// The resources of the rules in the rendered chart's ClusterRole, or its
+/// Role with `watchNamespace`.
+fn operator_rule_resources(set: &[&str]) -> BTreeSet<String> {
+    let mut args = vec!["--show-only", "templates/rbac.yaml"];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    let rendered = render_release(&args);
+    let role = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|doc| doc["kind"] == "ClusterRole" || doc["kind"] == "Role")
+        .expect("a ClusterRole or Role");
+    let rules: Vec<PolicyRule> = serde_yaml::from_value(role["rules"].clone()).unwrap();
+    rules
+        .into_iter()
+        .flat_map(|r| r.resources.unwrap_or_default())
+        .collect()
+}
+
+/// Issue 21, item 4: what only containerMode kubernetes needs is granted only
+/// with `containerModes.kubernetes.enabled`, cluster-wide and namespaced.
+#[test]
+fn kubernetes_mode_rights_are_granted_only_when_enabled() {
+    let only_kubernetes_mode = [
+        "serviceaccounts",
+        "roles",
+        "rolebindings",
+        "pods/exec",
+        "pods/log",
+        "jobs",
+    ];
+    for watch in ["watchNamespace=", "watchNamespace=ci"] {
+        let default = operator_rule_resources(&[watch]);
+        let enabled = operator_rule_resources(&[watch, "containerModes.kubernetes.enabled=true"]);
+        for resource in only_kubernetes_mode {
+            assert!(
+                !default.contains(resource),
+                "{watch}: {resource} by default"
+            );
+            assert!(
+                enabled.contains(resource),
+                "{watch}: no {resource} when enabled"
+            );
+        }
+        for resource in ["runnerpools", "pods", "secrets", "events"] {
+            assert!(default.contains(resource), "{watch}: no {resource}");
+        }
+        assert_eq!(
+            enabled.difference(&default).count(),
+            only_kubernetes_mode.len(),
+            "{watch}: {enabled:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_values_are_refused_by_the_schema() {
     let cases: &[(&[&str], &str)] = &[
@@ -332,6 +388,14 @@ fn bad_values_are_refused_by_the_schema() {
         (
             &["--set", "networkPolicy.ingress.webhookPort=0"],
             "/networkPolicy/ingress/webhookPort",
+        ),
+        (
+            &["--set", "containerModes.kubernetes.enabled=sometimes"],
+            "/containerModes/kubernetes/enabled",
+        ),
+        (
+            &["--set", "containerModes.docker.enabled=true"],
+            "'docker' not allowed",
         ),
     ];
     for (args, expected) in cases {

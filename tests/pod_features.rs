@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use runnerpool::pod::container_mode::{DIND_CONTAINER, DIND_HOST, WORK_VOLUME};
 use runnerpool::runner::RUNNER_CONTAINER;
 use support::cluster::wait_for;
-use support::operator::{Base, Env, pool_yaml};
+use support::operator::{Base, Env, kubernetes_mode, pool_yaml};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -116,10 +116,9 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
     let env = Env::start("kube-mode").await;
     let class = format!("hooks-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 3).await;
-    let extra = format!(
-        "  containerMode: kubernetes\n  workVolumeClaimTemplate: {{ storageClassName: {class}, size: 1Gi }}"
-    );
-    let pool = env.apply_pool(&org_pool(&env, 1, &extra)).await;
+    let pool = env
+        .apply_pool(&org_pool(&env, 1, &kubernetes_mode(&class)))
+        .await;
     env.wait_for_online_runners("ci", 1, T).await;
     let pod = wait_for_running_pod(&env).await;
     let spec = pod.spec.as_ref().unwrap();
@@ -382,13 +381,7 @@ async fn an_active_schedule_window_raises_the_minimum_and_shows_in_status() {
     let unknown = "      - { name: mars, start: \"00:00\", end: \"23:59\", timeZone: Mars/Olympus_Mons, minRunners: 1 }\n";
     env.apply_pool(&scheduled_pool(&env, "tz", unknown)).await;
     let (reason, message) = wait_for("pool tz Degraded", T, || async {
-        let pool = env.pools().get("tz").await.ok()?;
-        let c = pool
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True")?;
-        Some((c.reason, c.message))
+        env.true_condition("tz", "Degraded").await
     })
     .await;
     assert_eq!(reason, "InvalidSpec");
@@ -432,4 +425,61 @@ async fn a_window_scales_the_pool_up_when_it_opens() {
     let schedule = status.schedule.unwrap();
     assert_eq!(schedule.active_windows.len(), 1);
     assert_eq!(schedule.effective_min_runners, 1);
+}
+
+/// Issue 21: a template that says nothing about security gives runner pods
+/// that pass the "restricted" Pod Security level in modes `none` and
+/// `kubernetes` (the operator's dry run runs before any JIT config is
+/// minted, so a refused pod would show as `PodRejected`). A dind pool's
+/// daemon is privileged: such a namespace refuses it, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_pods_pass_the_restricted_pod_security_level() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let env = Env::start("restricted").await;
+    let restricted = serde_json::json!({ "metadata": { "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    } } });
+    Api::<Namespace>::all(env.client.clone())
+        .patch(&env.ns, &PatchParams::default(), &Patch::Merge(&restricted))
+        .await
+        .unwrap();
+    let class = format!("restricted-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 2).await;
+    let pool = |name: &str, extra: &str| {
+        pool_yaml(
+            name,
+            "organization: acme",
+            &env.api_url(Base::Root),
+            1,
+            &["linux"],
+            extra,
+        )
+    };
+    env.apply_pool(&pool("plain", "")).await;
+    env.apply_pool(&pool("kube", &kubernetes_mode(&class)))
+        .await;
+    env.wait_for_online_runners("plain", 1, T).await;
+    env.wait_for_online_runners("kube", 1, T).await;
+    let minted = env.calls("generate-jitconfig");
+
+    env.apply_pool(&pool("dind", "  containerMode: dind")).await;
+    let (reason, message) = wait_for("pool dind Degraded", T, || async {
+        env.true_condition("dind", "Degraded").await
+    })
+    .await;
+    assert_eq!(reason, "PodRejected", "{message}");
+    assert!(
+        message.contains("PodSecurity") && message.contains("privileged"),
+        "{message}"
+    );
+    assert!(env.live_pods("dind").await.is_empty());
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        minted,
+        "nothing minted for the refused pool"
+    );
+    support::operator::delete_pvs(&env.client, &class).await;
 }

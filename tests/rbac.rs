@@ -18,7 +18,7 @@ use runnerpool::runner::{
     LABELS_HASH_ANNOTATION, RUNNER_ID_LABEL, desired_custom_labels, labels_hash, ownership_label,
 };
 use support::cluster::{self, client_with_token, expect_success, helm, kubectl, wait_for};
-use support::operator::{Base, Env, INSTALL_ID, create_secret, pool_yaml};
+use support::operator::{Base, Env, INSTALL_ID, create_secret, kubernetes_mode, pool_yaml};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -32,30 +32,36 @@ struct ChartRbac {
 
 impl ChartRbac {
     /// Renders the ServiceAccount and RBAC templates of the chart for a
-    /// release in `ns` (`watchNamespace=ns` when `namespaced`), applies them
-    /// and mints a token for the ServiceAccount.
-    async fn install(client: &kube::Client, ns: &str, namespaced: bool) -> ChartRbac {
+    /// release in `ns` (`watchNamespace=ns` when `namespaced`, and the chart
+    /// values `sets`), applies them and mints a token for the ServiceAccount.
+    async fn install(
+        client: &kube::Client,
+        ns: &str,
+        namespaced: bool,
+        sets: &[&str],
+    ) -> ChartRbac {
         let release = format!("rbac-{:08x}", rand::random::<u32>());
         let chart = cluster::repo_path("charts/runnerpool-operator");
         let watch = format!("watchNamespace={}", if namespaced { ns } else { "" });
-        let rendered = expect_success(
-            "helm template (RBAC only)",
-            &helm(&[
-                "template",
-                &release,
-                chart.to_str().unwrap(),
-                "--namespace",
-                ns,
-                "--set",
-                &watch,
-                "--show-only",
-                "templates/serviceaccount.yaml",
-                "--show-only",
-                "templates/rbac.yaml",
-                "--show-only",
-                "templates/leader-election-rbac.yaml",
-            ]),
-        );
+        let mut args = vec![
+            "template",
+            &release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            ns,
+            "--set",
+            &watch,
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+            "--show-only",
+            "templates/leader-election-rbac.yaml",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let rendered = expect_success("helm template (RBAC only)", &helm(&args));
         let dir = cluster::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let manifest = dir.join(format!("{release}-rbac.yaml"));
@@ -111,12 +117,14 @@ impl Drop for ChartRbac {
 }
 
 /// Starts the usual test environment with the operator running as the chart's
-/// ServiceAccount; returns it with that ServiceAccount's RBAC.
-async fn env_with_chart_rbac(prefix: &str, namespaced: bool) -> (Env, ChartRbac) {
+/// ServiceAccount (chart values `sets`); returns it with that ServiceAccount's RBAC.
+async fn env_with_chart_rbac(prefix: &str, namespaced: bool, sets: &[&str]) -> (Env, ChartRbac) {
     let rbac = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = rbac.clone();
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let env = Env::start_with_kubeconfig(prefix, &["--leader-elect"], |client, ns| async move {
-        let installed = ChartRbac::install(&client, &ns, namespaced).await;
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let installed = ChartRbac::install(&client, &ns, namespaced, &sets).await;
         let kubeconfig = installed.kubeconfig.clone();
         *slot.lock().unwrap() = Some(installed);
         kubeconfig
@@ -124,6 +132,11 @@ async fn env_with_chart_rbac(prefix: &str, namespaced: bool) -> (Env, ChartRbac)
     .await;
     let rbac = rbac.lock().unwrap().take().expect("RBAC installed");
     (env, rbac)
+}
+
+/// Whether the API server answered 403 Forbidden.
+fn is_forbidden(answer: Result<(), kube::Error>) -> bool {
+    matches!(answer, Err(kube::Error::Api(ref s)) if s.code == 403)
 }
 
 fn assert_nothing_was_forbidden(env: &Env) {
@@ -143,7 +156,7 @@ fn assert_nothing_was_forbidden(env: &Env) {
 /// pool cleans up: all with the ClusterRole of the chart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
-    let (env, rbac) = env_with_chart_rbac("rbac", false).await;
+    let (env, rbac) = env_with_chart_rbac("rbac", false, &[]).await;
     env.apply_org_pool("ci", 2).await;
     let ids = env.wait_for_online_runners("ci", 2, T).await;
 
@@ -206,27 +219,25 @@ async fn the_chart_cluster_role_is_enough_for_the_whole_lifecycle() {
         .await
         .expect("listing pods in all namespaces");
     // ...but gets nothing it does not use.
-    let forbidden =
-        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(ref s)) if s.code == 403);
-    assert!(forbidden(
+    assert!(is_forbidden(
         Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(sa.clone(), &env.ns)
             .list(&ListParams::default())
             .await
             .map(|_| ())
     ));
-    assert!(forbidden(
+    assert!(is_forbidden(
         Api::<k8s_openapi::api::core::v1::Namespace>::all(sa.clone())
             .list(&ListParams::default())
             .await
             .map(|_| ())
     ));
-    assert!(forbidden(
+    assert!(is_forbidden(
         Api::<RunnerPool>::namespaced(sa.clone(), &env.ns)
             .delete("ci", &DeleteParams::default())
             .await
             .map(|_| ())
     ));
-    assert!(forbidden(
+    assert!(is_forbidden(
         Api::<Pod>::namespaced(sa, &env.ns)
             .evict("any", &Default::default())
             .await
@@ -278,7 +289,7 @@ async fn relabel_and_wait(env: &Env, timeout: Duration) {
 /// pods/patch) is reported as a Warning event, not swallowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_pod_patch_is_reported() {
-    let (env, rbac) = env_with_chart_rbac("rbac-patch", false).await;
+    let (env, rbac) = env_with_chart_rbac("rbac-patch", false, &[]).await;
     env.apply_org_pool("ci", 2).await;
     env.wait_for_online_runners("ci", 2, T).await;
     let roles: Api<ClusterRole> = Api::all(env.client.clone());
@@ -310,7 +321,7 @@ async fn a_refused_pod_patch_is_reported() {
 /// operator works there and its ServiceAccount reads nothing elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaced_mode_cannot_read_other_namespaces() {
-    let (env, rbac) = env_with_chart_rbac("rbac-ns", true).await;
+    let (env, rbac) = env_with_chart_rbac("rbac-ns", true, &[]).await;
     env.apply_org_pool("ci", 1).await;
     env.wait_for_online_runners("ci", 1, T).await;
     assert_nothing_was_forbidden(&env);
@@ -388,28 +399,82 @@ async fn namespaced_mode_cannot_read_other_namespaces() {
     .await;
 }
 
-/// containerMode kubernetes: the chart's rules let the operator make each
-/// pool's ServiceAccount, Role and RoleBinding (it holds every right it
-/// grants: no escalate, no bind). Without one of them, the pool says so.
+/// A kubernetes-mode pool of `name`, its work claims of StorageClass `class`.
+fn kube_pool(env: &Env, name: &str, class: &str) -> String {
+    pool_yaml(
+        name,
+        "organization: acme",
+        &env.api_url(Base::Root),
+        1,
+        &["linux"],
+        &kubernetes_mode(class),
+    )
+}
+
+/// Issue 21, item 4: by default the chart grants none of the rights only
+/// containerMode kubernetes needs. A kubernetes-mode pool then says which
+/// chart value to set (Stalled, one Warning event) and mints nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_is_not_permitted_without_the_chart_value() {
+    let (env, rbac) = env_with_chart_rbac("rbac-nokube", false, &[]).await;
+    env.apply_pool(&kube_pool(&env, "ci", "unused")).await;
+    let (reason, message) = wait_for("ci Stalled", T, || async {
+        env.true_condition("ci", "Stalled").await
+    })
+    .await;
+    assert_eq!(reason, "ContainerModeNotPermitted", "{message}");
+    assert!(
+        message.contains("containerModes.kubernetes.enabled=true"),
+        "{message}"
+    );
+    assert_eq!(
+        env.true_condition("ci", "Degraded").await.map(|c| c.0),
+        Some(reason.clone())
+    );
+    // Several passes later: one Warning event, nothing minted, no pod.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let events = env.events_about("ci", &reason);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, 1, "{events:?}");
+    assert_eq!(
+        env.calls("generate-jitconfig"),
+        0,
+        "{:?}",
+        env.calls_by_endpoint()
+    );
+    assert!(env.live_pods("ci").await.is_empty());
+    // The ServiceAccount holds none of the hooks' rights.
+    let sa = client_with_token(&rbac.token).await;
+    assert!(is_forbidden(
+        Api::<k8s_openapi::api::batch::v1::Job>::namespaced(sa.clone(), &env.ns)
+            .list(&ListParams::default())
+            .await
+            .map(|_| ())
+    ));
+    assert!(is_forbidden(
+        Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(sa, &env.ns)
+            .create(&PostParams::default(), &Default::default())
+            .await
+            .map(|_| ())
+    ));
+}
+
+/// containerMode kubernetes with `containerModes.kubernetes.enabled`: the
+/// chart's rules let the operator make each pool's ServiceAccount, Role and
+/// RoleBinding (it holds every right it grants: no escalate, no bind).
+/// Without one of them, the pool says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_role_can_set_up_kubernetes_mode() {
     use k8s_openapi::api::rbac::v1::Role;
-    let (env, rbac) = env_with_chart_rbac("rbac-kube", true).await;
+    let (env, rbac) = env_with_chart_rbac(
+        "rbac-kube",
+        true,
+        &["containerModes.kubernetes.enabled=true"],
+    )
+    .await;
     let class = format!("rbac-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 2).await;
-    let kube_pool = |name: &str| {
-        pool_yaml(
-            name,
-            "organization: acme",
-            &env.api_url(Base::Root),
-            1,
-            &["linux"],
-            &format!(
-                "  containerMode: kubernetes\n  workVolumeClaimTemplate: {{ storageClassName: {class}, size: 1Gi }}"
-            ),
-        )
-    };
-    env.apply_pool(&kube_pool("ci")).await;
+    env.apply_pool(&kube_pool(&env, "ci", &class)).await;
     env.wait_for_online_runners("ci", 1, T).await;
     assert_nothing_was_forbidden(&env);
     Api::<Role>::namespaced(env.client.clone(), &env.ns)
@@ -429,17 +494,12 @@ async fn the_chart_role_can_set_up_kubernetes_mode() {
         .replace(&name, &PostParams::default(), &role)
         .await
         .unwrap();
-    env.apply_pool(&kube_pool("ci2")).await;
-    let message = wait_for("ci2 Degraded", T, || async {
-        let pool = env.pools().get("ci2").await.ok()?;
-        let c = pool
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True")?;
-        Some(c.message)
+    env.apply_pool(&kube_pool(&env, "ci2", &class)).await;
+    let (reason, message) = wait_for("ci2 Degraded", T, || async {
+        env.true_condition("ci2", "Degraded").await
     })
     .await;
+    assert_eq!(reason, "ContainerModeNotPermitted", "{message}");
     assert!(
         message.contains("Role") && message.contains("ci2-container-hooks"),
         "{message}"

@@ -74,29 +74,6 @@ fn outdated_metric(metrics: &str, ns: &str, pool: &str) -> Option<String> {
         .map(|l| l[series.len()..].trim().to_string())
 }
 
-/// The events.k8s.io events of reason `reason` about pool `pool`, as (count, note).
-fn events_about(env: &Env, pool: &str, reason: &str) -> Vec<(u64, String)> {
-    let out = kubectl(&[
-        "get",
-        "events.v1.events.k8s.io",
-        "-n",
-        &env.ns,
-        "-o",
-        "json",
-    ]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == pool)
-        .map(|e| {
-            let count = e["series"]["count"].as_u64().unwrap_or(1);
-            (count, e["note"].as_str().unwrap_or_default().to_string())
-        })
-        .collect()
-}
-
 /// Downloads reads the fake logged, as milliseconds since the epoch.
 fn downloads_reads(env: &Env) -> Vec<u64> {
     env.fake
@@ -210,7 +187,7 @@ async fn an_outdated_image_is_flagged_until_it_is_upgraded() {
         before, after,
         "the status of an unchanged pool was rewritten"
     );
-    let events = events_about(&env, "old", "RunnerVersionOutdated");
+    let events = env.events_about("old", "RunnerVersionOutdated");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, 1, "{events:?}");
     assert!(events[0].1.contains("older than 2.330.0"), "{events:?}");
@@ -253,7 +230,7 @@ async fn an_outdated_image_is_flagged_until_it_is_upgraded() {
     let pinned = env.pools().get("pinned").await.unwrap();
     assert!(outdated_is(&pinned, "True"));
     assert_eq!(version_status(&pinned).latest_first_seen, first_seen);
-    let events = events_about(&env, "pinned", "RunnerVersionOutdated");
+    let events = env.events_about("pinned", "RunnerVersionOutdated");
     assert_eq!(events.len(), 1, "{events:?}");
 }
 
@@ -388,13 +365,8 @@ async fn a_runner_exiting_7_degrades_the_pool_with_a_bounded_number_of_mints() {
         "Degraded RunnerVersionDeprecated",
         Duration::from_secs(40),
         || async {
-            let pool = env.pools().get("old").await.ok()?;
-            let c = pool
-                .status?
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True")?;
-            (c.reason == "RunnerVersionDeprecated").then_some(c.message)
+            let (reason, message) = env.true_condition("old", "Degraded").await?;
+            (reason == "RunnerVersionDeprecated").then_some(message)
         },
     )
     .await;

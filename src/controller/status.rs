@@ -313,6 +313,7 @@ mod tests {
             Problem::CredentialsInvalid,
             Problem::RunnerGroupNotFound,
             Problem::PodRejected,
+            Problem::ContainerModeNotPermitted,
         ] {
             assert_eq!(
                 with(p),

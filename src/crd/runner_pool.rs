@@ -122,11 +122,19 @@ pub struct RunnerPoolSpec {
 
     /// What the runner pod is built for, around the template's `runner` container:
     ///
-    /// - `none` (default): the template as written.
-    /// - `dind`: Docker-in-Docker. A `docker:dind` daemon runs as a native
+    /// - `none` (default): the template as written, with what the
+    ///   "restricted" Pod Security level asks filled in where the template
+    ///   leaves it unset: runAsNonRoot as the runner image's user (uid 1001,
+    ///   gid 123), the RuntimeDefault seccomp profile, no privilege
+    ///   escalation and every capability dropped (not for a template with a
+    ///   privileged container).
+    /// - `dind`: Docker-in-Docker. A Docker daemon (a pinned
+    ///   `docker:<version>-dind`; a template init container named `dind`
+    ///   with its own `image` replaces it) runs as a native
     ///   sidecar (an init container with `restartPolicy: Always` and a
     ///   startup probe: the runner starts once the daemon answers, and the pod
-    ///   ends when the runner ends). It is the only privileged container. The
+    ///   ends when the runner ends). It is the only privileged container, so
+    ///   the namespace needs the `privileged` Pod Security level. The
     ///   runner gets `DOCKER_HOST` (the daemon's Unix socket on a shared
     ///   volume) and shares its work directory with the daemon, so jobs can
     ///   `docker build` and use `container:` and `services:`.
@@ -135,7 +143,10 @@ pub struct RunnerPoolSpec {
     ///   (`ACTIONS_RUNNER_CONTAINER_HOOKS`, `ACTIONS_RUNNER_REQUIRE_JOB_CONTAINER`),
     ///   with the work directory on an ephemeral volume claim
     ///   (workVolumeClaimTemplate, required). The pool gets a ServiceAccount,
-    ///   Role and RoleBinding with the rights the hooks need in its namespace.
+    ///   Role and RoleBinding with the rights the hooks need in its namespace
+    ///   (the operator's chart grants it those rights only with
+    ///   `containerModes.kubernetes.enabled`). The runner pod gets the
+    ///   restricted settings as with `none`.
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
@@ -410,7 +421,7 @@ pub struct RunnerPoolStatus {
     /// GitHubUnavailable, RunnersFailing), False (Converged, or Stalled).
     /// `Stalled` (kstatus): True for what needs a person (InvalidSpec,
     /// CredentialsInvalid, RunnerGroupNotFound, Rejected, PodRejected,
-    /// RunnerVersionDeprecated), else False
+    /// ContainerModeNotPermitted, RunnerVersionDeprecated), else False
     /// (AsExpected). `Degraded`: True with the reason of any of those problems,
     /// else False (AsExpected). `RunnerVersionOutdated` (a warning: it never
     /// makes the pool not Ready): True (NewerReleaseAvailable) when the

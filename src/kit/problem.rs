@@ -19,6 +19,9 @@ pub enum Problem {
     RunnersFailing,
     /// The API server refuses the runner pods (Pod Security, quota, admission).
     PodRejected,
+    /// The operator may not set up the pool's container mode (its RBAC lacks
+    /// the rights `kubernetes` mode grants the pool's ServiceAccount).
+    ContainerModeNotPermitted,
     /// A runner exited with code 7: GitHub refuses its version as deprecated.
     RunnerVersionDeprecated,
     /// A runner group of that name exists and `adopt` is not set.
@@ -44,6 +47,7 @@ impl Problem {
             Problem::Rejected => "Rejected",
             Problem::RunnersFailing => "RunnersFailing",
             Problem::PodRejected => "PodRejected",
+            Problem::ContainerModeNotPermitted => "ContainerModeNotPermitted",
             Problem::RunnerVersionDeprecated => "RunnerVersionDeprecated",
             Problem::AlreadyExists => "AlreadyExists",
             Problem::RepositoryNotFound => "RepositoryNotFound",

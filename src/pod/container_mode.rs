@@ -1,6 +1,7 @@
 //! How `spec.containerMode` expands a runner pod around the template's
 //! `runner` container: the Docker-in-Docker sidecar, the shared work volume
-//! and the environment each mode needs. Pure functions over a `PodSpec`,
+//! and the environment each mode needs, and which modes get the restricted
+//! security defaults of [`super::security`]. Pure functions over a `PodSpec`,
 //! called by [`super::build::runner_pod`]; what the template already sets
 //! under the same names wins.
 
@@ -17,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::hooks::hooks_account_name;
+use super::security::{self, DOCKER_GID};
 use crate::RunnerPool;
 use crate::crd::{ContainerMode, VolumeClaimSpec};
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, RUNNER_CONTAINER};
@@ -28,7 +30,10 @@ pub const RUNNER_HOME: &str = "/home/runner";
 pub const WORK_VOLUME: &str = "work";
 /// The Docker-in-Docker sidecar.
 pub const DIND_CONTAINER: &str = "dind";
-pub const DIND_IMAGE: &str = "docker:dind";
+/// Its image: a released Docker Engine, pinned so that a pod does not run
+/// whatever `docker:dind` moved to since the last one. A template init
+/// container named `dind` with an `image` replaces it.
+pub const DIND_IMAGE: &str = "docker:29.9.0-dind";
 /// Where the daemon's socket lives, on a volume shared with the runner.
 pub const DIND_SOCKET_DIR: &str = "/var/run/dind";
 pub const DIND_SOCKET_VOLUME: &str = "dind-sock";
@@ -40,9 +45,6 @@ pub const DIND_STORAGE_VOLUME: &str = "dind-storage";
 /// volume the daemon mounts at the same path, so `container:` jobs find them.
 pub const DIND_EXTERNALS_VOLUME: &str = "dind-externals";
 pub const DIND_EXTERNALS_INIT: &str = "init-dind-externals";
-/// The `docker` group of the official runner image, owner of the socket.
-pub const DOCKER_GROUP_GID: &str = "123";
-
 /// The Kubernetes container hooks of the official runner image.
 pub const CONTAINER_HOOKS_PATH: &str = "/home/runner/k8s/index.js";
 
@@ -57,20 +59,27 @@ pub fn work_dir(pool: &RunnerPool) -> String {
     }
 }
 
-/// Expands `spec` for the pool's container mode, work and cache volumes.
+/// Expands `spec` for the pool's container mode, work and cache volumes,
+/// and fills in the restricted Pod Security settings where the mode allows
+/// them (not dind: its daemon is privileged).
 pub fn expand(pool: &RunnerPool, spec: &mut PodSpec) {
     add_cache_volumes(pool, spec);
     let work = work_volume(pool);
     match pool.container_mode() {
-        ContainerMode::None if pool.spec.work_volume_claim_template.is_some() => {
-            add_volume(spec, WORK_VOLUME, work);
-            if let Some(runner) = runner_container(spec) {
-                add_mount(runner, WORK_VOLUME, &work_dir(pool));
+        ContainerMode::None => {
+            if pool.spec.work_volume_claim_template.is_some() {
+                add_volume(spec, WORK_VOLUME, work);
+                if let Some(runner) = runner_container(spec) {
+                    add_mount(runner, WORK_VOLUME, &work_dir(pool));
+                }
             }
+            security::restrict(spec);
         }
-        ContainerMode::None => {}
         ContainerMode::Dind => expand_dind(pool, spec, work),
-        ContainerMode::Kubernetes => expand_kubernetes(pool, spec, work),
+        ContainerMode::Kubernetes => {
+            expand_kubernetes(pool, spec, work);
+            security::restrict(spec);
+        }
     }
 }
 
@@ -274,7 +283,8 @@ fn dind_sidecar(work_dir: &str) -> Container {
             "--group=$(DOCKER_GROUP_GID)".into(),
         ]),
         env: Some(vec![
-            env("DOCKER_GROUP_GID", DOCKER_GROUP_GID),
+            // The official runner image's `docker` group, owner of the socket.
+            env("DOCKER_GROUP_GID", &DOCKER_GID.to_string()),
             // The socket is the only endpoint: no TCP listener, no certificates.
             env("DOCKER_TLS_CERTDIR", ""),
         ]),
@@ -388,6 +398,7 @@ mod tests {
     use super::*;
     use crate::pod::build::runner_pod;
     use crate::pod::hooks::{hooks_role, hooks_role_binding, hooks_service_account};
+    use crate::pod::security::is_privileged;
 
     fn pool(mode: &str, template_spec: &str) -> RunnerPool {
         let yaml = format!(
@@ -445,7 +456,7 @@ spec:
     }
 
     #[test]
-    fn no_mode_leaves_the_template_alone() {
+    fn no_mode_adds_no_container_volume_or_variable() {
         for mode in ["", "containerMode: none"] {
             let spec = spec_of(&pool(mode, RUNNER_ONLY));
             assert!(spec.init_containers.is_none(), "{mode}");
@@ -463,6 +474,16 @@ spec:
 
         let dind = container(init, DIND_CONTAINER);
         assert_eq!(dind.image.as_deref(), Some(DIND_IMAGE));
+        // A released Docker Engine, not a moving tag, and the one the README names.
+        let version = DIND_IMAGE
+            .strip_prefix("docker:")
+            .and_then(|t| t.strip_suffix("-dind"))
+            .unwrap_or_default();
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+            "{DIND_IMAGE} is not a pinned docker:<version>-dind"
+        );
+        assert!(include_str!("../../README.md").contains(&format!("`{DIND_IMAGE}`")));
         assert_eq!(
             dind.restart_policy.as_deref(),
             Some("Always"),
@@ -482,12 +503,7 @@ spec:
         let privileged: Vec<&str> = init
             .iter()
             .chain(&spec.containers)
-            .filter(|c| {
-                c.security_context
-                    .as_ref()
-                    .and_then(|s| s.privileged)
-                    .unwrap_or(false)
-            })
+            .filter(|c| is_privileged(c))
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(privileged, [DIND_CONTAINER]);
@@ -693,13 +709,7 @@ spec:
             .as_ref()
             .unwrap()["storage"];
         assert_eq!(size.0, "10Gi");
-        let privileged = spec.containers.iter().any(|c| {
-            c.security_context
-                .as_ref()
-                .and_then(|s| s.privileged)
-                .unwrap_or(false)
-        });
-        assert!(!privileged);
+        assert!(!spec.containers.iter().any(is_privileged));
     }
 
     #[test]

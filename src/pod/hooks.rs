@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::RunnerPool;
 use crate::kit::FIELD_MANAGER;
@@ -89,20 +90,20 @@ pub fn hooks_role_binding(pool: &RunnerPool) -> RoleBinding {
     }
 }
 
-/// Applies the pool's hooks objects by server-side apply. A refusal (e.g. the
-/// operator's own role lacks a right it would grant) is returned for status.
+/// The chart value that grants the operator what it needs to set up
+/// `kubernetes` mode.
+pub const KUBERNETES_MODE_CHART_VALUE: &str = "containerModes.kubernetes.enabled=true";
+
+/// Applies the pool's hooks objects by server-side apply. A refusal is
+/// returned for status: 403 (the operator's own role lacks a right it would
+/// grant, or may not write these objects at all) as
+/// [`Problem::ContainerModeNotPermitted`] naming the chart value that grants
+/// them, anything else as [`Problem::PodRejected`] with the API server's message.
 pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Blocked> {
     let namespace = pool.namespace().unwrap_or_default();
     let name = hooks_account_name(pool);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let refused = |what: &str, e: kube::Error| {
-        Blocked::new(
-            Problem::PodRejected,
-            format!(
-                "cannot apply the {what} {name:?} the container hooks of containerMode kubernetes need: {e}"
-            ),
-        )
-    };
+    let refused = |what: &str, e: kube::Error| refusal(pool, what, e);
     apply(
         client,
         &namespace,
@@ -125,6 +126,34 @@ pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Bloc
     .await
     .map_err(|e| refused("RoleBinding", e))?;
     Ok(())
+}
+
+/// How a refused apply of the hooks object `what` shows in the pool's status.
+fn refusal(pool: &RunnerPool, what: &str, error: kube::Error) -> Blocked {
+    let name = hooks_account_name(pool);
+    match error {
+        kube::Error::Api(status) if status.code == 403 => {
+            // The API server's message lists every rule missing: too long
+            // for a condition, useful in the log.
+            warn!(pool = %pool.name_any(), refusal = %status.message, "{what} {name:?} refused");
+            Blocked::new(
+                Problem::ContainerModeNotPermitted,
+                format!(
+                    "the operator may not set up containerMode kubernetes in namespace {:?}: \
+                     the API server refused it the {what} {name:?} (403 Forbidden). Set \
+                     {KUBERNETES_MODE_CHART_VALUE} in the operator's Helm chart: it grants the \
+                     operator the rights the container hooks' Role holds",
+                    pool.namespace().unwrap_or_default()
+                ),
+            )
+        }
+        e => Blocked::new(
+            Problem::PodRejected,
+            format!(
+                "cannot apply the {what} {name:?} the container hooks of containerMode kubernetes need: {e}"
+            ),
+        ),
+    }
 }
 
 async fn apply<K>(
@@ -150,4 +179,39 @@ where
     value["kind"] = K::kind(&dt).into();
     api.patch(name, params, &Patch::Apply(&value)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::build::tests::{POOL, pool_from_yaml};
+    use kube::core::Status;
+
+    #[test]
+    fn a_forbidden_hooks_object_names_the_chart_value_and_nothing_else_does() {
+        let pool = pool_from_yaml(POOL);
+        let api = |code| {
+            kube::Error::Api(Box::new(
+                Status::failure("roles.rbac.authorization.k8s.io is forbidden", "Forbidden")
+                    .with_code(code),
+            ))
+        };
+        let forbidden = refusal(&pool, "Role", api(403));
+        assert_eq!(forbidden.problem, Problem::ContainerModeNotPermitted);
+        assert!(forbidden.problem.needs_a_person());
+        assert!(
+            forbidden.message.contains("Role \"ci-container-hooks\"")
+                && forbidden.message.contains(KUBERNETES_MODE_CHART_VALUE)
+                && !forbidden.message.contains("is forbidden"),
+            "{}",
+            forbidden.message
+        );
+        let invalid = refusal(&pool, "Role", api(422));
+        assert_eq!(invalid.problem, Problem::PodRejected);
+        assert!(
+            invalid.message.contains("is forbidden"),
+            "{}",
+            invalid.message
+        );
+    }
 }

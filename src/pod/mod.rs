@@ -1,8 +1,10 @@
 //! A runner's pod and everything it needs: its Secret and pod built from the
 //! pool's template ([`build`]), the expansion for the pool's container mode
 //! ([`container_mode`]: Docker-in-Docker, Kubernetes container hooks, work
-//! and cache volumes), and the hooks' ServiceAccount and Role ([`hooks`]).
+//! and cache volumes), the hooks' ServiceAccount and Role ([`hooks`]), and
+//! the restricted Pod Security settings runner pods get by default ([`security`]).
 
 pub mod build;
 pub mod container_mode;
 pub mod hooks;
+pub mod security;

@@ -401,6 +401,39 @@ impl Env {
         self.fake.counters().by_endpoint
     }
 
+    /// Pool `pool`'s condition `type_` while it is True, as (reason, message).
+    pub async fn true_condition(&self, pool: &str, type_: &str) -> Option<(String, String)> {
+        let pool = self.pools().get(pool).await.ok()?;
+        pool.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .map(|c| (c.reason, c.message))
+    }
+
+    /// The events.k8s.io events of reason `reason` about pool `pool`, as (count, note).
+    pub fn events_about(&self, pool: &str, reason: &str) -> Vec<(u64, String)> {
+        let out = cluster::kubectl(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            &self.ns,
+            "-o",
+            "json",
+        ]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == pool)
+            .map(|e| {
+                let count = e["series"]["count"].as_u64().unwrap_or(1);
+                (count, e["note"].as_str().unwrap_or_default().to_string())
+            })
+            .collect()
+    }
+
     /// Asserts no JIT config seen in a Secret appears in the operator's log or
     /// the namespace's events.
     /// The operator's `/metrics` page.
@@ -593,6 +626,14 @@ spec:
         - name: runner
           image: ghcr.io/actions/actions-runner:latest
 "#
+    )
+}
+
+/// The `extra` of [`pool_yaml`] for `containerMode: kubernetes`, each
+/// runner's work claim of StorageClass `class` (see [`create_pvs`]).
+pub fn kubernetes_mode(class: &str) -> String {
+    format!(
+        "  containerMode: kubernetes\n  workVolumeClaimTemplate: {{ storageClassName: {class}, size: 1Gi }}"
     )
 }
 

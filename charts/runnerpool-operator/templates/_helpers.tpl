@@ -52,7 +52,9 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - pods and Secrets: watch, create and delete runners, relabel pods (patch),
   tie a runner's Secret to its pod (patch); the credentials Secret is read
   with get;
-- events.k8s.io events: kube-rs's Recorder creates them and patches series.
+- events.k8s.io events: kube-rs's Recorder creates them and patches series;
+- only with containerModes.kubernetes.enabled: what pools of containerMode
+  kubernetes need (below).
 */}}
 {{- define "runnerpool-operator.rules" -}}
 - apiGroups: ["actions.runnerpool.dev"]
@@ -76,6 +78,7 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.containerModes.kubernetes.enabled }}
 # containerMode kubernetes: each such pool gets a ServiceAccount, Role and
 # RoleBinding (server-side apply: create + patch). The API server lets the
 # operator grant only rights it holds itself (no escalate/bind), so it also
@@ -95,4 +98,5 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "create", "delete"]
+{{- end }}
 {{- end }}
