@@ -133,11 +133,11 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
         .expect("the work claim");
     assert_eq!(claim.spec.unwrap().storage_class_name, Some(class.clone()));
 
-    let owned_by_pool = |meta: &kube::api::ObjectMeta| {
-        meta.owner_references
-            .iter()
-            .flatten()
-            .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
+    let marked_as_pools = |meta: &kube::api::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(runnerpool::runner::POOL_UID_LABEL))
+            == pool.metadata.uid.as_ref()
     };
     let sa = Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns)
         .get(account)
@@ -152,9 +152,9 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
         .await
         .expect("the hooks RoleBinding");
     assert!(
-        owned_by_pool(&sa.metadata)
-            && owned_by_pool(&role.metadata)
-            && owned_by_pool(&binding.metadata)
+        marked_as_pools(&sa.metadata)
+            && marked_as_pools(&role.metadata)
+            && marked_as_pools(&binding.metadata)
     );
     assert_eq!(role.rules, Some(runnerpool::pod::hooks::hooks_rules()));
 
@@ -172,6 +172,103 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
         gone.then_some(())
     })
     .await;
+    support::operator::delete_pvs(&env.client, &class).await;
+}
+
+/// Issue 21, item 5: a pool's hooks objects are put back when deleted by
+/// hand, stay while a released pool's runner still runs (the garbage
+/// collector, which processed the pool's deletion, does not take them), and
+/// go with its last runner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_runner_runs() {
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Api, DeleteParams, PostParams};
+
+    let env = Env::start_with(
+        "hooks-life",
+        &[
+            "--cleanup-timeout-seconds",
+            "3",
+            "--github-sync-interval-seconds",
+            "3",
+        ],
+    )
+    .await;
+    let class = format!("hooks-life-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 2).await;
+    let pool = env
+        .apply_pool(&org_pool(&env, 1, &kubernetes_mode(&class)))
+        .await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    let account = "ci-container-hooks";
+    let roles = Api::<Role>::namespaced(env.client.clone(), &env.ns);
+    let bindings = Api::<RoleBinding>::namespaced(env.client.clone(), &env.ns);
+    let accounts = Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns);
+
+    // Deleted by hand: put back.
+    roles
+        .delete(account, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the hooks Role to be put back", T, || async {
+        roles.get_opt(account).await.ok()?.map(|_| ())
+    })
+    .await;
+
+    // A job runs; GitHub goes away; the pool is deleted and released after
+    // the cleanup timeout with its runner still running.
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        env.fake.job(job)?.runner_id
+    })
+    .await;
+    // Owned by the pool: gone once the garbage collector processed its deletion.
+    let canary: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "canary", "ownerReferences": [{
+            "apiVersion": "actions.runnerpool.dev/v1alpha1", "kind": "RunnerPool",
+            "name": "ci", "uid": pool.metadata.uid, "controller": true }] }
+    }))
+    .unwrap();
+    let configmaps = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns);
+    configmaps
+        .create(&PostParams::default(), &canary)
+        .await
+        .unwrap();
+    env.fake.set_unavailable(true);
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for_pool_released("ci", T).await;
+    support::cluster::wait_for_gone("the pool's canary", &configmaps, "canary", T).await;
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        1,
+        "the busy runner runs on"
+    );
+    assert!(
+        accounts.get_opt(account).await.unwrap().is_some()
+            && roles.get_opt(account).await.unwrap().is_some()
+            && bindings.get_opt(account).await.unwrap().is_some(),
+        "the hooks objects were taken from a runner that still runs"
+    );
+
+    // GitHub is back and the job ends: the sweep removes the runner, then them.
+    env.fake.set_unavailable(false);
+    env.fake.finish_job(job).unwrap();
+    wait_for(
+        "the hooks objects to go with the last runner",
+        T,
+        || async {
+            let gone = accounts.get_opt(account).await.ok()?.is_none()
+                && roles.get_opt(account).await.ok()?.is_none()
+                && bindings.get_opt(account).await.ok()?.is_none();
+            gone.then_some(())
+        },
+    )
+    .await;
+    assert!(env.live_pods("ci").await.is_empty());
     support::operator::delete_pvs(&env.client, &class).await;
 }
 

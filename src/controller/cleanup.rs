@@ -26,15 +26,18 @@ use tracing::{info, warn};
 
 use super::connect::connect;
 use super::context::{Context, uid};
+use super::memory::Leftover;
 use super::observe::observe;
 use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
 use super::remove::remove_runner;
 use super::status;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::crd::ContainerMode;
 use crate::github::{GitHubApi, GitHubError, Runner, Scope};
 use crate::kit::error::Error;
 use crate::kit::status::apply_status;
+use crate::pod::hooks;
 use crate::runner;
 
 pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Error> {
@@ -49,6 +52,10 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
     match remove_everything(&pool, ctx).await {
         Ok(0) => {
             info!(pool = %pool.name_any(), "all runners removed");
+            if pool.container_mode() == ContainerMode::Kubernetes {
+                let namespace = pool.namespace().unwrap_or_default();
+                hooks::remove(&ctx.client, &namespace, &pool.name_any()).await?;
+            }
             release(&pool, ctx, false);
             Ok(Action::await_change())
         }
@@ -114,13 +121,13 @@ fn creations_pending(pool: &RunnerPool, ctx: &Context) -> Option<usize> {
 
 fn release(pool: &RunnerPool, ctx: &Context, leftovers: bool) {
     // Whatever is left (pods of runners GitHub could not confirm idle) is the
-    // sweep's, through the pool's last working connection.
-    if let Some(target) = ctx
-        .memory
-        .with(&uid(pool), |m| m.target.clone())
-        .filter(|_| leftovers)
-    {
-        ctx.leftovers.keep(&uid(pool), target);
+    // sweep's, through the pool's last working connection; the hooks objects
+    // of kubernetes mode stay while those runners run.
+    let target = ctx.memory.with(&uid(pool), |m| m.target.clone());
+    let hooks = (pool.container_mode() == ContainerMode::Kubernetes)
+        .then(|| (pool.namespace().unwrap_or_default(), pool.name_any()));
+    if leftovers && (target.is_some() || hooks.is_some()) {
+        ctx.leftovers.keep(&uid(pool), Leftover { target, hooks });
     }
     ctx.memory.forget(&uid(pool));
     ctx.attempts.forget(&uid(pool));

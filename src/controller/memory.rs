@@ -49,6 +49,8 @@ pub struct PoolMemory {
     /// Runner creations started and not finished yet: each runs as a task of
     /// its own and outlives the pass that started it.
     creations_in_flight: usize,
+    /// When the hooks objects of kubernetes mode were last applied.
+    hooks_applied: Option<Instant>,
 }
 
 impl PoolMemory {
@@ -122,6 +124,22 @@ impl PoolMemory {
         self.started.insert(name.to_string())
     }
 
+    /// Whether the hooks objects are due to be applied again (put back if
+    /// deleted or edited by hand): never applied, or not for `every`.
+    /// Counts as applied now.
+    pub fn hooks_due(&mut self, every: Duration) -> bool {
+        let due = self.hooks_applied.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            self.hooks_applied = Some(Instant::now());
+        }
+        due
+    }
+
+    /// The hooks objects must be applied at the next pass.
+    pub fn hooks_not_applied(&mut self) {
+        self.hooks_applied = None;
+    }
+
     /// A runner creation task is about to start.
     pub fn creation_started(&mut self) {
         self.creations_in_flight += 1;
@@ -174,21 +192,31 @@ impl Memory {
     }
 }
 
-/// The connections of pools released before all their runners were removed,
-/// by pool UID, for the sweep (lost on restart).
+/// What a pool released before all its runners were removed left for the
+/// sweep, by pool UID (lost on restart): its last connection, and, in
+/// kubernetes container mode, its hooks objects (namespace and pool name),
+/// kept while its runners run.
 #[derive(Default)]
 pub struct Leftovers {
-    targets: Mutex<HashMap<String, Arc<Target>>>,
+    pools: Mutex<HashMap<String, Leftover>>,
+}
+
+#[derive(Clone)]
+pub struct Leftover {
+    /// The last connection that worked, if the pool ever had one.
+    pub target: Option<Arc<Target>>,
+    /// `(namespace, pool name)` of hooks objects to remove at the end.
+    pub hooks: Option<(String, String)>,
 }
 
 impl Leftovers {
-    pub fn keep(&self, pool_uid: &str, target: Arc<Target>) {
-        lock(&self.targets).insert(pool_uid.to_string(), target);
+    pub fn keep(&self, pool_uid: &str, leftover: Leftover) {
+        lock(&self.pools).insert(pool_uid.to_string(), leftover);
     }
 
-    /// Every pool with leftovers and its last connection.
-    pub fn all(&self) -> Vec<(String, Arc<Target>)> {
-        lock(&self.targets)
+    /// Every pool with leftovers.
+    pub fn all(&self) -> Vec<(String, Leftover)> {
+        lock(&self.pools)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -196,7 +224,7 @@ impl Leftovers {
 
     /// Nothing of the pool is left.
     pub fn done(&self, pool_uid: &str) {
-        lock(&self.targets).remove(pool_uid);
+        lock(&self.pools).remove(pool_uid);
     }
 }
 

@@ -77,11 +77,17 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
     confirm_removals(&pool, &target, ctx, &mut plan).await?;
     // Runner pods of kubernetes mode name the pool's ServiceAccount: it must
     // exist before they are created (and before their dry run).
+    // They are applied again now and then too, so that one deleted or
+    // edited by hand is put back.
     let mut hooks_problem = None;
-    if plan.create > 0
-        && pool.container_mode() == crate::crd::ContainerMode::Kubernetes
+    if pool.container_mode() == crate::crd::ContainerMode::Kubernetes
+        && (plan.create > 0
+            || ctx.memory.with(&pool_uid, |m| {
+                m.hooks_due(ctx.settings.github_sync_interval)
+            }))
         && let Err(refused) = hooks::ensure(&pool, &ctx.client).await
     {
+        ctx.memory.with(&pool_uid, |m| m.hooks_not_applied());
         plan.create = 0;
         hooks_problem = Some(refused);
     }

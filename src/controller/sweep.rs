@@ -28,6 +28,7 @@ use crate::RunnerPool;
 use crate::connection::Target;
 use crate::github::GitHubError;
 use crate::kit::error::Error;
+use crate::pod::hooks;
 use crate::runner::{self, pool_uid_of};
 
 /// Sweeps every sync interval until the process ends.
@@ -62,43 +63,29 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             entry.2.push(secret_view(&secret));
         }
     }
-    for (uid, target) in ctx.leftovers.all() {
-        let (namespace, pods, secrets) = left.remove(&uid).unwrap_or_default();
-        let runners = match target.api.list_runners(&target.scope).await {
-            Ok(runners) => runners,
-            Err(e) => {
-                warn!(pool_uid = %uid, error = %e, "sweep: cannot list runners yet");
-                continue;
+    for (uid, leftover) in ctx.leftovers.all() {
+        let finished = match &leftover.target {
+            Some(target) => {
+                let (namespace, pods, secrets) = left.remove(&uid).unwrap_or_default();
+                sweep_through(ctx, &uid, target, &namespace, &pods, &secrets).await
             }
+            // No connection to ask GitHub with: the finished pods go below,
+            // and the pool's runners are done once none runs.
+            None => left.get(&uid).is_none_or(|(_, pods, _)| {
+                pods.iter()
+                    .all(|p| matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+            }),
         };
-        let ownership = runner::ownership_label(&ctx.settings.install_id, &uid);
-        let (mut removals, mut busy) = plan_cleanup(&pods, &secrets, &runners, &ownership);
-        let api = target.api.as_ref();
-        match confirm_unlisted(api, &target.scope, &mut removals, &runners, &ownership).await {
-            Ok(more) => busy += more,
-            Err(e) => {
-                warn!(pool_uid = %uid, error = %e, "sweep: cannot read runners yet");
-                continue;
-            }
+        if !finished {
+            continue;
         }
-        let mut failed = false;
-        let mut removed = 0;
-        for removal in &removals {
-            match remove(ctx, &namespace, &target, removal).await {
-                Ok(true) => removed += 1,
-                Ok(false) => busy += 1,
-                Err(e) => {
-                    warn!(pool_uid = %uid, runner = %removal.name, error = %e, "sweep: cannot remove a leftover runner");
-                    failed = true;
-                }
-            }
+        if let Some((namespace, pool)) = &leftover.hooks
+            && let Err(e) = hooks::remove(&ctx.client, namespace, pool).await
+        {
+            warn!(pool_uid = %uid, error = %e, "sweep: cannot remove the container hooks' account yet");
+            continue;
         }
-        if removed > 0 {
-            info!(pool_uid = %uid, removed, busy, "sweep: removed runners of a deleted pool");
-        }
-        if busy == 0 && !failed {
-            ctx.leftovers.done(&uid);
-        }
+        ctx.leftovers.done(&uid);
     }
     // Pools released without leftovers (and before a restart) have no
     // connection left to ask GitHub with. What of them can hold no job goes:
@@ -135,6 +122,52 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             }
         }
     }
+}
+
+/// Removes what a released pool left, through its last connection: idle
+/// runners are deregistered and their pods and Secrets deleted, busy ones
+/// kept. Returns whether nothing of it is left.
+async fn sweep_through(
+    ctx: &Context,
+    uid: &str,
+    target: &Target,
+    namespace: &str,
+    pods: &[PodView],
+    secrets: &[SecretView],
+) -> bool {
+    let runners = match target.api.list_runners(&target.scope).await {
+        Ok(runners) => runners,
+        Err(e) => {
+            warn!(pool_uid = %uid, error = %e, "sweep: cannot list runners yet");
+            return false;
+        }
+    };
+    let ownership = runner::ownership_label(&ctx.settings.install_id, uid);
+    let (mut removals, mut busy) = plan_cleanup(pods, secrets, &runners, &ownership);
+    let api = target.api.as_ref();
+    match confirm_unlisted(api, &target.scope, &mut removals, &runners, &ownership).await {
+        Ok(more) => busy += more,
+        Err(e) => {
+            warn!(pool_uid = %uid, error = %e, "sweep: cannot read runners yet");
+            return false;
+        }
+    }
+    let mut failed = false;
+    let mut removed = 0;
+    for removal in &removals {
+        match remove(ctx, namespace, target, removal).await {
+            Ok(true) => removed += 1,
+            Ok(false) => busy += 1,
+            Err(e) => {
+                warn!(pool_uid = %uid, runner = %removal.name, error = %e, "sweep: cannot remove a leftover runner");
+                failed = true;
+            }
+        }
+    }
+    if removed > 0 {
+        info!(pool_uid = %uid, removed, busy, "sweep: removed runners of a deleted pool");
+    }
+    busy == 0 && !failed
 }
 
 /// Removes a leftover runner: registration first, then pod and Secret.

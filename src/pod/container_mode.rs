@@ -799,11 +799,13 @@ spec:
             &hooks_service_account(&p).metadata,
         ] {
             assert_eq!(meta.namespace.as_deref(), Some("builds"));
-            let owner = &meta.owner_references.as_ref().expect("owned")[0];
+            // The pool's by label, never by an ownerReference: the garbage
+            // collector must not take them from a released pool's runners.
             assert_eq!(
-                (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-                ("RunnerPool", "u-1", Some(true))
+                meta.labels.as_ref().expect("labels")[crate::runner::POOL_UID_LABEL],
+                "u-1"
             );
+            assert!(meta.owner_references.is_none());
         }
     }
 

@@ -2,27 +2,36 @@
 //! `kubernetes` container mode use to run their jobs' containers as pods:
 //! built here (pure), and applied before the pool's runner pods are created
 //! (the API server refuses a pod naming a ServiceAccount that does not
-//! exist). Owned by the pool, so the garbage collector removes them with it.
+//! exist), and again now and then, so that an object deleted or edited by
+//! hand is put back. They carry no ownerReference to the pool: a pool
+//! released while runners still run (GitHub unreachable for the cleanup
+//! timeout) must not have the garbage collector take the account from under
+//! them. The operator removes them once the pool's last runner is gone.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde::Serialize;
 use tracing::warn;
 
 use crate::RunnerPool;
 use crate::kit::FIELD_MANAGER;
 use crate::kit::problem::{Blocked, Problem};
-use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
+use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, POOL_UID_LABEL};
 
 /// The name of the ServiceAccount, Role and RoleBinding of a pool in
 /// `kubernetes` mode.
 pub fn hooks_account_name(pool: &RunnerPool) -> String {
-    format!("{}-container-hooks", pool.name_any())
+    hooks_name(&pool.name_any())
+}
+
+/// The hooks objects' name for the pool named `pool_name`.
+pub fn hooks_name(pool_name: &str) -> String {
+    format!("{pool_name}-container-hooks")
 }
 
 /// What the runner's Kubernetes hooks do in the pool's namespace: run job
@@ -44,8 +53,8 @@ pub fn hooks_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// Metadata of the pool's hooks objects: in its namespace, owned by it, so
-/// the garbage collector removes them with the pool.
+/// Metadata of the pool's hooks objects: in its namespace, marked as the
+/// pool's by labels (no ownerReference, see above).
 fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
     ObjectMeta {
         name: Some(hooks_account_name(pool)),
@@ -53,8 +62,11 @@ fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
         labels: Some(BTreeMap::from([
             (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
             (POOL_LABEL.to_string(), pool.name_any()),
+            (
+                POOL_UID_LABEL.to_string(),
+                pool.metadata.uid.clone().unwrap_or_default(),
+            ),
         ])),
-        owner_references: pool.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
 }
@@ -126,6 +138,27 @@ pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Bloc
     .await
     .map_err(|e| refused("RoleBinding", e))?;
     Ok(())
+}
+
+/// Removes the hooks objects of pool `pool_name` in `namespace` (once its
+/// last runner is gone); those already gone are fine.
+pub async fn remove(
+    client: &kube::Client,
+    namespace: &str,
+    pool_name: &str,
+) -> Result<(), kube::Error> {
+    let name = hooks_name(pool_name);
+    let params = DeleteParams::background();
+    let gone_ok = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    };
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
+    gone_ok(bindings.delete(&name, &params).await.map(|_| ()))?;
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    gone_ok(roles.delete(&name, &params).await.map(|_| ()))?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    gone_ok(accounts.delete(&name, &params).await.map(|_| ()))
 }
 
 /// How a refused apply of the hooks object `what` shows in the pool's status.

@@ -80,15 +80,16 @@ The rules the operator needs where RunnerPools live, and nothing more:
   verbs: ["create", "patch"]
 {{- if .Values.containerModes.kubernetes.enabled }}
 # containerMode kubernetes: each such pool gets a ServiceAccount, Role and
-# RoleBinding (server-side apply: create + patch). The API server lets the
+# RoleBinding (server-side apply: create + patch), which the operator deletes
+# once the pool's last runner is gone (delete). The API server lets the
 # operator grant only rights it holds itself (no escalate/bind), so it also
 # holds the rights of that Role: pods (above), secrets (above), and these.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods/exec"]
   verbs: ["get", "create"]
