@@ -576,9 +576,16 @@ async fn a_shutdown_finishes_the_runner_creations_under_way() {
     // Reconciles bounded at 2 s, so the shutdown at 4 s; mints of 3 s.
     let env = Env::start_with_slow_mints("shutdown-creations", Duration::from_secs(3)).await;
     env.apply_org_pool("ci", 3).await;
-    // A pass cut with its mints under way.
+    // A pass cut with its mints under way (on a loaded machine they may
+    // start in the next pass instead: under way is what counts).
     env.wait_for_log("reconcile_timeout", Duration::from_secs(30))
         .await;
+    wait_for(
+        "the mints to be under way",
+        Duration::from_secs(30),
+        || async { (env.fake.received("generate-jitconfig") >= 3).then_some(()) },
+    )
+    .await;
     assert_eq!(env.calls("generate-jitconfig"), 0, "no mint answered yet");
     signal(env.operator.pid().expect("running"), "TERM");
     env.wait_for_log("controller stopped", Duration::from_secs(30))

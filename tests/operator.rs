@@ -1438,8 +1438,13 @@ async fn a_busy_runner_a_list_does_not_show_as_the_pools_survives_pool_deletion(
 async fn a_pool_deleted_mid_burst_leaves_nothing() {
     let env = Env::start_with_slow_mints("del-burst", Duration::from_secs(4)).await;
     env.apply_org_pool("ci", 6).await;
-    // A pass cut by the bound with its mints under way.
+    // A pass cut by the bound with its mints under way (on a loaded machine
+    // they may start in the next pass instead: under way is what counts).
     env.wait_for_log("reconcile_timeout", T).await;
+    wait_for("the mints to be under way", T, || async {
+        (env.fake.received("generate-jitconfig") >= 6).then_some(())
+    })
+    .await;
     assert_eq!(env.calls("generate-jitconfig"), 0, "no mint finished yet");
     support::cluster::expect_success(
         "kubectl delete",

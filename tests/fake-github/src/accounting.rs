@@ -84,6 +84,10 @@ pub(crate) struct Accounting {
     pub log: VecDeque<LoggedRequest>,
     pub log_capacity: usize,
     pub seq: u64,
+    /// Requests received by endpoint (`METHOD template`), counted when they
+    /// arrive, before any latency: what is under way shows here before the
+    /// log and the counters, which count answers.
+    pub received: HashMap<(&'static str, &'static str), u64>,
 }
 
 pub(crate) struct Record<'a> {
@@ -112,6 +116,7 @@ impl Accounting {
             log: VecDeque::new(),
             log_capacity,
             seq: 0,
+            received: HashMap::new(),
         }
     }
 

@@ -593,6 +593,18 @@ impl FakeGitHub {
         self.lock().acct.snapshot()
     }
 
+    /// Requests received so far whose `METHOD template` contains `endpoint`,
+    /// answered or not (the log and the counters count answers).
+    pub fn received(&self, endpoint: &str) -> u64 {
+        self.lock()
+            .acct
+            .received
+            .iter()
+            .filter(|((method, template), _)| format!("{method} {template}").contains(endpoint))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The most recent requests, oldest first (at most `request_log_capacity`).
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.lock().acct.log.iter().cloned().collect()

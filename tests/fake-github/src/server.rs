@@ -991,6 +991,7 @@ pub(crate) async fn api(
         Some(r) => (r.method, r.template),
         None => (routes::method_name(&method), "unknown"),
     };
+    *sh.lock().acct.received.entry((m, template)).or_default() += 1;
     let unavailable = sh.unavailable.load(Ordering::Relaxed);
     if !unavailable {
         let delay = sh.lock().faults.latency_for(m, template);
