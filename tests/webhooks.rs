@@ -296,6 +296,54 @@ async fn a_runner_is_known_busy_from_in_progress_before_any_list() {
         lists,
         "learnt from the webhook, not from a list"
     );
+    // The runner's pod names the job it runs (issue 23, item 1).
+    let pod = wait_for("the job named on its runner's pod", T, || async {
+        env.live_pods("ci").await.into_iter().find(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("actions.runnerpool.dev/job-started-at"))
+        })
+    })
+    .await;
+    let annotations = pod.metadata.annotations.unwrap_or_default();
+    let annotation = |key: &str| annotations[&format!("actions.runnerpool.dev/job-{key}")].clone();
+    assert_eq!(annotation("repository"), "acme/app");
+    assert_eq!(annotation("id"), job.to_string());
+    assert_eq!(annotation("workflow"), "CI");
+    assert!(
+        annotation("url").ends_with(&format!("/job/{job}")),
+        "{}",
+        annotation("url")
+    );
+    assert!(annotation("run-id").parse::<u64>().is_ok());
+    // The README's command lists it.
+    let readme = std::fs::read_to_string(support::cluster::repo_path("README.md")).unwrap();
+    let command = readme
+        .lines()
+        .find(|l| {
+            l.starts_with("kubectl get pods -l actions.runnerpool.dev/pool=ci -o custom-columns=")
+        })
+        .expect("the README's job columns command");
+    let columns = command
+        .split_once("custom-columns='")
+        .and_then(|(_, rest)| rest.strip_suffix('\''))
+        .expect("quoted columns");
+    let listed = support::cluster::kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        &env.ns,
+        "-l",
+        "actions.runnerpool.dev/pool=ci",
+        "-o",
+        &format!("custom-columns={columns}"),
+    ]);
+    let listed = support::cluster::expect_success("kubectl get pods (README)", &listed);
+    assert!(
+        listed.contains("acme/app") && listed.contains("CI"),
+        "{listed}"
+    );
     assert_eq!(
         env.live_pods("ci").await.len(),
         1,

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::Receiver;
@@ -23,6 +24,7 @@ use crate::controller::context::{Context, store_ready, uid};
 use crate::controller::observe::inventory_of;
 use crate::controller::plan::Scaling;
 use crate::controller::scaling::scaling;
+use crate::pod::job;
 use crate::runner::{self, POOL_LABEL};
 use crate::webhook::payload::{JobAction, JobEvent};
 
@@ -54,6 +56,7 @@ pub async fn route_jobs(
                 .into_iter()
                 .collect(),
             JobAction::InProgress => {
+                record_on_pod(&event, &pods, &ctx);
                 let runner = event.runner_id.and_then(|id| {
                     runner_pool(&pods, id, event.runner_name.as_deref()).map(|p| (id, p))
                 });
@@ -75,7 +78,10 @@ pub async fn route_jobs(
                     .chain(queued_for)
                     .collect()
             }
-            JobAction::Completed => demand.completed(event.job_id, event.runner_id, now),
+            JobAction::Completed => {
+                record_on_pod(&event, &pods, &ctx);
+                demand.completed(event.job_id, event.runner_id, now)
+            }
         };
         let touched: BTreeSet<String> = touched.into_iter().collect();
         for pool_uid in touched {
@@ -84,6 +90,25 @@ pub async fn route_jobs(
             }
         }
     }
+}
+
+/// Records the job on its runner's pod (see [`crate::pod::job`]), on a task
+/// of its own: routing never waits for the API server.
+fn record_on_pod(event: &JobEvent, pods: &Store<Pod>, ctx: &Arc<Context>) {
+    let Some(pod) = event
+        .runner_id
+        .and_then(|id| runner_pod(pods, id, event.runner_name.as_deref()))
+    else {
+        return;
+    };
+    let annotations = job::job_annotations(event, Timestamp::now());
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let client = ctx.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = job::annotate(&client, &namespace, &name, &annotations).await {
+            debug!(pod = %name, error = %e, "could not record the job on its runner's pod");
+        }
+    });
 }
 
 /// The pool a queued job goes to, by the rule in [`matching`]; `None` (and
@@ -144,12 +169,7 @@ fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candida
 /// The UID of the pool whose pod runs runner `id` (named `name`): its
 /// pool-UID label, or the ownerReference of pods made before that label.
 fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String> {
-    let pods = pods.state();
-    let pod = pods.iter().find(|p| {
-        runner::runner_id_of(p.as_ref()) == Some(id)
-            && name.is_none_or(|n| p.name_any() == n)
-            && p.labels().contains_key(POOL_LABEL)
-    })?;
+    let pod = runner_pod(pods, id, name)?;
     if let Some(pool_uid) = runner::pool_uid_of(pod.as_ref()) {
         return Some(pool_uid.to_string());
     }
@@ -159,4 +179,13 @@ fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String>
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "RunnerPool")
         .map(|o| o.uid.clone())
+}
+
+/// The pod of runner `id` (named `name`), from the pod cache.
+fn runner_pod(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<Arc<Pod>> {
+    pods.state().into_iter().find(|p| {
+        runner::runner_id_of(p.as_ref()) == Some(id)
+            && name.is_none_or(|n| p.name_any() == n)
+            && p.labels().contains_key(POOL_LABEL)
+    })
 }

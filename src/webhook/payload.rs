@@ -28,7 +28,25 @@ pub struct JobEvent {
     /// The runner that took the job (`in_progress`, `completed`).
     pub runner_id: Option<u64>,
     pub runner_name: Option<String>,
+    /// What a person reads about the job (shown on its runner's pod).
+    pub details: JobDetails,
 }
+
+/// The job as a person knows it: its workflow run, name and page. Values
+/// come from GitHub's payload, are cut to [`MAX_DETAIL_CHARS`] and hold no
+/// secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobDetails {
+    pub run_id: Option<u64>,
+    pub workflow: Option<String>,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    /// `success`, `failure`, `cancelled`, ... once completed.
+    pub conclusion: Option<String>,
+}
+
+/// The longest detail kept from a payload.
+pub const MAX_DETAIL_CHARS: usize = 256;
 
 /// Why a delivery could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +84,16 @@ struct WireJob {
     runner_id: Option<u64>,
     #[serde(default)]
     runner_name: Option<String>,
+    #[serde(default)]
+    run_id: Option<u64>,
+    #[serde(default)]
+    workflow_name: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,8 +126,22 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<JobEvent, PayloadError> {
             ));
         }
     };
+    let job = &wire.workflow_job;
+    let cut = |s: &Option<String>| {
+        s.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(MAX_DETAIL_CHARS).collect())
+    };
+    let details = JobDetails {
+        run_id: job.run_id,
+        workflow: cut(&job.workflow_name),
+        name: cut(&job.name),
+        url: cut(&job.html_url).filter(|u: &String| u.starts_with("https://")),
+        conclusion: cut(&job.conclusion),
+    };
     Ok(JobEvent {
         action,
+        details,
         job_id: wire.workflow_job.id,
         labels: wire.workflow_job.labels,
         repository: wire.repository.full_name,
@@ -146,6 +188,8 @@ pub(crate) mod tests {
             "action": action,
             "workflow_job": {
                 "id": 42, "run_id": 7, "status": action, "labels": ["self-hosted", "Linux"],
+                "workflow_name": "CI", "name": "build",
+                "html_url": "https://github.com/acme/app/actions/runs/7/job/42",
                 "runner_id": if action == "queued" { serde_json::Value::Null } else { 9.into() },
                 "runner_name": if action == "queued" { serde_json::Value::Null } else { "ci-abcde".into() },
                 "steps": [],
@@ -172,6 +216,13 @@ pub(crate) mod tests {
                 enterprise: Some("bigcorp".into()),
                 runner_id: Some(9),
                 runner_name: Some("ci-abcde".into()),
+                details: JobDetails {
+                    run_id: Some(7),
+                    workflow: Some("CI".into()),
+                    name: Some("build".into()),
+                    url: Some("https://github.com/acme/app/actions/runs/7/job/42".into()),
+                    conclusion: None,
+                },
             }
         );
         let queued = parse_workflow_job(&serde_json::to_vec(&sample("queued")).unwrap()).unwrap();

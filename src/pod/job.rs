@@ -1,0 +1,123 @@
+//! Which job a runner runs, on its pod: when GitHub says a job started on a
+//! runner (or ended), the runner's pod gets annotations naming the
+//! repository, workflow, run, job and a link to it, with when it started and
+//! how it ended, so `kubectl get pods` answers "what is this runner doing"
+//! without GitHub's UI. Best effort: a pod already gone is not an error.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use tracing::debug;
+
+use crate::webhook::payload::{JobAction, JobEvent};
+
+/// The annotations' common prefix.
+pub const PREFIX: &str = "actions.runnerpool.dev/job-";
+
+/// The annotations an event puts on its runner's pod: the job's identity
+/// when it starts, its end and conclusion when it completes.
+pub fn job_annotations(event: &JobEvent, now: Timestamp) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            annotations.insert(format!("{PREFIX}{key}"), value);
+        }
+    };
+    let details = &event.details;
+    match event.action {
+        JobAction::InProgress => {
+            put("repository", Some(event.repository.clone()));
+            put("workflow", details.workflow.clone());
+            put("run-id", details.run_id.map(|id| id.to_string()));
+            put("id", Some(event.job_id.to_string()));
+            put("name", details.name.clone());
+            put("url", details.url.clone());
+            put("started-at", Some(now.to_string()));
+        }
+        JobAction::Completed => {
+            put("id", Some(event.job_id.to_string()));
+            put("completed-at", Some(now.to_string()));
+            put("conclusion", details.conclusion.clone());
+        }
+        JobAction::Queued | JobAction::Waiting => {}
+    }
+    annotations
+}
+
+/// Merges `annotations` into pod `name`'s; a pod already gone is fine.
+pub async fn annotate(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(), kube::Error> {
+    if annotations.is_empty() {
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    match pods
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            debug!(
+                pod = name,
+                "the runner's pod is gone; its job is not recorded on it"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::payload::{JobDetails, parse_workflow_job};
+
+    fn event(action: JobAction) -> JobEvent {
+        let sample = crate::webhook::payload::tests::sample("in_progress");
+        JobEvent {
+            action,
+            details: JobDetails {
+                conclusion: Some("success".into()),
+                ..parse_workflow_job(&serde_json::to_vec(&sample).unwrap())
+                    .unwrap()
+                    .details
+            },
+            ..parse_workflow_job(&serde_json::to_vec(&sample).unwrap()).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_started_job_names_itself_on_its_runners_pod() {
+        let at: Timestamp = "2026-12-07T00:00:00Z".parse().unwrap();
+        let started = job_annotations(&event(JobAction::InProgress), at);
+        let get = |key: &str| started.get(&format!("{PREFIX}{key}")).map(String::as_str);
+        assert_eq!(get("repository"), Some("acme/app"));
+        assert_eq!(get("workflow"), Some("CI"));
+        assert_eq!(get("run-id"), Some("7"));
+        assert_eq!(get("id"), Some("42"));
+        assert_eq!(get("name"), Some("build"));
+        assert_eq!(
+            get("url"),
+            Some("https://github.com/acme/app/actions/runs/7/job/42")
+        );
+        assert_eq!(get("started-at"), Some("2026-12-07T00:00:00Z"));
+        assert_eq!(get("conclusion"), None, "not before it ends");
+
+        let ended = job_annotations(&event(JobAction::Completed), at);
+        assert_eq!(
+            ended
+                .get(&format!("{PREFIX}conclusion"))
+                .map(String::as_str),
+            Some("success")
+        );
+        assert!(ended.contains_key(&format!("{PREFIX}completed-at")));
+        assert!(job_annotations(&event(JobAction::Queued), at).is_empty());
+    }
+}
