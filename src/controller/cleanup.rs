@@ -14,7 +14,7 @@
 //! released after the cleanup timeout, with a Warning event; what it leaves
 //! behind is then collected by the installation-wide sweep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -273,12 +273,16 @@ pub async fn confirm_unlisted(
     runners: &[Runner],
     ownership: &str,
 ) -> Result<usize, GitHubError> {
-    let listed = |id: u64| runners.iter().any(|r| r.id == id && r.has_label(ownership));
+    let listed: BTreeSet<u64> = runners
+        .iter()
+        .filter(|r| r.has_label(ownership))
+        .map(|r| r.id)
+        .collect();
     let mut busy = 0;
     let mut kept = Vec::new();
     for (at, removal) in removals.iter_mut().enumerate() {
         // A finished pod's runner took its one job and GitHub removed it.
-        let Some(id) = removal.runner_id.filter(|id| !listed(*id)) else {
+        let Some(id) = removal.runner_id.filter(|id| !listed.contains(id)) else {
             continue;
         };
         if removal.reason == RemovalReason::Finished {
