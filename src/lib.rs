@@ -15,6 +15,7 @@ pub mod mutex;
 pub mod operator;
 pub mod pod;
 pub mod runner;
+pub mod scaleset;
 pub mod versions;
 pub mod webhook;
 

@@ -181,6 +181,26 @@ impl fmt::Debug for JitConfig {
     }
 }
 
+/// A registration token of a scope (`POST …/actions/runners/registration-token`):
+/// what the Actions service's runner registration is asked with. A
+/// credential: never formatted by `Debug`.
+#[derive(Clone, Deserialize)]
+pub struct RegistrationToken {
+    pub token: String,
+    /// As GitHub wrote it (RFC 3339); about an hour after issue.
+    #[serde(default)]
+    pub expires_at: String,
+}
+
+impl fmt::Debug for RegistrationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrationToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// Why a GitHub call failed, told apart the way the reconciler needs.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
@@ -325,6 +345,14 @@ pub trait GitHubApi: RunnerGroupApi + Send + Sync {
     ) -> Result<Vec<RunnerLabel>>;
     /// Runner groups of an organization or enterprise (all pages).
     async fn list_runner_groups(&self, scope: &Scope) -> Result<Vec<RunnerGroup>>;
+    /// A fresh registration token of the scope, which the Actions service
+    /// (runner scale sets) trades for its own admin token. Clients that only
+    /// serve the REST runner endpoints refuse it.
+    async fn registration_token(&self, scope: &Scope) -> Result<RegistrationToken> {
+        Err(GitHubError::Invalid(format!(
+            "this GitHub client cannot issue registration tokens for {scope}"
+        )))
+    }
 }
 
 /// The credential a pool's Secret holds. Never formatted by `Debug`.

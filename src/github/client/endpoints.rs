@@ -5,6 +5,7 @@
 pub const LIST_RUNNERS: &str = "GET /{scope}/actions/runners";
 pub const GET_RUNNER: &str = "GET /{scope}/actions/runners/{runner_id}";
 pub const GENERATE_JITCONFIG: &str = "POST /{scope}/actions/runners/generate-jitconfig";
+pub const CREATE_REGISTRATION_TOKEN: &str = "POST /{scope}/actions/runners/registration-token";
 pub const DELETE_RUNNER: &str = "DELETE /{scope}/actions/runners/{runner_id}";
 pub const SET_CUSTOM_LABELS: &str = "PUT /{scope}/actions/runners/{runner_id}/labels";
 pub const LIST_RUNNER_GROUPS: &str = "GET /{scope}/actions/runner-groups";

@@ -37,11 +37,11 @@ mod wire;
 pub use crate::github::rate_limit::RateLimitSnapshot;
 pub use connector::CachingConnector;
 pub use options::{
-    ClientOptions, CredentialFingerprint, RequestObserver, RequestRecord, WriteGate,
+    ClientOptions, CredentialFingerprint, RequestObserver, RequestRecord, WriteGate, is_loopback,
     validate_api_base,
 };
 pub use requests::GitHubClient;
-pub use wire::API_VERSION;
+pub use wire::{API_VERSION, failure_kind, http_client_builder};
 
 #[cfg(test)]
 mod fake_tests;

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng;
 use sha2::{Digest, Sha256};
 use url::{Host, Url};
 
@@ -57,6 +58,17 @@ pub struct ClientOptions {
     /// method but GET); a `false` refuses it with [`GitHubError::NotLeading`].
     /// With leader election, whether this replica still holds a fresh Lease.
     pub may_write: Option<WriteGate>,
+}
+
+impl ClientOptions {
+    /// How long to wait before retry number `attempt` (from 1):
+    /// `retry_backoff` doubled per attempt, with jitter.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let exponential = self
+            .retry_backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(10));
+        exponential.mul_f64(rand::rng().random_range(0.5..1.5))
+    }
 }
 
 /// See [`ClientOptions::may_write`].
@@ -181,7 +193,8 @@ pub fn validate_api_base(api_base: &Url) -> Result<()> {
     }
 }
 
-pub(super) fn is_loopback(host: &Host<&str>) -> bool {
+/// Whether a host is this machine: the only place plain `http` may carry a token.
+pub fn is_loopback(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
         Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),

@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::Rng;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
@@ -454,12 +453,7 @@ impl GitHubClient {
     }
 
     async fn pause_before_retry(&self, attempt: u32) {
-        let exponential = self
-            .options
-            .retry_backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(10));
-        let jittered = exponential.mul_f64(rand::rng().random_range(0.5..1.5));
-        tokio::time::sleep(jittered).await;
+        tokio::time::sleep(self.options.retry_delay(attempt)).await;
     }
 
     /// Fetches every page of a list endpoint and hands each page's body to `take_page`.

@@ -13,7 +13,8 @@ use super::endpoints;
 use super::requests::GitHubClient;
 use super::wire::{Call, JitAnswer, LabelsAnswer, PER_PAGE, RunnerGroupPage, RunnerPage, decode};
 use crate::github::{
-    GitHubApi, GitHubError, JitConfig, JitRequest, Result, Runner, RunnerGroup, RunnerLabel, Scope,
+    GitHubApi, GitHubError, JitConfig, JitRequest, RegistrationToken, Result, Runner, RunnerGroup,
+    RunnerLabel, Scope,
 };
 use crate::mutex::lock;
 
@@ -155,6 +156,22 @@ impl GitHubApi for GitHubClient {
             .await?;
         let labels: LabelsAnswer = decode(endpoints::SET_CUSTOM_LABELS, &answer.body)?;
         Ok(labels.labels)
+    }
+
+    /// Never retried (a POST), never cached: each token is fresh.
+    #[tracing::instrument(skip_all, fields(scope = %scope))]
+    async fn registration_token(&self, scope: &Scope) -> Result<RegistrationToken> {
+        let url = self.scope_url(scope, &["actions", "runners", "registration-token"]);
+        let answer = self
+            .execute(Call {
+                endpoint: endpoints::CREATE_REGISTRATION_TOKEN,
+                method: Method::POST,
+                url,
+                body: None,
+                subject: format!("registration token of {scope}"),
+            })
+            .await?;
+        decode(endpoints::CREATE_REGISTRATION_TOKEN, &answer.body)
     }
 
     /// Runner groups, reused for `runner_group_ttl`: group names change rarely and

@@ -99,9 +99,24 @@ pub(super) fn build_http_client(
         "x-github-api-version",
         HeaderValue::from_static(API_VERSION),
     );
+    http_client_builder(endpoint, options)?
+        .default_headers(default_headers)
+        .build()
+        .map_err(|error| {
+            GitHubError::InvalidEndpoint(format!("cannot set up the HTTP client: {error}"))
+        })
+}
+
+/// The HTTP setup every client of a GitHub host shares, the REST client and
+/// the Actions service client alike: user agent, timeouts, redirects, the
+/// endpoint's extra CAs, and no proxy for loopback hosts. Callers add their
+/// own default headers and build it.
+pub fn http_client_builder(
+    endpoint: &Endpoint,
+    options: &ClientOptions,
+) -> Result<reqwest::ClientBuilder> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .default_headers(default_headers)
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
         // GitHub redirects renamed organizations and repositories; reqwest drops
@@ -127,9 +142,7 @@ pub(super) fn build_http_client(
         // A proxy from the environment must not intercept loopback test traffic.
         builder = builder.no_proxy();
     }
-    builder.build().map_err(|error| {
-        GitHubError::InvalidEndpoint(format!("cannot set up the HTTP client: {error}"))
-    })
+    Ok(builder)
 }
 
 pub(super) fn bearer_header(bearer: &str) -> Result<HeaderValue> {
@@ -143,15 +156,19 @@ pub(super) fn bearer_header(bearer: &str) -> Result<HeaderValue> {
 }
 
 pub(super) fn transport_error(endpoint: &'static str, error: &reqwest::Error) -> GitHubError {
-    let what = if error.is_timeout() {
+    // reqwest's own text names the URL and cause, never headers.
+    GitHubError::Unavailable(format!("{endpoint} {}: {error}", failure_kind(error)))
+}
+
+/// How a request that got no answer failed, in a few words for messages.
+pub fn failure_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
         "could not connect"
     } else {
         "failed"
-    };
-    // reqwest's own text names the URL and cause, never headers.
-    GitHubError::Unavailable(format!("{endpoint} {what}: {error}"))
+    }
 }
 
 /// Decodes a JSON body. Only the position goes into the error: serde's
