@@ -18,7 +18,7 @@ use super::endpoints::REGISTER;
 use super::error::ScaleSetError;
 use super::http::{Outgoing, Transport, token_url};
 use super::wire::{AdminAnswer, decode};
-use crate::github::{GitHubApi, Scope};
+use crate::github::{GitHubApi, GitHubError, Scope};
 
 /// The admin token is bought again once less than this is left of it.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -111,7 +111,10 @@ impl AdminTokens {
             .github
             .registration_token(&self.scope)
             .await
-            .map_err(ScaleSetError::RegistrationToken)?;
+            .map_err(|error| match error {
+                GitHubError::NotLeading => ScaleSetError::NotLeading,
+                error => ScaleSetError::RegistrationToken(error),
+            })?;
         let body = serde_json::to_vec(&serde_json::json!({
             "url": self.html_url.as_str(),
             "runner_event": "register",
