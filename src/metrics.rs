@@ -72,6 +72,8 @@ pub struct Metrics {
     pub queued_jobs: Family<PoolLabels, Gauge>,
     pub queued_to_pod_duration: Histogram,
     pub runner_version_outdated: Family<PoolLabels, Gauge>,
+    pub scale_set_jobs: Family<PoolStateLabels, Gauge>,
+    pub scale_set_session_up: Family<PoolLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -185,8 +187,22 @@ impl Default for Metrics {
             "1 when a pool's runner version is older than the newest release GitHub serves to its scope, else 0 (absent while either version is unknown)",
             runner_version_outdated.clone(),
         );
+        let scale_set_jobs = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "scale_set_jobs",
+            "Jobs of a scale-set pool as GitHub's Actions service counts them (state: available, acquired, assigned, running)",
+            scale_set_jobs.clone(),
+        );
+        let scale_set_session_up = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "scale_set_session_up",
+            "1 while a scale-set pool's message session is open and polled, else 0",
+            scale_set_session_up.clone(),
+        );
         Metrics {
             registry,
+            scale_set_jobs,
+            scale_set_session_up,
             runner_version_outdated,
             webhook_deliveries,
             webhook_unmatched_jobs,
@@ -289,11 +305,51 @@ impl Metrics {
         }
     }
 
+    /// A scale-set pool's job figures (when known) and session health.
+    pub fn set_scale_set(
+        &self,
+        namespace: &str,
+        pool: &str,
+        statistics: Option<&crate::scaleset::Statistics>,
+        session_up: bool,
+    ) {
+        let labels = PoolLabels {
+            namespace: namespace.to_string(),
+            pool: pool.to_string(),
+        };
+        self.scale_set_session_up
+            .get_or_create(&labels)
+            .set(session_up as i64);
+        let Some(s) = statistics else { return };
+        for (state, value) in [
+            ("available", s.total_available_jobs),
+            ("acquired", s.total_acquired_jobs),
+            ("assigned", s.total_assigned_jobs),
+            ("running", s.total_running_jobs),
+        ] {
+            self.scale_set_jobs
+                .get_or_create(&PoolStateLabels {
+                    namespace: namespace.to_string(),
+                    pool: pool.to_string(),
+                    state,
+                })
+                .set(value as i64);
+        }
+    }
+
     pub fn forget_pool(&self, namespace: &str, pool: &str) {
         let labels = PoolLabels {
             namespace: namespace.to_string(),
             pool: pool.to_string(),
         };
+        self.scale_set_session_up.remove(&labels);
+        for state in ["available", "acquired", "assigned", "running"] {
+            self.scale_set_jobs.remove(&PoolStateLabels {
+                namespace: namespace.to_string(),
+                pool: pool.to_string(),
+                state,
+            });
+        }
         self.queued_jobs.remove(&labels);
         self.runner_version_outdated.remove(&labels);
         for state in ["pending", "idle", "busy", "failed"] {

@@ -30,6 +30,7 @@ use super::memory::Leftover;
 use super::observe::observe;
 use super::plan::{PodPhase, PodView, Removal, RemovalReason, SecretView};
 use super::remove::remove_runner;
+use super::scale_set;
 use super::status;
 use crate::RunnerPool;
 use crate::connection::Target;
@@ -49,7 +50,12 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
         info!(pool = %pool.name_any(), pending, "waiting for runner creations under way before removing the pool's runners");
         return Err(Error::CleanupPending(pending));
     }
-    match remove_everything(&pool, ctx).await {
+    let removed = match remove_everything(&pool, ctx).await {
+        // The scale set goes once its runners are gone.
+        Ok(0) if pool.spec.scale_set.is_some() => remove_scale_set(&pool, ctx).await.map(|()| 0),
+        other => other,
+    };
+    match removed {
         Ok(0) => {
             info!(pool = %pool.name_any(), "all runners removed");
             if pool.container_mode() == ContainerMode::Kubernetes {
@@ -131,6 +137,9 @@ fn release(pool: &RunnerPool, ctx: &Context, leftovers: bool) {
     }
     ctx.memory.forget(&uid(pool));
     ctx.attempts.forget(&uid(pool));
+    // A listener still serving the pool stops (its session times out on the
+    // service when it could not be closed).
+    ctx.scale_sets.stop(&uid(pool));
     ctx.metrics
         .forget_pool(&pool.namespace().unwrap_or_default(), &pool.name_any());
 }
@@ -142,7 +151,8 @@ async fn write_waiting_status(pool: &RunnerPool, ctx: &Context, busy: u32) -> Re
         busy,
         Timestamp::now(),
     );
-    apply_status(&ctx.client, pool, pool.status.as_ref(), &new).await
+    let shown = pool.status.as_ref().map(status::reconciled_part);
+    apply_status(&ctx.client, pool, shown.as_ref(), &new).await
 }
 
 /// The GitHub connection for the deleted pool: a fresh one, or the last one
@@ -160,6 +170,12 @@ async fn target(pool: &RunnerPool, ctx: &Context) -> Result<Arc<Target>, String>
             .with(&uid(pool), |m| m.target.clone())
             .ok_or(message),
     }
+}
+
+/// Removes the pool's scale set, its session first.
+async fn remove_scale_set(pool: &RunnerPool, ctx: &Context) -> Result<(), String> {
+    let target = target(pool, ctx).await?;
+    scale_set::remove(pool, ctx, &target).await
 }
 
 /// Removes every runner of the pool it can. Returns how many remain busy, or

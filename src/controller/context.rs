@@ -7,10 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::demand::scale_set::ScaleSets;
+use crate::scaleset::HttpSettings;
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use tokio::sync::Notify;
 
@@ -92,6 +96,12 @@ pub struct Context {
     pub releases: LatestReleases,
     /// Runner creations under way in every pool, which a shutdown finishes.
     pub creations: Creations,
+    /// The scale sets of scale-set pools and their listeners.
+    pub scale_sets: Arc<ScaleSets>,
+    /// How the Actions service clients of scale sets talk HTTP.
+    pub scale_set_http: HttpSettings,
+    /// Reconciles a pool at once (its demand changed).
+    pub wake: UnboundedSender<ObjectRef<RunnerPool>>,
 }
 
 /// Runner creations under way: each runs as a task of its own and may

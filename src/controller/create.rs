@@ -13,6 +13,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::context::{Context, uid};
 use super::observe::inventory_of;
+use super::scale_set;
 use crate::RunnerPool;
 use crate::connection::Target;
 use crate::github::{GitHubError, JitRequest};
@@ -113,7 +114,11 @@ async fn create_runner(
         ctx.memory
             .with(&pool_uid, |m| m.expect_created(&request.name));
         let started = Instant::now();
-        match target.api.generate_jitconfig(&target.scope, &request).await {
+        let minted = match pool.spec.scale_set {
+            Some(_) => scale_set::mint(pool, ctx, &request.name).await,
+            None => target.api.generate_jitconfig(&target.scope, &request).await,
+        };
+        match minted {
             Ok(jit) => {
                 ctx.metrics
                     .jit_mint_duration

@@ -13,7 +13,8 @@
 //! - act: [`remove`], [`create`], [`relabel`];
 //! - status: [`status`] (pure) written by [`report`].
 //!
-//! [`sweep`] collects what pools released early left behind.
+//! [`scale_set`] is a scale-set pool's scale set and listener; [`sweep`]
+//! collects what pools released early left behind.
 
 pub mod cleanup;
 pub mod confirm;
@@ -30,6 +31,7 @@ pub mod reconcile;
 pub mod relabel;
 pub mod remove;
 pub mod report;
+pub mod scale_set;
 pub mod scaling;
 pub mod schedule;
 pub mod status;
@@ -54,6 +56,7 @@ pub use context::{Context, Settings};
 
 use crate::RunnerPool;
 use crate::demand::routing::{self, WebhookFeed};
+use crate::demand::scale_set::ScaleSets;
 use crate::demand::store::WebhookDemand;
 use crate::github::GitHubConnector;
 use crate::inventory::Inventories;
@@ -62,6 +65,7 @@ use crate::kit::error::Error;
 use crate::kit::retry;
 use crate::metrics::Metrics;
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
+use crate::scaleset::HttpSettings;
 use crate::versions::releases::LatestReleases;
 use context::store_ready;
 use memory::{Leftovers, Memory};
@@ -109,16 +113,24 @@ where
     }
 }
 
+/// Where pools learn their demand: `workflow_job` webhooks (when the
+/// listener is on) and, for scale-set pools, GitHub's Actions service.
+pub struct DemandSources {
+    pub webhooks: Option<WebhookFeed>,
+    /// How the Actions service clients of scale sets talk HTTP.
+    pub scale_sets: HttpSettings,
+}
+
 /// Runs the controller until `shutdown` resolves. `ready` is set once the
-/// watch caches are complete, for the readiness probe. With a `feed`, queued
-/// jobs reconcile their pool at once.
+/// watch caches are complete, for the readiness probe. A job queued through
+/// a webhook, or a scale set's message, reconciles its pool at once.
 pub async fn run(
     client: Client,
     github: Arc<dyn GitHubConnector>,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    feed: Option<WebhookFeed>,
+    sources: DemandSources,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = settings.watch_namespace.clone();
@@ -164,6 +176,13 @@ pub async fn run(
         controller: "runnerpool-operator".to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    // Pools whose demand changed (a queued job, a scale set's message) are
+    // reconciled at once.
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    let DemandSources {
+        webhooks: feed,
+        scale_sets: scale_set_http,
+    } = sources;
     let (events, demand) = match feed {
         Some(feed) => (Some(feed.events), feed.demand),
         None => (None, Arc::new(WebhookDemand::new(Duration::from_secs(600)))),
@@ -186,6 +205,9 @@ pub async fn run(
         leftovers: Leftovers::default(),
         inventory: Inventories::default(),
         creations: Default::default(),
+        scale_sets: Default::default(),
+        scale_set_http,
+        wake: trigger.clone(),
     });
 
     let mut controller = Controller::new(pools, watcher::Config::default()).with_config(
@@ -193,12 +215,11 @@ pub async fn run(
             .concurrency(ctx.settings.reconcile_concurrency),
     );
     let pool_store = controller.store();
+    controller = controller.reconcile_on(triggered);
     // Tasks that act for this controller end with it, also when its future
     // is dropped (leadership lost): nothing keeps writing behind its back.
     let mut background = AbortOnDrop(Vec::new());
     if let Some(events) = events {
-        let (trigger, triggered) = futures::channel::mpsc::unbounded();
-        controller = controller.reconcile_on(triggered);
         let router = routing::route_jobs(
             events,
             demand,
@@ -231,6 +252,8 @@ pub async fn run(
     // Creations a cut pass left running are finished, not abandoned between
     // their mint and their pod (the caller bounds the wait).
     ctx.creations.finished().await;
+    // Sessions closed now let a successor open its own at once.
+    ScaleSets::close_sessions(ctx.scale_sets.stop_all(), scale_set::SESSION_CLOSE_TIMEOUT).await;
 }
 
 /// Aborts its tasks when dropped.

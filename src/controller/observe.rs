@@ -13,9 +13,11 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::{Context, uid};
 use super::plan::{self, Inputs, PodPhase, PodView, SecretView};
+use super::scale_set;
 use super::scaling::scaling;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::demand::PoolDemand;
 use crate::github::RunnerStatus;
 use crate::inventory::ScopeInventory;
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
@@ -127,9 +129,16 @@ pub fn make_plan(
         .chain(secrets.iter().filter_map(|s| s.runner_id))
         .collect();
     let github = last_inventory(&pool_uid, ctx).and_then(|inv| inv.pool_view(&named, ownership));
-    ctx.demand.retain_busy(&pool_uid, &runner_ids);
-    let known_busy = ctx.demand.busy_runners(&pool_uid);
-    let queued = ctx.demand.queued_for(&pool_uid, Instant::now());
+    // A scale-set pool's demand is its scale set's; the others' the webhooks'.
+    let (demand, queued): (&dyn PoolDemand, u32) = match pool.spec.scale_set {
+        Some(_) => (ctx.scale_sets.as_ref(), scale_set::waiting_jobs(pool, ctx)),
+        None => (
+            ctx.demand.as_ref(),
+            ctx.demand.queued_for(&pool_uid, Instant::now()),
+        ),
+    };
+    demand.retain_busy(&pool_uid, &runner_ids);
+    let known_busy = demand.busy_runners(&pool_uid);
     ctx.memory.with(&pool_uid, |m| {
         m.settle(&pod_names, &secret_names);
         let vanished = m.vanished(&pods, &secrets);

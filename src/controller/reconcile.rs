@@ -22,6 +22,7 @@ use super::observe::{inventory_of, make_plan};
 use super::relabel::relabel_runners;
 use super::remove::{remove_finished_runners, remove_runners};
 use super::report::{self, degraded, requeue, write_status};
+use super::scale_set;
 use super::scaling::schedule_now;
 use crate::RunnerPool;
 use crate::connection::Target;
@@ -64,6 +65,18 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
         .err()
         .map(|e| list_problem(&e, &target));
 
+    // A scale-set pool's demand and runners come from its scale set, served
+    // by a listener of this replica from the first pass on.
+    if pool.spec.scale_set.is_some() {
+        match scale_set::ensure(&pool, &target, ctx).await? {
+            Ok(_) => {}
+            Err(blocked) => {
+                let plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
+                remove_finished_runners(&pool, ctx, &plan.remove).await?;
+                return degraded(&pool, ctx, blocked, None, None).await;
+            }
+        }
+    }
     let mut plan = make_plan(&pool, ctx, &ownership, &desired_labels, &desired_hash);
     if plan.needs_github_view && github_problem.is_none() {
         // A view asked for during this pass (by any pool) will do.
@@ -74,6 +87,10 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
     }
     ctx.memory
         .with(&pool_uid, |m| m.surplus_since = plan.surplus_since);
+    if pool.spec.scale_set.is_some() {
+        // A scale set's labels are fixed when it is created.
+        plan.relabel.clear();
+    }
     confirm_removals(&pool, &target, ctx, &mut plan).await?;
     // Runner pods of kubernetes mode name the pool's ServiceAccount: it must
     // exist before they are created (and before their dry run).

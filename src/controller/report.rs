@@ -95,7 +95,8 @@ pub async fn write_status(
         );
     }
     new.schedule = schedule_now(pool).map(|s| s.status());
-    apply_status(&ctx.client, pool, pool.status.as_ref(), &new).await
+    let shown = pool.status.as_ref().map(status::reconciled_part);
+    apply_status(&ctx.client, pool, shown.as_ref(), &new).await
 }
 
 /// Requeue after about `next`, and never after the next opening or closing

@@ -86,6 +86,16 @@ fn kstatus(counts: &RunnerPoolStatus, problem: Option<&(Problem, String)>) -> [V
 const NO_PROBLEM: &str = "AsExpected";
 const NO_PROBLEM_MESSAGE: &str = "GitHub and Kubernetes answer as expected";
 
+/// The part of a status the reconcile writes: all of it but
+/// `status.scaleSet`, which the scale set's listener writes under a field
+/// manager of its own.
+pub fn reconciled_part(status: &RunnerPoolStatus) -> RunnerPoolStatus {
+    RunnerPoolStatus {
+        scale_set: None,
+        ..status.clone()
+    }
+}
+
 /// The status for what was observed. `previous` keeps transition times and
 /// the last known counts when GitHub could not be asked.
 pub fn build(
@@ -96,7 +106,7 @@ pub fn build(
     problem: Option<(Problem, String)>,
     now: Timestamp,
 ) -> RunnerPoolStatus {
-    let mut status = previous.cloned().unwrap_or_default();
+    let mut status = previous.map(reconciled_part).unwrap_or_default();
     status.observed_generation = generation;
     if let Some(c) = counts {
         status.desired_runners = c.desired as i32;

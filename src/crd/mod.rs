@@ -9,6 +9,8 @@
 //! parts import from each other, never from here:
 //! - `runner_pool`: [`RunnerPool`] and the types of its spec and status;
 //! - `runner_group`: [`RunnerGroup`] and the types of its spec and status;
+//! - `scale_set`: [`ScaleSetSpec`] and [`ScaleSetStatus`], a pool's scale-set
+//!   mode;
 //! - `github`: [`GitHubSpec`] and [`SecretReference`], which both kinds use;
 //! - `definition`: [`custom_resource_definition`] and [`crd_yaml`], the CRDs
 //!   to install.
@@ -17,6 +19,7 @@ mod definition;
 mod github;
 mod runner_group;
 mod runner_pool;
+mod scale_set;
 
 pub use definition::{crd_yaml, custom_resource_definition};
 pub use github::{GitHubSpec, SecretReference};
@@ -29,3 +32,4 @@ pub use runner_pool::{
     RunnerPoolSpec, RunnerPoolStatus, RunnerVersionStatus, ScheduleStatus, VolumeClaimSpec,
     Weekday,
 };
+pub use scale_set::{ScaleSetSpec, ScaleSetStatistics, ScaleSetStatus};

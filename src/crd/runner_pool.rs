@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::github::GitHubSpec;
+use super::scale_set::{ScaleSetSpec, ScaleSetStatus};
 
 /// GitHub allows 100 labels a runner; the operator keeps one for its ownership mark.
 pub const MAX_USER_LABELS: usize = 99;
@@ -37,6 +38,8 @@ pub const MAX_NAME_PREFIX: usize = 52;
     printcolumn(name = "Idle", type_ = "integer", json_path = ".status.idleRunners"),
     printcolumn(name = "Busy", type_ = "integer", json_path = ".status.busyRunners"),
     printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queuedJobs"),
+    printcolumn(name = "Scale-Set", type_ = "string", json_path = ".status.scaleSet.name"),
+    printcolumn(name = "Assigned", type_ = "integer", json_path = ".status.scaleSet.statistics.assignedJobs"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters (it is used as a label value)"),
     validation = Rule::new("has(self.spec.runnerNamePrefix) || size(self.metadata.name) <= 52").message("metadata.name is longer than 52 characters: set spec.runnerNamePrefix of at most 52 characters (runner names are the prefix, a dash and 10 random characters, and must fit in 63)")
@@ -48,6 +51,10 @@ pub const MAX_NAME_PREFIX: usize = 52;
 #[x_kube(validation = Rule::new("!has(self.github.repository) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("runnerGroup and runnerGroupId apply to organization and enterprise runners only: repository runners have no runner groups"))]
 #[x_kube(validation = Rule::new("!has(self.runnerGroupRef) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("set one of runnerGroupRef, runnerGroup or runnerGroupId"))]
 #[x_kube(validation = Rule::new("!has(self.runnerGroupRef) || has(self.github.organization)").message("runnerGroupRef applies to organization runners only: a RunnerGroup is an organization's group"))]
+#[x_kube(validation = Rule::new("has(self.scaleSet) == has(oldSelf.scaleSet)").message("scaleSet cannot be added to or removed from a live pool: its runners belong to a scale set or they do not. Create a new RunnerPool (and delete this one)"))]
+#[x_kube(validation = Rule::new("!has(self.scaleSet) || !has(oldSelf.scaleSet) || (has(self.scaleSet.name) ? self.scaleSet.name : '') == (has(oldSelf.scaleSet.name) ? oldSelf.scaleSet.name : '')").message("scaleSet.name cannot change on a live pool: workflows target the scale set by that name. Create a new RunnerPool for another name"))]
+#[x_kube(validation = Rule::new("!has(self.scaleSet) || self.labels == oldSelf.labels").message("labels cannot change on a scale-set pool: a scale set's labels are fixed when it is created (the Actions service does not change them on every version). Create a new RunnerPool for other labels"))]
+#[x_kube(validation = Rule::new("!has(self.scaleSet) || !has(self.runnerGroupRef)").message("runnerGroupRef is not available in scale-set mode yet: name the group with runnerGroup or runnerGroupId"))]
 pub struct RunnerPoolSpec {
     /// Where the runners register and the Secret with the credentials to do so.
     /// The scope (enterprise, organization, repository) and apiUrl are fixed
@@ -80,6 +87,17 @@ pub struct RunnerPoolSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(l, !l.contains(','))").message("labels must not contain commas"))]
     pub labels: Vec<String>,
+
+    /// Scale-set mode: the pool is a runner scale set of GitHub's Actions
+    /// service, which holds its job queue (no inbound webhook needed). The
+    /// operator creates the scale set in the pool's runner group with the
+    /// pool's labels, keeps one message session open to it (the leader
+    /// only) and sizes the pool as `assigned jobs + idleRunners` within
+    /// minRunners and maxRunners. Workflows target it with
+    /// `runs-on: <scaleSet.name>`. Cannot be added or removed on a live pool;
+    /// the pool's labels are then fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_set: Option<ScaleSetSpec>,
 
     /// A fixed number of runners. Defaults to 1 when autoscaling is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,6 +432,10 @@ pub struct RunnerPoolStatus {
     /// scope. Absent while neither is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_version: Option<RunnerVersionStatus>,
+    /// Scale-set mode: the scale set, its session and the service's last
+    /// statistics. Absent in webhook mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_set: Option<ScaleSetStatus>,
     /// `Ready`: True (RunnersOnline) only when the desired runners are online
     /// on GitHub; False with RunnersStarting, WaitingForJobs (the pool is
     /// being deleted) or the problem's reason. `Reconciling` (kstatus): True
@@ -497,6 +519,13 @@ impl RunnerPool {
             .as_deref()
     }
 
+    /// The scale set's name in scale-set mode (`spec.scaleSet.name`, by
+    /// default the pool's name); `None` in webhook mode.
+    pub fn scale_set_name(&self) -> Option<&str> {
+        let spec = self.spec.scale_set.as_ref()?;
+        spec.name.as_deref().or(self.metadata.name.as_deref())
+    }
+
     pub fn container_mode(&self) -> ContainerMode {
         self.spec.container_mode
     }
@@ -535,7 +564,7 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Desired", "Ready", "Idle", "Busy", "Queued", "Age"]
+            ["Desired", "Ready", "Idle", "Busy", "Queued", "Scale-Set", "Assigned", "Age"]
         );
     }
 }

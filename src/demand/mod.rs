@@ -6,12 +6,19 @@
 //! - [`store`]: queued jobs and busy runners learnt from webhooks, per pool;
 //! - [`matching`]: which pool a queued job belongs to (pure, documented rule);
 //! - [`routing`]: applies each webhook event to the store and wakes the pool.
+//!
+//! The other source is a scale set of GitHub's Actions service:
+//! - [`scale_set`]: per scale-set pool, the service's statistics and busy
+//!   runners, and the listener that keeps them;
+//! - [`listener`]: the pool's message session, long-polled by the leader.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+pub mod listener;
 pub mod matching;
 pub mod routing;
+pub mod scale_set;
 pub mod store;
 
 /// What a pool's reconcile asks of a source of demand, by the pool's UID.

@@ -145,6 +145,10 @@ fn queued(
 }
 
 fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {
+    // A scale-set pool's jobs are the ones the Actions service assigns it.
+    if pool.spec.scale_set.is_some() {
+        return None;
+    }
     let scope = connection::scope(&pool.spec.github).ok()?;
     let pool_uid = uid(pool);
     let capacity = match scaling(pool) {

@@ -27,6 +27,7 @@ use tracing::info;
 use crate::github::client::{CachingConnector, ClientOptions, WriteGate};
 use crate::leader::LeaderElector;
 use crate::metrics::{GitHubRequestLabels, Metrics};
+use crate::scaleset::HttpSettings;
 use crate::{controller, groups};
 use admin::AdminState;
 use config::Config;
@@ -48,16 +49,17 @@ async fn kube_config(
     Ok(config)
 }
 
-/// The GitHub connector every controller shares, counting each request in
+/// The options of every GitHub client (the REST connector every controller
+/// shares, and the Actions service clients of scale sets), counting each request in
 /// the metrics and, with a fence, refusing every write once this replica
 /// may no longer act.
-fn github_connector(
+fn github_options(
     config: &Config,
     metrics: &Arc<Metrics>,
     may_write: Option<WriteGate>,
-) -> Arc<CachingConnector> {
+) -> ClientOptions {
     let observed = metrics.clone();
-    Arc::new(CachingConnector::new(ClientOptions {
+    ClientOptions {
         request_timeout: Duration::from_secs(config.github_timeout_seconds.max(1)),
         observer: Some(Arc::new(move |record| {
             observed
@@ -70,7 +72,7 @@ fn github_connector(
         })),
         may_write,
         ..ClientOptions::default()
-    }))
+    }
 }
 
 /// Runs the operator until SIGTERM, or until this replica loses the Lease.
@@ -101,7 +103,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let may_write = fence
         .clone()
         .map(|fence| -> WriteGate { Arc::new(move || fence.may_act()) });
-    let github = github_connector(&config, &metrics, may_write);
+    let options = github_options(&config, &metrics, may_write);
+    let scale_set_http = HttpSettings::new(options.clone(), None);
+    let github = Arc::new(CachingConnector::new(options));
     let admin_state = AdminState {
         ready: ready.clone(),
         metrics: metrics.clone(),
@@ -133,7 +137,10 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         settings,
         metrics,
         ready.clone(),
-        feed.take(),
+        controller::DemandSources {
+            webhooks: feed.take(),
+            scale_sets: scale_set_http,
+        },
         shutdown.clone(),
     );
     // On SIGTERM the controllers finish their reconciles in flight (each

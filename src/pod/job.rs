@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use tracing::debug;
 
+use crate::scaleset::JobInfo;
 use crate::webhook::payload::{JobAction, JobEvent};
 
 /// The annotations' common prefix.
@@ -19,31 +20,84 @@ pub const PREFIX: &str = "actions.runnerpool.dev/job-";
 /// The annotations an event puts on its runner's pod: the job's identity
 /// when it starts, its end and conclusion when it completes.
 pub fn job_annotations(event: &JobEvent, now: Timestamp) -> BTreeMap<String, String> {
-    let mut annotations = BTreeMap::new();
-    let mut put = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            annotations.insert(format!("{PREFIX}{key}"), value);
-        }
-    };
     let details = &event.details;
     match event.action {
-        JobAction::InProgress => {
-            put("repository", Some(event.repository.clone()));
-            put("workflow", details.workflow.clone());
-            put("run-id", details.run_id.map(|id| id.to_string()));
-            put("id", Some(event.job_id.to_string()));
-            put("name", details.name.clone());
-            put("url", details.url.clone());
-            put("started-at", Some(now.to_string()));
-        }
+        JobAction::InProgress => started(
+            Started {
+                repository: Some(event.repository.clone()),
+                workflow: details.workflow.clone(),
+                run_id: details.run_id.map(|id| id.to_string()),
+                id: event.job_id.to_string(),
+                name: details.name.clone(),
+                url: details.url.clone(),
+            },
+            now,
+        ),
         JobAction::Completed => {
-            put("id", Some(event.job_id.to_string()));
-            put("completed-at", Some(now.to_string()));
-            put("conclusion", details.conclusion.clone());
+            completed(&event.job_id.to_string(), details.conclusion.clone(), now)
         }
-        JobAction::Queued | JobAction::Waiting => {}
+        JobAction::Queued | JobAction::Waiting => BTreeMap::new(),
     }
-    annotations
+}
+
+/// The annotations of a job a scale set's runner started (`JobStarted`).
+pub fn started_annotations(job: &JobInfo) -> BTreeMap<String, String> {
+    started(
+        Started {
+            repository: Some(job.repository.clone()).filter(|r| !r.is_empty()),
+            workflow: Some(job.workflow_ref.clone()).filter(|w| !w.is_empty()),
+            run_id: Some(job.workflow_run_id)
+                .filter(|id| *id != 0)
+                .map(|id| id.to_string()),
+            id: job.job_id.clone(),
+            name: Some(job.display_name.clone()).filter(|n| !n.is_empty()),
+            url: None,
+        },
+        Timestamp::now(),
+    )
+}
+
+/// The annotations of a job a scale set's runner completed (`JobCompleted`).
+pub fn completed_annotations(job: &JobInfo, result: &str) -> BTreeMap<String, String> {
+    completed(&job.job_id, Some(result.to_string()), Timestamp::now())
+}
+
+/// A started job as a person knows it.
+struct Started {
+    repository: Option<String>,
+    workflow: Option<String>,
+    run_id: Option<String>,
+    id: String,
+    name: Option<String>,
+    url: Option<String>,
+}
+
+fn started(job: Started, now: Timestamp) -> BTreeMap<String, String> {
+    annotations([
+        ("repository", job.repository),
+        ("workflow", job.workflow),
+        ("run-id", job.run_id),
+        ("id", Some(job.id)),
+        ("name", job.name),
+        ("url", job.url),
+        ("started-at", Some(now.to_string())),
+    ])
+}
+
+fn completed(id: &str, conclusion: Option<String>, now: Timestamp) -> BTreeMap<String, String> {
+    annotations([
+        ("id", Some(id.to_string())),
+        ("completed-at", Some(now.to_string())),
+        ("conclusion", conclusion),
+    ])
+}
+
+/// The prefixed annotations of the values present.
+fn annotations<const N: usize>(values: [(&str, Option<String>); N]) -> BTreeMap<String, String> {
+    values
+        .into_iter()
+        .filter_map(|(key, value)| Some((format!("{PREFIX}{key}"), value?)))
+        .collect()
 }
 
 /// Merges `annotations` into pod `name`'s; a pod already gone is fine.

@@ -1,0 +1,258 @@
+//! Scale-set mode end to end: the operator registers a runner scale set on
+//! the fake's Actions service, holds one message session to it and sizes the
+//! pool from the service's statistics. No webhook is configured: whatever
+//! the pools do within seconds came from the session (the GitHub sync
+//! interval is the default 120 s).
+
+mod support;
+
+use std::time::Duration;
+
+use fake_github::JobStatus;
+use support::cluster::wait_for;
+use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
+
+const T: Duration = Duration::from_secs(40);
+
+/// An autoscaling scale-set pool of organization `acme` named `name`, whose
+/// scale set is `name` too (max `max`, no scale-down delay).
+fn scale_set_pool(env: &Env, name: &str, min: u32, max: u32, idle: u32) -> String {
+    autoscaling(
+        &pool_yaml(
+            name,
+            "organization: acme",
+            &env.api_url(Base::Root),
+            0,
+            &["linux"],
+            "  scaleSet: {}",
+        ),
+        min,
+        max,
+        idle,
+    )
+}
+
+fn jobs_in(env: &Env, status: JobStatus) -> usize {
+    env.fake
+        .jobs()
+        .iter()
+        .filter(|j| j.status == status)
+        .count()
+}
+
+async fn wait_for_jobs_running(env: &Env, n: usize) {
+    wait_for(&format!("{n} jobs to run"), T, || async {
+        (jobs_in(env, JobStatus::InProgress) == n).then_some(())
+    })
+    .await;
+}
+
+async fn wait_for_session(env: &Env) {
+    wait_for("a session with the scale set", T, || async {
+        (!env.fake.sessions().is_empty()).then_some(())
+    })
+    .await;
+}
+
+async fn wait_for_pods(env: &Env, pool: &str, n: usize) {
+    wait_for(&format!("{n} runner pods of {pool}"), T, || async {
+        (env.live_pods(pool).await.len() == n).then_some(())
+    })
+    .await;
+}
+
+/// The scale set's id as the pool's status records it.
+async fn scale_set_id(env: &Env, pool: &str) -> u64 {
+    wait_for("the scale set in status", T, || async {
+        let status = env.pools().get(pool).await.ok()?.status?;
+        status.scale_set?.id.map(|id| id as u64)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_get_runners_from_the_scale_set_and_the_pool_scales_back() {
+    let env = Env::start("ss-flow").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    let id = scale_set_id(&env, "ci").await;
+    let scale_set = env
+        .fake
+        .scale_set(id)
+        .expect("the scale set exists on the service");
+    assert_eq!(scale_set.name, "ci");
+    wait_for_session(&env).await;
+    assert!(env.live_pods("ci").await.is_empty(), "no demand, no runner");
+
+    let jobs: Vec<u64> = (0..5)
+        .map(|_| env.fake.queue_job("acme/app", &["ci"]).unwrap())
+        .collect();
+    wait_for_jobs_running(&env, jobs.len()).await;
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        jobs.len(),
+        "one runner per job"
+    );
+    assert_eq!(
+        env.calls("generatejitconfig"),
+        jobs.len() as u64,
+        "one JIT config per job, from the scale set"
+    );
+    assert_eq!(env.calls("generate-jitconfig"), 0, "no REST-mode mint");
+    wait_for("status to show 5 assigned jobs", T, || async {
+        let s = env.pools().get("ci").await.ok()?.status?;
+        let stats = s.scale_set?.statistics?;
+        (stats.assigned_jobs == 5 && stats.running_jobs == 5).then_some(())
+    })
+    .await;
+
+    for job in &jobs {
+        env.fake.finish_job(*job).unwrap();
+    }
+    wait_for_pods(&env, "ci", 0).await;
+    env.wait_for_a_fresh_pass("ci").await;
+    assert!(env.live_pods("ci").await.is_empty(), "and it stays there");
+    let m = env.metrics().await;
+    assert!(
+        m.contains("runnerpool_scale_set_session_up{namespace=")
+            && m.contains("runnerpool_scale_set_jobs{"),
+        "{m}"
+    );
+    env.assert_no_secret_leaked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_mode_jobs_are_acquired_and_run() {
+    let env = Env::start("ss-acquire").await;
+    env.fake.set_acquire_mode(true);
+    env.apply_pool(&scale_set_pool(&env, "ghes", 0, 10, 0))
+        .await;
+    wait_for_session(&env).await;
+    let jobs: Vec<u64> = (0..3)
+        .map(|_| env.fake.queue_job("acme/app", &["ghes"]).unwrap())
+        .collect();
+    wait_for_jobs_running(&env, jobs.len()).await;
+    assert!(env.calls("acquirejobs") >= 1, "offered jobs were acquired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_runners_bounds_the_pool_and_idle_runners_are_kept() {
+    let env = Env::start("ss-bounds").await;
+    env.apply_pool(&staying_offline(&scale_set_pool(&env, "small", 0, 3, 0)))
+        .await;
+    wait_for_session(&env).await;
+    for _ in 0..8 {
+        env.fake.queue_job("acme/app", &["small"]).unwrap();
+    }
+    wait_for("8 jobs assigned in status", T, || async {
+        let s = env.pools().get("small").await.ok()?.status?;
+        (s.scale_set?.statistics?.assigned_jobs == 8).then_some(())
+    })
+    .await;
+    wait_for_pods(&env, "small", 3).await;
+    env.wait_for_a_fresh_pass("small").await;
+    assert_eq!(env.live_pods("small").await.len(), 3, "maxRunners holds");
+
+    env.apply_pool(&scale_set_pool(&env, "warm", 0, 5, 2)).await;
+    wait_for_pods(&env, "warm", 2).await;
+    env.wait_for_a_fresh_pass("warm").await;
+    assert_eq!(
+        env.live_pods("warm").await.len(),
+        2,
+        "idleRunners kept, no more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_queue_token_is_refreshed() {
+    let env = Env::start("ss-token").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    let sessions = env.fake.sessions();
+    env.fake.expire_queue_tokens();
+    let job = env.fake.queue_job("acme/app", &["ci"]).unwrap();
+    wait_for_jobs_running(&env, 1).await;
+    assert!(env.calls("PATCH") >= 1, "the session was refreshed");
+    assert_eq!(
+        env.fake.sessions().len(),
+        sessions.len(),
+        "the same session, refreshed, not a second one"
+    );
+    env.fake.finish_job(job).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_operator_does_not_wait_out_its_session() {
+    let mut env = Env::start("ss-kill").await;
+    // Far longer than the test: only closing the old session opens a new one.
+    env.fake.set_session_timeout(Duration::from_secs(600));
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    let before = env.fake.sessions();
+    assert_eq!(before.len(), 1);
+    wait_for("the session recorded in status", T, || async {
+        let s = env.pools().get("ci").await.ok()?.status?;
+        (s.scale_set?.session_id? == before[0].session_id).then_some(())
+    })
+    .await;
+
+    env.operator.kill();
+    let job = env.fake.queue_job("acme/app", &["ci"]).unwrap();
+    let restarted = std::time::Instant::now();
+    env.operator.restart();
+    wait_for(
+        "a runner for the job queued while the operator was down",
+        T,
+        || async { (env.fake.job(job)?.status == JobStatus::InProgress).then_some(()) },
+    )
+    .await;
+    let took = restarted.elapsed();
+    let after = env.fake.sessions();
+    assert_eq!(after.len(), 1, "one session: {after:?}");
+    assert_ne!(after[0].session_id, before[0].session_id, "a new session");
+    assert!(
+        took < Duration::from_secs(30),
+        "served {took:?} after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_survives_pool_deletion_then_scale_set_and_session_go() {
+    let env = Env::start("ss-delete").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 1)).await;
+    let id = scale_set_id(&env, "ci").await;
+    wait_for_session(&env).await;
+    let job = env.fake.queue_job("acme/app", &["ci"]).unwrap();
+    wait_for_jobs_running(&env, 1).await;
+    let runner = env
+        .fake
+        .job(job)
+        .unwrap()
+        .runner_id
+        .expect("a runner took it");
+
+    env.pools()
+        .delete("ci", &kube::api::DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_for("the idle runner to go", T, || async {
+        (env.live_pods("ci").await.len() == 1).then_some(())
+    })
+    .await;
+    wait_for("the pool to say it waits for the job", T, || async {
+        (!env.events_about("ci", "WaitingForJobs").is_empty()).then_some(())
+    })
+    .await;
+    assert!(env.fake.runner(runner).is_some(), "the busy runner is kept");
+    assert_eq!(env.live_pods("ci").await.len(), 1, "and its pod");
+
+    env.fake.finish_job(job).unwrap();
+    env.wait_for_pool_gone("ci", T).await;
+    assert!(env.fake.scale_set(id).is_none(), "the scale set is deleted");
+    assert!(env.fake.sessions().is_empty(), "and its session");
+    assert!(
+        env.fake
+            .runners(&fake_github::Scope::org("acme"))
+            .is_empty(),
+        "no registration left"
+    );
+}
