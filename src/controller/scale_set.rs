@@ -36,10 +36,16 @@ pub async fn ensure(
     ctx: &Arc<Context>,
 ) -> Result<Result<Served, Blocked>, Error> {
     let pool_uid = uid(pool);
-    if let Some(served) = ctx.scale_sets.served(&pool_uid)
-        && ctx.scale_sets.listening(&pool_uid)
-    {
-        return Ok(Ok(served));
+    let mut stale_session = None;
+    if let Some(served) = ctx.scale_sets.served(&pool_uid) {
+        if Arc::ptr_eq(&served.github, &target.api) && ctx.scale_sets.listening(&pool_uid) {
+            return Ok(Ok(served));
+        }
+        // The credentials changed (a rotated Secret): a new service and
+        // listener take over, closing the old session first.
+        if let Some((_, observed)) = ctx.scale_sets.stop(&pool_uid) {
+            stale_session = observed.session_id;
+        }
     }
     let Some(name) = pool.scale_set_name() else {
         return Ok(Err(Blocked::new(
@@ -73,11 +79,14 @@ pub async fn ensure(
         recorder: ctx.recorder.clone(),
         max_capacity: max_capacity(pool),
         owner: owner(),
-        stale_session: recorded.and_then(|s| s.session_id.clone()),
+        stale_session: stale_session.or_else(|| recorded.and_then(|s| s.session_id.clone())),
     };
-    let served = ctx
-        .scale_sets
-        .serve(&pool_uid, service, observed, move |observed| {
+    let served = ctx.scale_sets.serve(
+        &pool_uid,
+        target.api.clone(),
+        service,
+        observed,
+        move |observed| {
             tokio::spawn(
                 Listener {
                     observed,
@@ -86,7 +95,8 @@ pub async fn ensure(
                 .run(),
             )
             .abort_handle()
-        });
+        },
+    );
     Ok(Ok(served))
 }
 

@@ -564,7 +564,16 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Desired", "Ready", "Idle", "Busy", "Queued", "Scale-Set", "Assigned", "Age"]
+            [
+                "Desired",
+                "Ready",
+                "Idle",
+                "Busy",
+                "Queued",
+                "Scale-Set",
+                "Assigned",
+                "Age"
+            ]
         );
     }
 }

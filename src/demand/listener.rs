@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::scale_set::Observed;
@@ -283,6 +283,20 @@ impl Listener {
     }
 }
 
+#[derive(serde::Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct ScaleSetPatch<'a> {
+    api_version: String,
+    kind: String,
+    status: ScaleSetOnly<'a>,
+}
+
+#[derive(serde::Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct ScaleSetOnly<'a> {
+    scale_set: &'a ScaleSetStatus,
+}
+
 /// Writes `status.scaleSet` of `pool` (with its own field manager).
 pub async fn write_status(
     client: &kube::Client,
@@ -291,11 +305,11 @@ pub async fn write_status(
 ) -> Result<(), kube::Error> {
     let api: Api<RunnerPool> =
         Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "actions.runnerpool.dev/v1alpha1",
-        "kind": "RunnerPool",
-        "status": { "scaleSet": status },
-    });
+    let patch = ScaleSetPatch {
+        api_version: RunnerPool::api_version(&()).into_owned(),
+        kind: RunnerPool::kind(&()).into_owned(),
+        status: ScaleSetOnly { scale_set: status },
+    };
     api.patch_status(
         &pool.name_any(),
         &PatchParams::apply(STATUS_MANAGER).force(),

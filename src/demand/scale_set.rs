@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::PoolDemand;
 use crate::crd::{ScaleSetStatistics, ScaleSetStatus};
+use crate::github::GitHubApi;
 use crate::mutex::lock;
 use crate::scaleset::{ActionsService, Statistics};
 
@@ -66,6 +67,9 @@ pub fn waiting(assigned: i64, running: i64) -> u32 {
 /// One scale-set pool: its service, what its listener learnt and the
 /// listener itself (aborted when the entry goes).
 struct Entry {
+    /// The REST client the service was made with: credentials rotated since
+    /// make a new one.
+    github: Arc<dyn GitHubApi>,
     service: ActionsService,
     observed: Arc<Mutex<Observed>>,
     listener: Option<tokio::task::AbortHandle>,
@@ -88,6 +92,7 @@ pub struct ScaleSets {
 /// A pool's scale set and its listener's view, for one reconcile.
 #[derive(Clone)]
 pub struct Served {
+    pub github: Arc<dyn GitHubApi>,
     pub service: ActionsService,
     pub observed: Arc<Mutex<Observed>>,
 }
@@ -96,6 +101,7 @@ impl ScaleSets {
     /// The pool's scale set, if this replica serves it.
     pub fn served(&self, pool: &str) -> Option<Served> {
         lock(&self.pools).get(pool).map(|e| Served {
+            github: e.github.clone(),
             service: e.service.clone(),
             observed: e.observed.clone(),
         })
@@ -115,6 +121,7 @@ impl ScaleSets {
     pub fn serve(
         &self,
         pool: &str,
+        github: Arc<dyn GitHubApi>,
         service: ActionsService,
         observed: Observed,
         start: impl FnOnce(Arc<Mutex<Observed>>) -> tokio::task::AbortHandle,
@@ -124,12 +131,17 @@ impl ScaleSets {
         lock(&self.pools).insert(
             pool.to_string(),
             Entry {
+                github: github.clone(),
                 service: service.clone(),
                 observed: observed.clone(),
                 listener: Some(listener),
             },
         );
-        Served { service, observed }
+        Served {
+            github,
+            service,
+            observed,
+        }
     }
 
     /// Stops serving the pool: its listener ends at once. Returns the
