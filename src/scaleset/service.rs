@@ -244,7 +244,7 @@ impl ActionsService {
             )
             .await?;
         match answer {
-            Ok(success) => session(endpoints::CREATE_SESSION, &success.body, scale_set_id),
+            Ok(success) => read_session(endpoints::CREATE_SESSION, &success.body, scale_set_id),
             Err(fault) if fault.status == StatusCode::CONFLICT => {
                 Err(ScaleSetError::SessionConflict)
             }
@@ -262,7 +262,7 @@ impl ActionsService {
             .tenant_call(endpoints::REFRESH_SESSION, Method::PATCH, &path, &[], None)
             .await?;
         match answer {
-            Ok(success) => self::session(
+            Ok(success) => read_session(
                 endpoints::REFRESH_SESSION,
                 &success.body,
                 session.scale_set_id,
@@ -347,9 +347,8 @@ impl ActionsService {
             )
             .await?;
         match answer {
-            Err(fault) if fault.status != StatusCode::UNAUTHORIZED => found(Err(fault)).map(drop),
-            Err(fault) => Err(queue_fault(fault)),
-            Ok(_) => Ok(()),
+            Err(fault) if fault.status == StatusCode::UNAUTHORIZED => Err(queue_fault(fault)),
+            answer => found(answer).map(drop),
         }
     }
 
@@ -527,7 +526,7 @@ fn queue_fault(fault: Fault) -> ScaleSetError {
     }
 }
 
-fn session(
+fn read_session(
     endpoint: &'static str,
     body: &[u8],
     scale_set_id: u64,
