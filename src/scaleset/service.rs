@@ -93,7 +93,7 @@ impl ActionsService {
             .map(|group| group.id))
     }
 
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), runner_group_id, scale_set = %name))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), runner_group_id = runner_group_id, scale_set = %name))]
     pub async fn find_scale_set(
         &self,
         runner_group_id: u64,
@@ -133,7 +133,7 @@ impl ActionsService {
     /// Creates a scale set with these labels (type `System`); workflows on
     /// github.com target it by its name. Updates are off: runner versions
     /// come with the pod image.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set = %name, runner_group_id))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set = %name, runner_group_id = runner_group_id))]
     pub async fn create_scale_set(
         &self,
         name: &str,
@@ -186,7 +186,7 @@ impl ActionsService {
 
     /// A JIT config for a new runner of the scale set (work folder `_work`).
     /// `Err(RunnerExists)` when a runner of that name is registered.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id, runner = %runner_name))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = scale_set_id, runner = %runner_name))]
     pub async fn generate_jit_config(
         &self,
         scale_set_id: u64,
@@ -225,7 +225,7 @@ impl ActionsService {
 
     /// Opens the scale set's message session; `owner` names this listener
     /// (a host or pod name). `Err(SessionConflict)` while another is open.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id, owner = %owner))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = scale_set_id, owner = %owner))]
     pub async fn create_session(
         &self,
         scale_set_id: u64,
@@ -244,7 +244,7 @@ impl ActionsService {
             )
             .await?;
         match answer {
-            Ok(success) => session(endpoints::CREATE_SESSION, &success.body, scale_set_id),
+            Ok(success) => read_session(endpoints::CREATE_SESSION, &success.body, scale_set_id),
             Err(fault) if fault.status == StatusCode::CONFLICT => {
                 Err(ScaleSetError::SessionConflict)
             }
@@ -262,7 +262,7 @@ impl ActionsService {
             .tenant_call(endpoints::REFRESH_SESSION, Method::PATCH, &path, &[], None)
             .await?;
         match answer {
-            Ok(success) => self::session(
+            Ok(success) => read_session(
                 endpoints::REFRESH_SESSION,
                 &success.body,
                 session.scale_set_id,
@@ -275,7 +275,7 @@ impl ActionsService {
     }
 
     /// `Ok` when it is gone already.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = scale_set_id))]
     pub async fn delete_session(
         &self,
         scale_set_id: u64,
@@ -293,7 +293,7 @@ impl ActionsService {
     /// about 50 s): `Ok(None)` when nothing came. `max_capacity` is how many
     /// runners this listener may still start. `Err(QueueTokenExpired)`:
     /// refresh the session and poll again.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = session.scale_set_id, last_message_id))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = session.scale_set_id, last_message_id = ?last_message_id))]
     pub async fn get_message(
         &self,
         session: &Session,
@@ -326,7 +326,7 @@ impl ActionsService {
 
     /// Acks a message, which is otherwise delivered again. `Ok` when it is
     /// gone already.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = session.scale_set_id, message_id))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), scale_set_id = session.scale_set_id, message_id = message_id))]
     pub async fn delete_message(
         &self,
         session: &Session,
@@ -347,9 +347,8 @@ impl ActionsService {
             )
             .await?;
         match answer {
-            Err(fault) if fault.status != StatusCode::UNAUTHORIZED => found(Err(fault)).map(drop),
-            Err(fault) => Err(queue_fault(fault)),
-            Ok(_) => Ok(()),
+            Err(fault) if fault.status == StatusCode::UNAUTHORIZED => Err(queue_fault(fault)),
+            answer => found(answer).map(drop),
         }
     }
 
@@ -397,7 +396,7 @@ impl ActionsService {
 
     /// Removes a runner registration. `Err(Busy)` while it runs a job; `Ok`
     /// when it is gone already.
-    #[tracing::instrument(skip_all, fields(scope = %self.scope(), runner_id))]
+    #[tracing::instrument(skip_all, fields(scope = %self.scope(), runner_id = runner_id))]
     pub async fn remove_runner(&self, runner_id: u64) -> Result<(), ScaleSetError> {
         let id = runner_id.to_string();
         let mut path = AGENTS.to_vec();
@@ -527,7 +526,7 @@ fn queue_fault(fault: Fault) -> ScaleSetError {
     }
 }
 
-fn session(
+fn read_session(
     endpoint: &'static str,
     body: &[u8],
     scale_set_id: u64,

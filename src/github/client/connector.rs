@@ -39,6 +39,12 @@ impl CachingConnector {
         }
     }
 
+    /// The options every client is built with; the Actions service client
+    /// (`crate::scaleset::HttpSettings`) is built with the same.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
     /// Like [`GitHubConnector::connect`], but returns the concrete client (for
     /// rate-limit snapshots and request counters).
     pub fn client(
