@@ -209,7 +209,11 @@ impl Auth {
         // takes it (actions-runner-controller asks for registration tokens so).
         let basic = scheme
             .eq_ignore_ascii_case("basic")
-            .then(|| base64::engine::general_purpose::STANDARD.decode(secret).ok())
+            .then(|| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .ok()
+            })
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
         if let Some(pair) = &basic {

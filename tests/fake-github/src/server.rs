@@ -948,15 +948,19 @@ fn to_validation(e: ApiError) -> ApiError {
 
 /// The answer of an injected failure.
 fn injected_error(status: u16) -> ApiError {
-    let msg = match status {
+    ApiError::new(status, injected_message(status))
+}
+
+/// The message of an injected failure's answer.
+pub(crate) fn injected_message(status: u16) -> &'static str {
+    match status {
         500 => "Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         404 => "Not Found",
         _ => "Injected failure",
-    };
-    ApiError::new(status, msg)
+    }
 }
 
 /// Ends the request's connection without an answer: unwinding out of the

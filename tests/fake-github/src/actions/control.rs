@@ -25,8 +25,9 @@ async fn scale_sets(State(f): State<FakeGitHub>) -> Response {
 
 async fn scale_set(State(f): State<FakeGitHub>, Path(id): Path<u64>) -> Response {
     match f.scale_set(id) {
-        Some(s) => Json(json!({"scale_set": s, "statistics": f.scale_set_statistics(id)}))
-            .into_response(),
+        Some(s) => {
+            Json(json!({"scale_set": s, "statistics": f.scale_set_statistics(id)})).into_response()
+        }
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("scale set {id}")})),

@@ -5,13 +5,24 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use super::ServiceError;
 use super::routes::{Op, Route, TENANT_PREFIX};
 use super::tokens::{self, Refused};
-use super::ServiceError;
 use crate::api_error::ApiError;
 use crate::body;
 use crate::model::{Model, Scope};
 use crate::server::Query;
+
+/// One request, as `call` needs it.
+pub(crate) struct Request<'a> {
+    pub route: &'a Route,
+    pub query: &'a Query,
+    pub authz: Option<&'a str>,
+    pub body: &'a [u8],
+    /// `http://127.0.0.1:PORT`.
+    pub base: &'a str,
+    pub now: SystemTime,
+}
 
 /// What a request is answered with.
 pub(crate) enum Answer {
@@ -52,7 +63,11 @@ fn u64_list(v: &Value) -> Option<Vec<u64>> {
 /// `POST /actions/runner-registration`, `Authorization: RemoteAuth <token>`.
 fn register(m: &mut Model, authz: Option<&str>, raw: &[u8], base: &str, now: SystemTime) -> Answer {
     let Some(secret) = tokens::secret_of(authz, "RemoteAuth") else {
-        let msg = if authz.is_some() { "Bad credentials" } else { "Requires authentication" };
+        let msg = if authz.is_some() {
+            "Bad credentials"
+        } else {
+            "Requires authentication"
+        };
         return Answer::Api(ApiError::new(401, msg));
     };
     let scope = match m.actions.tokens.registration_scope(secret, now) {
@@ -87,7 +102,12 @@ fn register(m: &mut Model, authz: Option<&str>, raw: &[u8], base: &str, now: Sys
 }
 
 /// The scope of the admin token, which must belong to the tenant.
-fn admin_scope(m: &Model, r: &Route, authz: Option<&str>, now: SystemTime) -> Result<Scope, ServiceError> {
+fn admin_scope(
+    m: &Model,
+    r: &Route,
+    authz: Option<&str>,
+    now: SystemTime,
+) -> Result<Scope, ServiceError> {
     let secret = tokens::secret_of(authz, "Bearer").ok_or_else(ServiceError::unauthorized)?;
     let claims = m
         .actions
@@ -101,7 +121,12 @@ fn admin_scope(m: &Model, r: &Route, authz: Option<&str>, now: SystemTime) -> Re
 }
 
 /// Checks a queue token for the route's scale set (and session, if any).
-pub(crate) fn queue_auth(m: &Model, r: &Route, authz: Option<&str>, now: SystemTime) -> Result<(), ServiceError> {
+pub(crate) fn queue_auth(
+    m: &Model,
+    r: &Route,
+    authz: Option<&str>,
+    now: SystemTime,
+) -> Result<(), ServiceError> {
     let secret = tokens::secret_of(authz, "Bearer").ok_or_else(ServiceError::unauthorized)?;
     let claims = m.actions.tokens.queue(secret, now).map_err(|e| match e {
         Refused::Expired => ServiceError::new(
@@ -140,19 +165,31 @@ fn check_api_version(q: &Query) -> Result<(), ServiceError> {
 }
 
 /// Everything but the long poll (see `http`).
-pub(crate) fn call(m: &mut Model, r: &Route, q: &Query, authz: Option<&str>, raw: &[u8], base: &str, now: SystemTime) -> Answer {
-    if r.op == Op::Register {
-        return register(m, authz, raw, base, now);
+pub(crate) fn call(m: &mut Model, req: &Request<'_>) -> Answer {
+    if req.route.op == Op::Register {
+        return register(m, req.authz, req.body, req.base, req.now);
     }
-    match service_call(m, r, q, authz, raw, base, now) {
+    match service_call(m, req) {
         Ok(a) => a,
         Err(e) => Answer::Service(e),
     }
 }
 
-fn service_call(m: &mut Model, r: &Route, q: &Query, authz: Option<&str>, raw: &[u8], base: &str, now: SystemTime) -> Result<Answer, ServiceError> {
+fn service_call(m: &mut Model, req: &Request<'_>) -> Result<Answer, ServiceError> {
+    let Request {
+        route: r,
+        query: q,
+        authz,
+        body: raw,
+        base,
+        now,
+    } = *req;
     if r.op == Op::Unknown {
-        return Err(ServiceError::new(404, "NotFoundException", "The resource cannot be found."));
+        return Err(ServiceError::new(
+            404,
+            "NotFoundException",
+            "The resource cannot be found.",
+        ));
     }
     let scope = if r.op.uses_queue_token() {
         queue_auth(m, r, authz, now)?;
@@ -173,9 +210,14 @@ fn service_call(m: &mut Model, r: &Route, q: &Query, authz: Option<&str>, raw: &
                     .ok()
                     .as_ref()
                     .and_then(u64_list)
-                    .ok_or_else(|| ServiceError::bad_request("The body must be a JSON array of request ids."))?;
+                    .ok_or_else(|| {
+                        ServiceError::bad_request("The body must be a JSON array of request ids.")
+                    })?;
                 let acquired = m.acquire_jobs(id, &ids);
-                Ok(Answer::Json(200, json!({"count": acquired.len(), "value": acquired})))
+                Ok(Answer::Json(
+                    200,
+                    json!({"count": acquired.len(), "value": acquired}),
+                ))
             }
             Op::Ack => {
                 m.ack(id, session, r.id.unwrap_or(0))?;
@@ -187,13 +229,13 @@ fn service_call(m: &mut Model, r: &Route, q: &Query, authz: Option<&str>, raw: &
     let answer = match r.op {
         Op::RunnerGroups => Answer::Json(200, m.service_runner_groups(&scope, q.get("groupName"))),
         Op::FindScaleSets => {
-            let group = match q.get("runnerGroupId") {
-                None | Some("") => None,
-                Some(g) => Some(
-                    g.parse::<u64>()
-                        .map_err(|_| ServiceError::bad_request("runnerGroupId must be an integer."))?,
-                ),
-            };
+            let group =
+                match q.get("runnerGroupId") {
+                    None | Some("") => None,
+                    Some(g) => Some(g.parse::<u64>().map_err(|_| {
+                        ServiceError::bad_request("runnerGroupId must be an integer.")
+                    })?),
+                };
             let found: Vec<Value> = m
                 .find_scale_sets(&scope, group, q.get("name").filter(|n| !n.is_empty()))
                 .into_iter()
@@ -218,10 +260,14 @@ fn service_call(m: &mut Model, r: &Route, q: &Query, authz: Option<&str>, raw: &
             Answer::Empty(204)
         }
         Op::GenerateJit => Answer::Json(200, m.scale_set_jit(&scope, id, raw, base)?),
-        Op::CreateSession => Answer::Json(200, m.create_session(&scope, id, raw, &tenant(&scope), now)?),
-        Op::RefreshSession => {
-            Answer::Json(200, m.refresh_session(&scope, id, session, &tenant(&scope), now)?)
-        }
+        Op::CreateSession => Answer::Json(
+            200,
+            m.create_session(&scope, id, raw, &tenant(&scope), now)?,
+        ),
+        Op::RefreshSession => Answer::Json(
+            200,
+            m.refresh_session(&scope, id, session, &tenant(&scope), now)?,
+        ),
         Op::DeleteSession => {
             m.delete_session(&scope, id, session)?;
             Answer::Empty(204)
@@ -249,8 +295,14 @@ mod tests {
 
     #[test]
     fn html_urls_name_scopes() {
-        assert_eq!(scope_of_html_url("http://127.0.0.1:9/acme"), Some(Scope::org("acme")));
-        assert_eq!(scope_of_html_url("https://github.com/acme/app/"), Some(Scope::repo("acme", "app")));
+        assert_eq!(
+            scope_of_html_url("http://127.0.0.1:9/acme"),
+            Some(Scope::org("acme"))
+        );
+        assert_eq!(
+            scope_of_html_url("https://github.com/acme/app/"),
+            Some(Scope::repo("acme", "app"))
+        );
         assert_eq!(
             scope_of_html_url("https://ghes.example/enterprises/big"),
             Some(Scope::enterprise("big"))

@@ -9,7 +9,13 @@ use crate::FakeGitHub;
 impl FakeGitHub {
     /// Every scale set, by id.
     pub fn scale_sets(&self) -> Vec<ScaleSet> {
-        self.lock().model.actions.scale_sets.values().cloned().collect()
+        self.lock()
+            .model
+            .actions
+            .scale_sets
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn scale_set(&self, id: u64) -> Option<ScaleSet> {

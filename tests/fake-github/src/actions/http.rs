@@ -13,12 +13,12 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::ServiceBom;
-use super::dispatch::{self, Answer};
+use super::dispatch::{self, Answer, Request};
 use super::routes::{Op, Route};
 use super::tokens;
 use crate::accounting::Record;
 use crate::faults;
-use crate::server::{Query, Shared, drop_connection};
+use crate::server::{Query, Shared, drop_connection, injected_message};
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 /// How often a waiting poll looks at its queue.
@@ -64,16 +64,9 @@ impl Reply {
 
     /// What a proxy in front of the service answers for an injected failure.
     fn injected(status: u16) -> Self {
-        let text = match status {
-            500 => "Internal Server Error",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            _ => "Injected failure",
-        };
         Reply {
             status,
-            body: Some(text.as_bytes().to_vec()),
+            body: Some(injected_message(status).as_bytes().to_vec()),
             content_type: "text/plain; charset=utf-8",
             injected: true,
             busy: false,
@@ -87,7 +80,13 @@ impl Reply {
 }
 
 /// Serves one Actions request.
-pub(crate) async fn serve(sh: Arc<Shared>, r: Route, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn serve(
+    sh: Arc<Shared>,
+    r: Route,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let authz = headers.get("authorization").and_then(|h| h.to_str().ok());
     let credential = tokens::credential_key(authz);
@@ -105,7 +104,15 @@ pub(crate) async fn serve(sh: Arc<Shared>, r: Route, uri: &Uri, headers: &Header
         sh.lock().acct.faults_injected += 1;
         Reply::injected(503)
     } else {
-        answer(&sh, &r, &query, headers, authz, &credential, &body).await
+        let req = Request {
+            route: &r,
+            query: &query,
+            authz,
+            body: &body,
+            base: &sh.base_url,
+            now: SystemTime::now(),
+        };
+        answer(&sh, &req, headers, &credential).await
     };
     {
         let mut st = sh.lock();
@@ -130,7 +137,13 @@ pub(crate) async fn serve(sh: Arc<Shared>, r: Route, uri: &Uri, headers: &Header
     respond(&sh, reply)
 }
 
-async fn answer(sh: &Arc<Shared>, r: &Route, q: &Query, headers: &HeaderMap, authz: Option<&str>, credential: &str, body: &[u8]) -> Reply {
+async fn answer(
+    sh: &Arc<Shared>,
+    req: &Request<'_>,
+    headers: &HeaderMap,
+    credential: &str,
+) -> Reply {
+    let r = req.route;
     let (m, tpl) = (r.method, r.template);
     let pre = {
         let mut st = sh.lock();
@@ -142,11 +155,14 @@ async fn answer(sh: &Arc<Shared>, r: &Route, q: &Query, headers: &HeaderMap, aut
         return Reply::injected(status);
     }
     let reply = if r.op == Op::Poll {
-        long_poll(sh, r, q, headers, authz).await
+        long_poll(sh, req, headers).await
     } else {
-        let mut st = sh.lock();
-        let a = dispatch::call(&mut st.model, r, q, authz, body, &sh.base_url, SystemTime::now());
-        Reply::from_answer(a)
+        let a = dispatch::call(&mut sh.lock().model, req);
+        Reply {
+            // The registration is GitHub's API, not the service.
+            service: r.op != Op::Register,
+            ..Reply::from_answer(a)
+        }
     };
     if reply.is_success() {
         let mut st = sh.lock();
@@ -162,17 +178,21 @@ async fn answer(sh: &Arc<Shared>, r: &Route, q: &Query, headers: &HeaderMap, aut
 
 /// `GET <messageQueueUrl>[?lastMessageId=N]`: 200 with the oldest envelope
 /// not acknowledged, or 202 after `long_poll` without one.
-async fn long_poll(sh: &Arc<Shared>, r: &Route, q: &Query, headers: &HeaderMap, authz: Option<&str>) -> Reply {
+async fn long_poll(sh: &Arc<Shared>, req: &Request<'_>, headers: &HeaderMap) -> Reply {
+    let r = req.route;
     let scale_set = r.scale_set.unwrap_or(0);
     let session = r.session.clone().unwrap_or_default();
-    let last_id = q.get("lastMessageId").and_then(|v| v.parse::<u64>().ok());
+    let last_id = req
+        .query
+        .get("lastMessageId")
+        .and_then(|v| v.parse::<u64>().ok());
     let max_capacity = headers
         .get("x-scalesetmaxcapacity")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let deadline = {
         let st = sh.lock();
-        if let Err(e) = dispatch::queue_auth(&st.model, r, authz, SystemTime::now()) {
+        if let Err(e) = dispatch::queue_auth(&st.model, r, req.authz, req.now) {
             return Reply::from_answer(Answer::Service(e));
         }
         Instant::now() + st.model.actions.settings.long_poll
@@ -204,7 +224,10 @@ fn respond(sh: &Shared, reply: Reply) -> Response {
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     let h = resp.headers_mut().expect("builder");
-    h.insert("x-tfs-processid", HeaderValue::from_static("00000000-0000-0000-0000-000000000000"));
+    h.insert(
+        "x-tfs-processid",
+        HeaderValue::from_static("00000000-0000-0000-0000-000000000000"),
+    );
     h.insert(
         "activityid",
         HeaderValue::from_str(&crate::util::uuid_v4()).expect("uuid header"),

@@ -44,7 +44,8 @@ impl ScaleSetJob {
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn time(t: Option<SystemTime>) -> String {
-    t.map(util::rfc3339).unwrap_or_else(|| ZERO_TIME.to_string())
+    t.map(util::rfc3339)
+        .unwrap_or_else(|| ZERO_TIME.to_string())
 }
 
 /// The `result` of `JobCompleted` for a job's conclusion.
@@ -113,13 +114,21 @@ impl Model {
             ScaleSetJob {
                 scale_set_id,
                 request_id,
-                state: if acquire { JobState::Available } else { JobState::Assigned },
+                state: if acquire {
+                    JobState::Available
+                } else {
+                    JobState::Assigned
+                },
                 assigned_at: (!acquire).then(Instant::now),
                 reassigned: 0,
                 scale_set_assign_time: (!acquire).then_some(now),
             },
         );
-        let kind = if acquire { "JobAvailable" } else { "JobAssigned" };
+        let kind = if acquire {
+            "JobAvailable"
+        } else {
+            "JobAssigned"
+        };
         self.post_job_message(job_id, kind);
     }
 
@@ -233,7 +242,12 @@ impl Model {
     /// A scale set's statistics, counted from its jobs and runners.
     pub(crate) fn statistics(&self, scale_set_id: u64) -> Statistics {
         let mut s = Statistics::default();
-        for j in self.actions.jobs.values().filter(|j| j.scale_set_id == scale_set_id) {
+        for j in self
+            .actions
+            .jobs
+            .values()
+            .filter(|j| j.scale_set_id == scale_set_id)
+        {
             match j.state {
                 JobState::Available => s.total_available_jobs += 1,
                 JobState::Assigned => {
@@ -261,7 +275,10 @@ impl Model {
     fn job_message(&self, job_id: u64, kind: &str) -> Option<Value> {
         let sj = self.actions.jobs.get(&job_id)?;
         let job = self.jobs.get(&job_id)?;
-        let (owner, repo) = job.repository.split_once('/').unwrap_or(("", &job.repository));
+        let (owner, repo) = job
+            .repository
+            .split_once('/')
+            .unwrap_or(("", &job.repository));
         let mut m = json!({
             "messageType": kind,
             "runnerRequestId": sj.request_id,

@@ -8,7 +8,7 @@
 //! client has handled them). A session nobody polls for `session_timeout`
 //! is gone, and so are its messages.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -54,9 +54,28 @@ fn session_not_found(id: &str) -> ServiceError {
     )
 }
 
+/// The open session `session_id` of a scale set (touched: it is in use).
+fn session_of<'a>(
+    sessions: &'a mut HashMap<u64, Session>,
+    scale_set_id: u64,
+    session_id: &str,
+) -> Option<&'a mut Session> {
+    let s = sessions
+        .get_mut(&scale_set_id)
+        .filter(|s| s.id.eq_ignore_ascii_case(session_id))?;
+    s.last_seen = Instant::now();
+    Some(s)
+}
+
 impl Model {
     /// The session JSON with a fresh queue token.
-    fn session_json(&mut self, scope: &Scope, scale_set_id: u64, tenant_url: &str, now: SystemTime) -> Result<Value, ServiceError> {
+    fn session_json(
+        &mut self,
+        scope: &Scope,
+        scale_set_id: u64,
+        tenant_url: &str,
+        now: SystemTime,
+    ) -> Result<Value, ServiceError> {
         let scale_set = self.scale_set_in(scope, scale_set_id)?.clone();
         let ttl = self.actions.settings.queue_token_ttl;
         let session = self
@@ -79,10 +98,21 @@ impl Model {
     }
 
     /// `POST RSS/{id}/sessions` body `{ownerName}`: 409 while one is open.
-    pub(crate) fn create_session(&mut self, scope: &Scope, scale_set_id: u64, raw: &[u8], tenant_url: &str, now: SystemTime) -> Result<Value, ServiceError> {
+    pub(crate) fn create_session(
+        &mut self,
+        scope: &Scope,
+        scale_set_id: u64,
+        raw: &[u8],
+        tenant_url: &str,
+        now: SystemTime,
+    ) -> Result<Value, ServiceError> {
         self.scale_set_in(scope, scale_set_id)?;
         let b = super::scale_sets::object(raw)?;
-        let owner = b.get("ownerName").and_then(Value::as_str).unwrap_or("").to_string();
+        let owner = b
+            .get("ownerName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         self.expire_idle_sessions(Instant::now());
         if let Some(open) = self.actions.sessions.get(&scale_set_id) {
             return Err(ServiceError::new(
@@ -109,23 +139,36 @@ impl Model {
         self.session_json(scope, scale_set_id, tenant_url, now)
     }
 
-    fn open_session(&mut self, scale_set_id: u64, session_id: &str) -> Result<&mut Session, ServiceError> {
-        self.actions
-            .sessions
-            .get_mut(&scale_set_id)
-            .filter(|s| s.id.eq_ignore_ascii_case(session_id))
+    fn open_session(
+        &mut self,
+        scale_set_id: u64,
+        session_id: &str,
+    ) -> Result<&mut Session, ServiceError> {
+        session_of(&mut self.actions.sessions, scale_set_id, session_id)
             .ok_or_else(|| session_not_found(session_id))
     }
 
     /// `PATCH RSS/{id}/sessions/{sid}`: a new queue token; 404 when the
     /// service lost the session.
-    pub(crate) fn refresh_session(&mut self, scope: &Scope, scale_set_id: u64, session_id: &str, tenant_url: &str, now: SystemTime) -> Result<Value, ServiceError> {
+    pub(crate) fn refresh_session(
+        &mut self,
+        scope: &Scope,
+        scale_set_id: u64,
+        session_id: &str,
+        tenant_url: &str,
+        now: SystemTime,
+    ) -> Result<Value, ServiceError> {
         self.scale_set_in(scope, scale_set_id)?;
-        self.open_session(scale_set_id, session_id)?.last_seen = Instant::now();
+        self.open_session(scale_set_id, session_id)?;
         self.session_json(scope, scale_set_id, tenant_url, now)
     }
 
-    pub(crate) fn delete_session(&mut self, scope: &Scope, scale_set_id: u64, session_id: &str) -> Result<(), ServiceError> {
+    pub(crate) fn delete_session(
+        &mut self,
+        scope: &Scope,
+        scale_set_id: u64,
+        session_id: &str,
+    ) -> Result<(), ServiceError> {
         self.scale_set_in(scope, scale_set_id)?;
         self.open_session(scale_set_id, session_id)?;
         self.actions.sessions.remove(&scale_set_id);
@@ -135,16 +178,18 @@ impl Model {
     /// One look at the queue for a poll: the envelope to answer, if any.
     /// A session that is gone answers 401 (the client refreshes, gets 404,
     /// and creates a new session).
-    pub(crate) fn poll(&mut self, scale_set_id: u64, session_id: &str, last_message_id: Option<u64>, max_capacity: Option<u64>) -> Result<Option<Value>, ServiceError> {
+    pub(crate) fn poll(
+        &mut self,
+        scale_set_id: u64,
+        session_id: &str,
+        last_message_id: Option<u64>,
+        max_capacity: Option<u64>,
+    ) -> Result<Option<Value>, ServiceError> {
         let stats = self.statistics(scale_set_id);
         let next_id = &mut self.actions.next_message_id;
-        let session = self
-            .actions
-            .sessions
-            .get_mut(&scale_set_id)
-            .filter(|s| s.id.eq_ignore_ascii_case(session_id))
+        // A queue whose session is gone refuses its token.
+        let session = session_of(&mut self.actions.sessions, scale_set_id, session_id)
             .ok_or_else(ServiceError::unauthorized)?;
-        session.last_seen = Instant::now();
         if max_capacity.is_some() {
             session.max_capacity = max_capacity;
         }
@@ -181,15 +226,16 @@ impl Model {
     }
 
     /// `DELETE …/messages/{id}`: acknowledges it (again: still 204).
-    pub(crate) fn ack(&mut self, scale_set_id: u64, session_id: &str, message_id: u64) -> Result<(), ServiceError> {
+    pub(crate) fn ack(
+        &mut self,
+        scale_set_id: u64,
+        session_id: &str,
+        message_id: u64,
+    ) -> Result<(), ServiceError> {
         let issued = message_id < self.actions.next_message_id;
-        let session = self
-            .actions
-            .sessions
-            .get_mut(&scale_set_id)
-            .filter(|s| s.id.eq_ignore_ascii_case(session_id))
+        // A queue whose session is gone refuses its token.
+        let session = session_of(&mut self.actions.sessions, scale_set_id, session_id)
             .ok_or_else(ServiceError::unauthorized)?;
-        session.last_seen = Instant::now();
         let before = session.envelopes.len();
         session.envelopes.retain(|e| e.id != message_id);
         if session.envelopes.len() == before && !issued {

@@ -88,7 +88,10 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
         session: None,
         id: None,
     };
-    if matches!(path, "/actions/runner-registration" | "/api/v3/actions/runner-registration") {
+    if matches!(
+        path,
+        "/actions/runner-registration" | "/api/v3/actions/runner-registration"
+    ) {
         if m != "POST" {
             return None;
         }
@@ -180,7 +183,11 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
                         return Some(r);
                     };
                     r.id = Some(aid);
-                    let op = if m == "GET" { Op::GetAgent } else { Op::DeleteAgent };
+                    let op = if m == "GET" {
+                        Op::GetAgent
+                    } else {
+                        Op::DeleteAgent
+                    };
                     (op, "/_apis/distributedtask/pools/{poolId}/agents/{agentId}")
                 }
                 _ => return Some(r),
@@ -200,7 +207,10 @@ mod tests {
     #[test]
     fn names_service_routes() {
         let r = route(&Method::POST, "/api/v3/actions/runner-registration").unwrap();
-        assert_eq!((r.op, r.template), (Op::Register, "/actions/runner-registration"));
+        assert_eq!(
+            (r.op, r.template),
+            (Op::Register, "/actions/runner-registration")
+        );
         assert!(route(&Method::GET, "/actions/runner-registration").is_none());
         assert!(route(&Method::GET, "/orgs/acme/actions/runners").is_none());
         let r = route(
@@ -208,16 +218,30 @@ mod tests {
             "/_services/pipelines/tX//_apis/runtime/runnerscalesets/7/acquirejobs",
         )
         .unwrap();
-        assert_eq!((r.op, r.tenant.as_str(), r.scale_set), (Op::AcquireJobs, "tX", Some(7)));
-        let r = route(&Method::GET, "/_services/pipelines/tX/_apis/runtime/runnergroups/").unwrap();
+        assert_eq!(
+            (r.op, r.tenant.as_str(), r.scale_set),
+            (Op::AcquireJobs, "tX", Some(7))
+        );
+        let r = route(
+            &Method::GET,
+            "/_services/pipelines/tX/_apis/runtime/runnergroups/",
+        )
+        .unwrap();
         assert_eq!(r.op, Op::RunnerGroups);
         let r = route(
             &Method::DELETE,
             "/_services/pipelines/tX/_apis/runtime/runnerscalesets/7/sessions/abc/messages/12",
         )
         .unwrap();
-        assert_eq!((r.op, r.session.as_deref(), r.id), (Op::Ack, Some("abc"), Some(12)));
-        let r = route(&Method::GET, "/_services/pipelines/tX/_apis/runtime/nothing").unwrap();
+        assert_eq!(
+            (r.op, r.session.as_deref(), r.id),
+            (Op::Ack, Some("abc"), Some(12))
+        );
+        let r = route(
+            &Method::GET,
+            "/_services/pipelines/tX/_apis/runtime/nothing",
+        )
+        .unwrap();
         assert_eq!((r.op, r.template), (Op::Unknown, "unknown"));
     }
 }

@@ -26,7 +26,9 @@ fn str_field<'a>(b: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     match b.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ServiceError::bad_request(format!("{field} must be a string."))),
+        Some(_) => Err(ServiceError::bad_request(format!(
+            "{field} must be a string."
+        ))),
     }
 }
 
@@ -69,7 +71,11 @@ impl Model {
                 .groups
                 .values()
                 .map(|g| {
-                    let name = if g.default { DEFAULT_GROUP_NAME.to_string() } else { g.name.clone() };
+                    let name = if g.default {
+                        DEFAULT_GROUP_NAME.to_string()
+                    } else {
+                        g.name.clone()
+                    };
                     (g.id, name)
                 })
                 .collect(),
@@ -94,15 +100,17 @@ impl Model {
     /// `GET _apis/runtime/runnergroups/?groupName=N`.
     pub(crate) fn service_runner_groups(&self, scope: &Scope, name: Option<&str>) -> Value {
         let key = scope.key();
-        let runners = self.runner_set(&key).map(|s| s.runners.values().collect::<Vec<_>>());
+        let runners = self
+            .runner_set(&key)
+            .map(|s| s.runners.values().collect::<Vec<_>>());
         let value: Vec<Value> = self
             .service_groups(&key)
             .into_iter()
             .filter(|(_, n)| name.is_none_or(|want| want.eq_ignore_ascii_case(n)))
             .map(|(id, n)| {
-                let size = runners
-                    .as_ref()
-                    .map_or(0, |rs| rs.iter().filter(|r| r.runner_group_id == id).count());
+                let size = runners.as_ref().map_or(0, |rs| {
+                    rs.iter().filter(|r| r.runner_group_id == id).count()
+                });
                 json!({"id": id, "name": n, "size": size, "isDefaultGroup": id == 1})
             })
             .collect();
@@ -133,7 +141,12 @@ impl Model {
     }
 
     /// `GET RSS?runnerGroupId=G&name=N`.
-    pub(crate) fn find_scale_sets(&self, scope: &Scope, group: Option<u64>, name: Option<&str>) -> Vec<&ScaleSet> {
+    pub(crate) fn find_scale_sets(
+        &self,
+        scope: &Scope,
+        group: Option<u64>,
+        name: Option<&str>,
+    ) -> Vec<&ScaleSet> {
         self.actions
             .scale_sets
             .values()
@@ -143,9 +156,16 @@ impl Model {
             .collect()
     }
 
-    fn check_unique_name(&self, scope: &Scope, name: &str, except: Option<u64>) -> Result<(), ServiceError> {
+    fn check_unique_name(
+        &self,
+        scope: &Scope,
+        name: &str,
+        except: Option<u64>,
+    ) -> Result<(), ServiceError> {
         if name.trim().is_empty() {
-            return Err(ServiceError::bad_request("The runner scale set name is required."));
+            return Err(ServiceError::bad_request(
+                "The runner scale set name is required.",
+            ));
         }
         if self
             .find_scale_sets(scope, None, Some(name))
@@ -162,11 +182,17 @@ impl Model {
     }
 
     /// `POST RSS`.
-    pub(crate) fn create_scale_set(&mut self, scope: &Scope, raw: &[u8]) -> Result<ScaleSet, ServiceError> {
+    pub(crate) fn create_scale_set(
+        &mut self,
+        scope: &Scope,
+        raw: &[u8],
+    ) -> Result<ScaleSet, ServiceError> {
         let b = object(raw)?;
         let name = str_field(&b, "name")?.unwrap_or("").to_string();
         self.check_unique_name(scope, &name, None)?;
-        let group = u64_field(&b, "runnerGroupId")?.filter(|g| *g != 0).unwrap_or(1);
+        let group = u64_field(&b, "runnerGroupId")?
+            .filter(|g| *g != 0)
+            .unwrap_or(1);
         let group_name = self.service_group(&scope.key(), group)?;
         let labels = match b.get("labels") {
             None | Some(Value::Null) => vec![],
@@ -195,10 +221,17 @@ impl Model {
 
     /// `PATCH RSS/{id}`: name, runner group and settings; labels stay as
     /// they were created (not every service version changes them).
-    pub(crate) fn update_scale_set(&mut self, scope: &Scope, id: u64, raw: &[u8]) -> Result<ScaleSet, ServiceError> {
+    pub(crate) fn update_scale_set(
+        &mut self,
+        scope: &Scope,
+        id: u64,
+        raw: &[u8],
+    ) -> Result<ScaleSet, ServiceError> {
         self.scale_set_in(scope, id)?;
         let b = object(raw)?;
-        let name = str_field(&b, "name")?.filter(|n| !n.is_empty()).map(str::to_string);
+        let name = str_field(&b, "name")?
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
         if let Some(n) = &name {
             self.check_unique_name(scope, n, Some(id))?;
         }
@@ -258,7 +291,13 @@ impl Model {
 
     /// `POST RSS/{id}/generatejitconfig` body `{name, workFolder}`: a JIT
     /// runner of the scope in the scale set's group, with its labels.
-    pub(crate) fn scale_set_jit(&mut self, scope: &Scope, id: u64, raw: &[u8], base: &str) -> Result<Value, ServiceError> {
+    pub(crate) fn scale_set_jit(
+        &mut self,
+        scope: &Scope,
+        id: u64,
+        raw: &[u8],
+        base: &str,
+    ) -> Result<Value, ServiceError> {
         let s = self.scale_set_in(scope, id)?.clone();
         let b = object(raw)?;
         let name = str_field(&b, "name")?.unwrap_or("").to_string();
@@ -266,9 +305,16 @@ impl Model {
             .filter(|w| !w.is_empty())
             .unwrap_or("_work")
             .to_string();
-        let labels = if s.labels.is_empty() { vec![s.name.clone()] } else { s.labels.clone() };
+        let labels = if s.labels.is_empty() {
+            vec![s.name.clone()]
+        } else {
+            s.labels.clone()
+        };
         let key = scope.key();
-        let ctx = Ctx { api_base: base, web_base: base };
+        let ctx = Ctx {
+            api_base: base,
+            web_base: base,
+        };
         let (runner, encoded) = self
             .generate_jit(&key, &ctx, &name, s.runner_group_id, &labels, &work_folder)
             .map_err(|e| match e.status {
@@ -283,7 +329,9 @@ impl Model {
         if let Ok(r) = self.runner_mut(&key, runner.id) {
             r.scale_set_id = Some(id);
         }
-        let runner = self.runner(&key, runner.id).map_err(|_| ServiceError::bad_request("runner vanished"))?;
+        let runner = self
+            .runner(&key, runner.id)
+            .map_err(|_| ServiceError::bad_request("runner vanished"))?;
         Ok(json!({"runner": agent_json(runner), "encodedJITConfig": encoded}))
     }
 
@@ -300,7 +348,11 @@ impl Model {
     }
 
     fn agent_not_found(id: u64) -> ServiceError {
-        ServiceError::new(404, "AgentNotFoundException", format!("No agent found with identifier {id}."))
+        ServiceError::new(
+            404,
+            "AgentNotFoundException",
+            format!("No agent found with identifier {id}."),
+        )
     }
 
     pub(crate) fn agent(&self, scope: &Scope, id: u64) -> Result<Value, ServiceError> {

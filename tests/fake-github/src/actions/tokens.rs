@@ -111,7 +111,13 @@ impl Tokens {
         self.generation
     }
 
-    pub fn mint_admin(&mut self, scope: &Scope, tenant: &str, ttl: Duration, now: SystemTime) -> String {
+    pub fn mint_admin(
+        &mut self,
+        scope: &Scope,
+        tenant: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> String {
         let iat = util::unix_secs(now);
         let claims = AdminClaims {
             iss: ISSUER.into(),
@@ -125,7 +131,13 @@ impl Tokens {
         self.sign(&claims)
     }
 
-    pub fn mint_queue(&mut self, scale_set_id: u64, session_id: &str, ttl: Duration, now: SystemTime) -> String {
+    pub fn mint_queue(
+        &mut self,
+        scale_set_id: u64,
+        session_id: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> String {
         let iat = util::unix_secs(now);
         let claims = QueueClaims {
             iss: ISSUER.into(),
@@ -252,8 +264,14 @@ mod tests {
         let c = t.admin(&jwt, now).unwrap();
         assert_eq!(c.scope, "orgs/acme");
         assert_eq!(c.exp, util::unix_secs(now) + 60);
-        assert_eq!(t.admin(&jwt, now + Duration::from_secs(61)).unwrap_err(), Refused::Expired);
-        assert_eq!(credential_key(Some(&format!("Bearer {jwt}"))), "actions:orgs/acme");
+        assert_eq!(
+            t.admin(&jwt, now + Duration::from_secs(61)).unwrap_err(),
+            Refused::Expired
+        );
+        assert_eq!(
+            credential_key(Some(&format!("Bearer {jwt}"))),
+            "actions:orgs/acme"
+        );
         t.expire_admin_tokens();
         assert_eq!(t.admin(&jwt, now).unwrap_err(), Refused::Expired);
         // A queue token is no admin token.
@@ -267,8 +285,17 @@ mod tests {
         let mut t = Tokens::new();
         let now = SystemTime::now();
         let (tok, exp) = t.issue_registration(&Scope::repo("a", "b"), now);
-        assert_eq!(t.registration_scope(&tok, now).unwrap(), &Scope::repo("a", "b"));
-        assert_eq!(t.registration_scope(&tok, exp).unwrap_err(), Refused::Expired);
-        assert_eq!(t.registration_scope("nope", now).unwrap_err(), Refused::Invalid);
+        assert_eq!(
+            t.registration_scope(&tok, now).unwrap(),
+            &Scope::repo("a", "b")
+        );
+        assert_eq!(
+            t.registration_scope(&tok, exp).unwrap_err(),
+            Refused::Expired
+        );
+        assert_eq!(
+            t.registration_scope("nope", now).unwrap_err(),
+            Refused::Invalid
+        );
     }
 }
