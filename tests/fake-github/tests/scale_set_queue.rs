@@ -122,6 +122,14 @@ async fn a_job_for_the_scale_set_goes_through_its_life_cycle() {
     assert_eq!(done["result"], "succeeded");
     assert_eq!(done["runnerId"], runner_id);
     assert!(fake.runner(runner_id).is_none());
+    // workflow_job webhooks fire as for any job.
+    let hooks = fake.wait_for_webhooks(3, Duration::from_secs(5)).await;
+    let actions: Vec<&str> = hooks
+        .iter()
+        .filter(|d| d.job_id == job)
+        .map(|d| d.action.as_str())
+        .collect();
+    assert_eq!(actions, ["queued", "in_progress", "completed"]);
     let stats = fake.scale_set_statistics(id);
     assert_eq!(
         (stats.total_assigned_jobs, stats.total_registered_runners),

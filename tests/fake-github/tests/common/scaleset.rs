@@ -71,10 +71,15 @@ impl Service {
         html_path: &str,
         token: &str,
     ) -> Self {
+        Self::connect_to(&fake.base_url(), scope_path, html_path, token).await
+    }
+
+    /// The same against a fake at `base` (`http://127.0.0.1:PORT`).
+    pub async fn connect_to(base: &str, scope_path: &str, html_path: &str, token: &str) -> Self {
         let c = client();
-        let reg = registration_token(&fake.base_url(), scope_path, token).await;
-        let html = format!("{}/{html_path}", fake.base_url());
-        let (s, _, v) = service_json(register(&c, &fake.base_url(), &reg, &html).await).await;
+        let reg = registration_token(base, scope_path, token).await;
+        let html = format!("{base}/{html_path}");
+        let (s, _, v) = service_json(register(&c, base, &reg, &html).await).await;
         assert_eq!(s, 200, "{v}");
         Service {
             c,
