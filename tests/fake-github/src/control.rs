@@ -107,6 +107,8 @@ async fn state(State(f): State<FakeGitHub>) -> Res {
     ok(json!({
         "runners": f.all_runners(),
         "jobs": f.jobs(),
+        "scale_sets": f.scale_sets(),
+        "sessions": f.sessions(),
         "unavailable": f.shared.unavailable.load(std::sync::atomic::Ordering::SeqCst),
     }))
 }

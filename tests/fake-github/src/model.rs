@@ -248,6 +248,12 @@ pub struct Job {
     pub runner_group_name: Option<String>,
     /// Workflow reference used for `restricted_to_workflows` groups.
     pub workflow_ref: String,
+    /// The runner scale set it went to (its only label names one).
+    #[serde(default)]
+    pub scale_set_id: Option<u64>,
+    /// Its `runnerRequestId` in the scale set's job messages.
+    #[serde(default)]
+    pub runner_request_id: Option<u64>,
     #[serde(skip)]
     pub(crate) created_at: Option<SystemTime>,
     #[serde(skip)]
@@ -1338,6 +1344,8 @@ impl Model {
             runner_group_id: None,
             runner_group_name: None,
             workflow_ref: format!("{}/.github/workflows/ci.yml@refs/heads/main", r.full_name()),
+            scale_set_id: None,
+            runner_request_id: None,
             created_at: Some(SystemTime::now()),
             started_at: None,
             completed_at: None,

@@ -148,6 +148,63 @@ async fn a_job_for_the_scale_set_goes_through_its_life_cycle() {
 }
 
 #[tokio::test]
+async fn jobs_go_to_the_scale_set_their_repository_reaches() {
+    let fake = start().await;
+    let org = Service::connect(&fake).await;
+    let repo = Service::connect_as(&fake, "repos/acme/app", "acme/app", ORG_TOKEN).await;
+    let ent = Service::connect_as(
+        &fake,
+        "enterprises/bigcorp",
+        "enterprises/bigcorp",
+        ENT_TOKEN,
+    )
+    .await;
+    let repo_set = repo.create_scale_set("shared", 1).await["id"]
+        .as_u64()
+        .unwrap();
+    let org_set = org.create_scale_set("shared", 1).await["id"]
+        .as_u64()
+        .unwrap();
+    let ent_set = ent.create_scale_set("ent-only", 1).await["id"]
+        .as_u64()
+        .unwrap();
+    // The repository's own scale set first, then the organization's.
+    let on_app = fake.queue_job("acme/app", &["shared"]).unwrap();
+    let on_lib = fake.queue_job("acme/lib", &["shared"]).unwrap();
+    let on_ent = fake.queue_job("acme/lib", &["ent-only"]).unwrap();
+    assert_eq!(fake.job(on_app).unwrap().scale_set_id, Some(repo_set));
+    assert_eq!(fake.job(on_lib).unwrap().scale_set_id, Some(org_set));
+    assert_eq!(fake.job(on_ent).unwrap().scale_set_id, Some(ent_set));
+    assert!(fake.job(on_ent).unwrap().runner_request_id.is_some());
+
+    // A group that does not grant the repository access: not routed.
+    let c = client();
+    let (s, g) = json_of(
+        call(
+            &c,
+            Method::POST,
+            &format!("{}/orgs/acme/actions/runner-groups", fake.base_url()),
+            Some(ORG_TOKEN),
+            Some(&json!({"name": "private-group", "visibility": "selected"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{g}");
+    let hidden = org
+        .create_scale_set("hidden", g["id"].as_u64().unwrap())
+        .await;
+    let job = fake.queue_job("acme/app", &["hidden"]).unwrap();
+    assert_eq!(fake.job(job).unwrap().scale_set_id, None);
+    assert_eq!(
+        fake.scale_set_statistics(hidden["id"].as_u64().unwrap())
+            .total_assigned_jobs,
+        0
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
 async fn jobs_of_other_labels_or_unreachable_scale_sets_are_not_routed() {
     let fake = start().await;
     fake.add_org("other");

@@ -124,6 +124,10 @@ impl Model {
                 scale_set_assign_time: (!acquire).then_some(now),
             },
         );
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.scale_set_id = Some(scale_set_id);
+            job.runner_request_id = Some(request_id);
+        }
         let kind = if acquire {
             "JobAvailable"
         } else {
