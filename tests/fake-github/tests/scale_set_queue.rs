@@ -95,6 +95,27 @@ async fn a_job_for_the_scale_set_goes_through_its_life_cycle() {
     assert_eq!(session.ack(&svc.c, mid).await, 204);
     assert_eq!(session.ack(&svc.c, mid).await, 204, "acks are idempotent");
     assert_eq!(session.ack(&svc.c, 999_999).await, 404);
+    // The queue URL has a query: a client that glues `/{id}` onto it misses.
+    let glued = svc
+        .c
+        .delete(format!("{}/{mid}", session.queue_url))
+        .header("authorization", format!("Bearer {}", session.queue_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(glued.status(), 404, "DELETE …/messages is no route");
+    // Another session's id in the query: refused.
+    let other = session
+        .queue_url
+        .replace(&session.id, "00000000-0000-4000-8000-000000000000");
+    let r = svc
+        .c
+        .get(other)
+        .header("authorization", format!("Bearer {}", session.queue_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     assert_eq!(session.poll(&svc.c, Some(mid)).await.0, 202);
 
     // A runner of the scale set comes online: the job starts on it.
@@ -388,7 +409,7 @@ async fn an_expired_queue_token_is_refused_until_the_session_is_refreshed() {
 #[tokio::test]
 async fn faults_reach_the_service_endpoints() {
     let (fake, svc, id, session) = setup(ServiceSettings::default()).await;
-    const POLL: &str = "GET /_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}/messages";
+    const POLL: &str = "GET /_apis/runtime/runnerscalesets/{id}/messages";
     const JIT: &str = "POST /_apis/runtime/runnerscalesets/{id}/generatejitconfig";
 
     fake.inject_fault(Fault::times(Some(POLL), 502, 1));

@@ -120,13 +120,14 @@ fn admin_scope(
     Scope::parse(&claims.scope).ok_or_else(ServiceError::unauthorized)
 }
 
-/// Checks a queue token for the route's scale set (and session, if any).
+/// Checks a queue token for the route's scale set (and `sessionId`, if
+/// given); answers the token's session.
 pub(crate) fn queue_auth(
     m: &Model,
     r: &Route,
     authz: Option<&str>,
     now: SystemTime,
-) -> Result<(), ServiceError> {
+) -> Result<String, ServiceError> {
     let secret = tokens::secret_of(authz, "Bearer").ok_or_else(ServiceError::unauthorized)?;
     let claims = m.actions.tokens.queue(secret, now).map_err(|e| match e {
         Refused::Expired => ServiceError::new(
@@ -145,7 +146,26 @@ pub(crate) fn queue_auth(
     if Some(claims.scale_set_id) != r.scale_set || !same_session || !tenant_ok {
         return Err(ServiceError::unauthorized());
     }
-    Ok(())
+    Ok(claims.session_id)
+}
+
+/// `6.0-preview` or `6.0-preview.N`.
+fn valid_api_version(v: &str) -> bool {
+    match v.strip_prefix("6.0-preview") {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
+/// The message queue needs no `api-version`, but one it is given must be valid.
+pub(crate) fn check_optional_api_version(q: &Query) -> Result<(), ServiceError> {
+    match q.get("api-version") {
+        None => Ok(()),
+        Some(_) => check_api_version(q),
+    }
 }
 
 fn check_api_version(q: &Query) -> Result<(), ServiceError> {
@@ -155,7 +175,7 @@ fn check_api_version(q: &Query) -> Result<(), ServiceError> {
             "VssVersionNotSpecifiedException",
             "The API version of the request must be given: api-version=6.0-preview.",
         )),
-        Some(v) if v.starts_with("6.0-preview") => Ok(()),
+        Some(v) if valid_api_version(v) => Ok(()),
         Some(v) => Err(ServiceError::new(
             400,
             "VssVersionOutOfRangeException",
@@ -191,17 +211,18 @@ fn service_call(m: &mut Model, req: &Request<'_>) -> Result<Answer, ServiceError
             "The resource cannot be found.",
         ));
     }
-    let scope = if r.op.uses_queue_token() {
-        queue_auth(m, r, authz, now)?;
-        None
+    let (scope, session) = if r.op.uses_queue_token() {
+        (None, queue_auth(m, r, authz, now)?)
     } else {
-        Some(admin_scope(m, r, authz, now)?)
+        (Some(admin_scope(m, r, authz, now)?), String::new())
     };
     if r.op.needs_api_version() {
         check_api_version(q)?;
+    } else {
+        check_optional_api_version(q)?;
     }
     let id = r.scale_set.unwrap_or(0);
-    let session = r.session.as_deref().unwrap_or("");
+    let session_in_path = r.session.as_deref().unwrap_or("");
     let tenant = |s: &Scope| tenant_url(base, s);
     let Some(scope) = scope else {
         return match r.op {
@@ -220,7 +241,7 @@ fn service_call(m: &mut Model, req: &Request<'_>) -> Result<Answer, ServiceError
                 ))
             }
             Op::Ack => {
-                m.ack(id, session, r.id.unwrap_or(0))?;
+                m.ack(id, &session, r.id.unwrap_or(0))?;
                 Ok(Answer::Empty(204))
             }
             _ => unreachable!("the poll is served by http"),
@@ -266,10 +287,10 @@ fn service_call(m: &mut Model, req: &Request<'_>) -> Result<Answer, ServiceError
         ),
         Op::RefreshSession => Answer::Json(
             200,
-            m.refresh_session(&scope, id, session, &tenant(&scope), now)?,
+            m.refresh_session(&scope, id, session_in_path, &tenant(&scope), now)?,
         ),
         Op::DeleteSession => {
-            m.delete_session(&scope, id, session)?;
+            m.delete_session(&scope, id, session_in_path)?;
             Answer::Empty(204)
         }
         Op::AcquirableJobs => {

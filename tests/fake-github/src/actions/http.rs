@@ -82,7 +82,7 @@ impl Reply {
 /// Serves one Actions request.
 pub(crate) async fn serve(
     sh: Arc<Shared>,
-    r: Route,
+    mut r: Route,
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
@@ -100,6 +100,9 @@ pub(crate) async fn serve(
         }
     }
     let query = Query::parse(uri.query());
+    if r.op.uses_queue_token() {
+        r.session = query.get("sessionId").map(str::to_string);
+    }
     let reply = if unavailable {
         sh.lock().acct.faults_injected += 1;
         Reply::injected(503)
@@ -181,7 +184,6 @@ async fn answer(
 async fn long_poll(sh: &Arc<Shared>, req: &Request<'_>, headers: &HeaderMap) -> Reply {
     let r = req.route;
     let scale_set = r.scale_set.unwrap_or(0);
-    let session = r.session.clone().unwrap_or_default();
     let last_id = req
         .query
         .get("lastMessageId")
@@ -190,12 +192,17 @@ async fn long_poll(sh: &Arc<Shared>, req: &Request<'_>, headers: &HeaderMap) -> 
         .get("x-scalesetmaxcapacity")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let deadline = {
+    let (session, deadline) = {
         let st = sh.lock();
-        if let Err(e) = dispatch::queue_auth(&st.model, r, req.authz, req.now) {
-            return Reply::from_answer(Answer::Service(e));
+        let checked = dispatch::queue_auth(&st.model, r, req.authz, req.now)
+            .and_then(|session| dispatch::check_optional_api_version(req.query).map(|_| session));
+        match checked {
+            Ok(session) => (
+                session,
+                Instant::now() + st.model.actions.settings.long_poll,
+            ),
+            Err(e) => return Reply::from_answer(Answer::Service(e)),
         }
-        Instant::now() + st.model.actions.settings.long_poll
     };
     let mut first = true;
     loop {

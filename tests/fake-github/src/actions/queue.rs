@@ -90,7 +90,7 @@ impl Model {
             "ownerName": owner,
             "runnerScaleSet": self.scale_set_json(&scale_set, tenant_url),
             "messageQueueUrl": format!(
-                "{tenant_url}_apis/runtime/runnerscalesets/{scale_set_id}/sessions/{sid}/messages"
+                "{tenant_url}_apis/runtime/runnerscalesets/{scale_set_id}/messages?sessionId={sid}&api-version=6.0-preview"
             ),
             "messageQueueAccessToken": token,
             "statistics": self.statistics(scale_set_id),

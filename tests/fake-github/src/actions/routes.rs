@@ -141,33 +141,29 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
                     Op::CreateSession,
                     "/_apis/runtime/runnerscalesets/{id}/sessions",
                 ),
-                (["sessions", sid, tail @ ..], _) => {
+                (["sessions", sid], "PATCH" | "DELETE") => {
                     r.session = Some(sid.to_string());
-                    match (tail, m) {
-                        ([], "PATCH") => (
-                            Op::RefreshSession,
-                            "/_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}",
-                        ),
-                        ([], "DELETE") => (
-                            Op::DeleteSession,
-                            "/_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}",
-                        ),
-                        (["messages"], "GET") => (
-                            Op::Poll,
-                            "/_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}/messages",
-                        ),
-                        (["messages", mid], "DELETE") => {
-                            let Some(mid) = number(mid) else {
-                                return Some(r);
-                            };
-                            r.id = Some(mid);
-                            (
-                                Op::Ack,
-                                "/_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}/messages/{messageId}",
-                            )
-                        }
-                        _ => return Some(r),
-                    }
+                    let op = if m == "PATCH" {
+                        Op::RefreshSession
+                    } else {
+                        Op::DeleteSession
+                    };
+                    (
+                        op,
+                        "/_apis/runtime/runnerscalesets/{id}/sessions/{sessionId}",
+                    )
+                }
+                // The message queue; its session is in the query (`sessionId`).
+                (["messages"], "GET") => (Op::Poll, "/_apis/runtime/runnerscalesets/{id}/messages"),
+                (["messages", mid], "DELETE") => {
+                    let Some(mid) = number(mid) else {
+                        return Some(r);
+                    };
+                    r.id = Some(mid);
+                    (
+                        Op::Ack,
+                        "/_apis/runtime/runnerscalesets/{id}/messages/{messageId}",
+                    )
                 }
                 _ => return Some(r),
             }
@@ -230,13 +226,10 @@ mod tests {
         assert_eq!(r.op, Op::RunnerGroups);
         let r = route(
             &Method::DELETE,
-            "/_services/pipelines/tX/_apis/runtime/runnerscalesets/7/sessions/abc/messages/12",
+            "/_services/pipelines/tX/_apis/runtime/runnerscalesets/7/messages/12",
         )
         .unwrap();
-        assert_eq!(
-            (r.op, r.session.as_deref(), r.id),
-            (Op::Ack, Some("abc"), Some(12))
-        );
+        assert_eq!((r.op, r.scale_set, r.id), (Op::Ack, Some(7), Some(12)));
         let r = route(
             &Method::GET,
             "/_services/pipelines/tX/_apis/runtime/nothing",

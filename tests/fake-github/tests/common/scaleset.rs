@@ -191,10 +191,12 @@ impl Session {
 
     /// One poll: `(status, envelope)`.
     pub async fn poll(&self, c: &Client, last_message_id: Option<u64>) -> (u16, Value) {
-        let url = match last_message_id {
-            Some(n) => format!("{}?lastMessageId={n}", self.queue_url),
-            None => self.queue_url.clone(),
-        };
+        // The queue URL carries a query of its own.
+        let mut url = reqwest::Url::parse(&self.queue_url).expect("queue URL");
+        if let Some(n) = last_message_id {
+            url.query_pairs_mut()
+                .append_pair("lastMessageId", &n.to_string());
+        }
         let r = c
             .get(url)
             .header("authorization", format!("Bearer {}", self.queue_token))
@@ -209,7 +211,10 @@ impl Session {
     }
 
     pub async fn ack(&self, c: &Client, message_id: u64) -> u16 {
-        c.delete(format!("{}/{message_id}", self.queue_url))
+        let mut url = reqwest::Url::parse(&self.queue_url).expect("queue URL");
+        let path = format!("{}/{message_id}", url.path());
+        url.set_path(&path);
+        c.delete(url)
             .header("authorization", format!("Bearer {}", self.queue_token))
             .send()
             .await
