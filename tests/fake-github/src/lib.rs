@@ -283,21 +283,7 @@ impl FakeGitHub {
                 }
             })
         };
-        // Sessions expire and unstarted scale-set jobs are re-offered on time
-        // even when nobody calls the Actions service.
-        let actions_clock = {
-            let shared = shared.clone();
-            let mut rx = shutdown_rx.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        _ = rx.wait_for(|s| *s) => break,
-                    }
-                    shared.lock().model.actions_tick(Instant::now());
-                }
-            })
-        };
+        let actions_clock = actions::spawn_clock(shared.clone(), shutdown_rx.clone());
         let sender = tokio::spawn(webhook::run(hooks, hook_rx, shutdown_rx));
         fake.tasks
             .handles

@@ -125,6 +125,23 @@ impl Default for ServiceSettings {
     }
 }
 
+/// Sessions expire and unstarted jobs are re-offered on time even when
+/// nobody calls the service.
+pub(crate) fn spawn_clock(
+    shared: std::sync::Arc<crate::server::Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            shared.lock().model.actions_tick(std::time::Instant::now());
+        }
+    })
+}
+
 /// How many times an unstarted job is re-offered.
 pub(crate) const MAX_REASSIGNMENTS: u32 = 3;
 /// Job messages in one envelope at most.
