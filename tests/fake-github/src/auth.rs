@@ -204,10 +204,25 @@ impl Auth {
             return Ok(Credential::Anonymous);
         };
         let (scheme, secret) = h.trim().split_once(' ').unwrap_or(("", h));
-        let secret = secret.trim();
-        if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-            || secret.is_empty()
-        {
+        let mut secret = secret.trim();
+        // Basic authentication with the token as the password, as GitHub
+        // takes it (actions-runner-controller asks for registration tokens so).
+        let basic = scheme
+            .eq_ignore_ascii_case("basic")
+            .then(|| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .ok()
+            })
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some(pair) = &basic {
+            secret = pair.split_once(':').map_or("", |(_, password)| password);
+        }
+        let known_scheme = basic.is_some()
+            || scheme.eq_ignore_ascii_case("bearer")
+            || scheme.eq_ignore_ascii_case("token");
+        if !known_scheme || secret.is_empty() {
             return Err(ApiError::new(401, "Bad credentials"));
         }
         if let Some(t) = self.tokens.get(secret) {

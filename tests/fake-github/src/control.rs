@@ -75,6 +75,7 @@ pub(crate) fn router() -> Router<FakeGitHub> {
         .route("/settings", put(settings))
         .route("/decode-jit", post(decode_jit))
         .route("/groups", get(groups))
+        .merge(crate::actions::control_router())
         .route(
             "/{*rest}",
             delete(not_found)
@@ -106,6 +107,8 @@ async fn state(State(f): State<FakeGitHub>) -> Res {
     ok(json!({
         "runners": f.all_runners(),
         "jobs": f.jobs(),
+        "scale_sets": f.scale_sets(),
+        "sessions": f.sessions(),
         "unavailable": f.shared.unavailable.load(std::sync::atomic::Ordering::SeqCst),
     }))
 }
@@ -413,6 +416,19 @@ struct Settings {
     jit_offline_expiry_secs: Option<f64>,
     app_token_ttl_secs: Option<f64>,
     runner_version: Option<String>,
+    // The Actions service of scale sets.
+    acquire_mode: Option<bool>,
+    long_poll_secs: Option<f64>,
+    session_timeout_secs: Option<f64>,
+    queue_token_ttl_secs: Option<f64>,
+    admin_token_ttl_secs: Option<f64>,
+    /// 0 turns re-offering off.
+    reassign_after_secs: Option<f64>,
+    service_bom: Option<crate::ServiceBom>,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
 }
 
 async fn settings(State(f): State<FakeGitHub>, Json(b): Json<Settings>) -> Res {
@@ -424,6 +440,27 @@ async fn settings(State(f): State<FakeGitHub>, Json(b): Json<Settings>) -> Res {
     }
     if let Some(version) = b.runner_version {
         f.set_runner_version(&version).map_err(fake_err)?;
+    }
+    if let Some(a) = b.acquire_mode {
+        f.set_acquire_mode(a);
+    }
+    if let Some(s) = b.long_poll_secs {
+        f.set_long_poll(secs(s));
+    }
+    if let Some(s) = b.session_timeout_secs {
+        f.set_session_timeout(secs(s));
+    }
+    if let Some(s) = b.queue_token_ttl_secs {
+        f.set_queue_token_ttl(secs(s));
+    }
+    if let Some(s) = b.admin_token_ttl_secs {
+        f.set_admin_token_ttl(secs(s));
+    }
+    if let Some(s) = b.reassign_after_secs {
+        f.set_reassign_after((s > 0.0).then(|| secs(s)));
+    }
+    if let Some(bom) = b.service_bom {
+        f.set_service_bom(bom);
     }
     no_content()
 }

@@ -23,6 +23,7 @@
 #![recursion_limit = "256"]
 
 mod accounting;
+mod actions;
 mod api_error;
 mod auth;
 mod body;
@@ -44,6 +45,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use accounting::{Counters, LoggedRequest};
+pub use actions::{ScaleSet, ScaleSetSession, ServiceBom, ServiceSettings, Statistics};
 pub use auth::{AppSpec, InstallationSpec, TokenSpec, default_permissions};
 pub use faults::{DROP_CONNECTION, Fault, SecondaryLimit};
 pub use jit::{JitDecodeError, JitRunnerInfo, decode_jit_config};
@@ -91,6 +93,8 @@ pub struct Config {
     pub app_token_ttl: Duration,
     /// Requests kept in the request log (oldest dropped first).
     pub request_log_capacity: usize,
+    /// The Actions service of runner scale sets: modes and timings.
+    pub actions: ServiceSettings,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             jit_offline_expiry: Duration::from_secs(24 * 3600),
             app_token_ttl: Duration::from_secs(3600),
             request_log_capacity: 100_000,
+            actions: ServiceSettings::default(),
         }
     }
 }
@@ -182,12 +187,16 @@ impl FakeGitHub {
             .local_addr()
             .map_err(|e| FakeError::Bind(config.listen, e))?;
         let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut model = model::Model::new(model::Settings {
-            jit_offline_expiry: config.jit_offline_expiry,
-            app_token_ttl: config.app_token_ttl,
-            runner_version: DEFAULT_RUNNER_VERSION.to_string(),
-        });
+        let mut model = model::Model::new(
+            model::Settings {
+                jit_offline_expiry: config.jit_offline_expiry,
+                app_token_ttl: config.app_token_ttl,
+                runner_version: DEFAULT_RUNNER_VERSION.to_string(),
+            },
+            config.actions.clone(),
+        );
         model.webhook = Some(hook_tx);
+        model.actions.base_url = format!("http://{addr}");
         let hooks = Arc::new(webhook::Webhooks {
             config: Mutex::new(config.webhook.clone()),
             deliveries: Mutex::new(Vec::new()),
@@ -213,6 +222,7 @@ impl FakeGitHub {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             unavailable: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             base_url: format!("http://{addr}"),
             hooks: hooks.clone(),
         });
@@ -273,12 +283,13 @@ impl FakeGitHub {
                 }
             })
         };
+        let actions_clock = actions::spawn_clock(shared.clone(), shutdown_rx.clone());
         let sender = tokio::spawn(webhook::run(hooks, hook_rx, shutdown_rx));
         fake.tasks
             .handles
             .lock()
             .expect("lock")
-            .extend([server, sweeper, sender]);
+            .extend([server, sweeper, actions_clock, sender]);
         Ok(fake)
     }
 
@@ -302,6 +313,7 @@ impl FakeGitHub {
         if self.tasks.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.tasks.shutdown.send(true);
         let handles: Vec<_> = std::mem::take(&mut *self.tasks.handles.lock().expect("lock"));
         for h in handles {

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_github::{AppSpec, Config, FakeGitHub, InstallationSpec, TokenSpec, WebhookConfig};
+use fake_github::{
+    AppSpec, Config, FakeGitHub, InstallationSpec, ServiceBom, ServiceSettings, TokenSpec,
+    WebhookConfig,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +74,38 @@ struct Args {
     /// Requests kept in the request log.
     #[arg(long, default_value_t = 100_000)]
     request_log_capacity: usize,
+    /// Scale sets, GHES style: jobs are offered (`JobAvailable`) and must be acquired.
+    #[arg(long)]
+    acquire_mode: bool,
+    /// How long a message poll of a scale-set session waits, in seconds.
+    #[arg(long, default_value_t = 50.0)]
+    long_poll: f64,
+    /// A scale-set session nobody polls for this many seconds is gone.
+    #[arg(long, default_value_t = 120.0)]
+    session_timeout: f64,
+    /// Lifetime of message-queue tokens in seconds.
+    #[arg(long, default_value_t = 3000.0)]
+    queue_token_ttl: f64,
+    /// Lifetime of Actions admin tokens in seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    admin_token_ttl: f64,
+    /// Re-offer a scale-set job no runner started within this many seconds (0: never).
+    #[arg(long, default_value_t = 0.0)]
+    reassign_after: f64,
+    /// Which Actions service answers start with a UTF-8 BOM.
+    #[arg(long, value_enum, default_value_t = Bom::Always)]
+    service_bom: Bom,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Bom {
+    Never,
+    Always,
+    Random,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
 }
 
 fn fail(msg: String) -> ! {
@@ -136,6 +171,19 @@ async fn main() {
         jit_offline_expiry: Duration::from_secs_f64(a.jit_offline_expiry.max(0.0)),
         app_token_ttl: Duration::from_secs_f64(a.app_token_ttl.max(0.0)),
         request_log_capacity: a.request_log_capacity,
+        actions: ServiceSettings {
+            acquire_mode: a.acquire_mode,
+            long_poll: secs(a.long_poll),
+            session_timeout: secs(a.session_timeout),
+            queue_token_ttl: secs(a.queue_token_ttl),
+            admin_token_ttl: secs(a.admin_token_ttl),
+            reassign_after: (a.reassign_after > 0.0).then(|| secs(a.reassign_after)),
+            bom: match a.service_bom {
+                Bom::Never => ServiceBom::Never,
+                Bom::Always => ServiceBom::Always,
+                Bom::Random => ServiceBom::Random,
+            },
+        },
         orgs: a.orgs,
         enterprises: a.enterprises,
         ..Config::default()

@@ -124,6 +124,10 @@ pub struct Runner {
     /// Whether it ever connected (JIT runners that never do expire).
     pub ever_online: bool,
     pub work_folder: String,
+    /// The runner scale set it was created for (`generatejitconfig` of the
+    /// Actions service); such runners take only that scale set's jobs.
+    #[serde(default)]
+    pub scale_set_id: Option<u64>,
     #[serde(skip)]
     pub(crate) created: Option<Instant>,
 }
@@ -244,6 +248,12 @@ pub struct Job {
     pub runner_group_name: Option<String>,
     /// Workflow reference used for `restricted_to_workflows` groups.
     pub workflow_ref: String,
+    /// The runner scale set it went to (its only label names one).
+    #[serde(default)]
+    pub scale_set_id: Option<u64>,
+    /// Its `runnerRequestId` in the scale set's job messages.
+    #[serde(default)]
+    pub runner_request_id: Option<u64>,
     #[serde(skip)]
     pub(crate) created_at: Option<SystemTime>,
     #[serde(skip)]
@@ -348,6 +358,8 @@ pub(crate) struct Model {
     /// Serialized runner-list pages: (scope, name filter, page, per_page) →
     /// (version, body, ETag). Lists are the hot path of every client.
     pub list_cache: HashMap<ListKey, CachedPage>,
+    /// The Actions service side of runner scale sets.
+    pub actions: crate::actions::Service,
 }
 
 pub(crate) type ListKey = (ScopeKey, Option<String>, usize, usize);
@@ -372,7 +384,7 @@ fn not_found() -> ApiError {
 }
 
 impl Model {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: Settings, actions: crate::actions::ServiceSettings) -> Self {
         Model {
             settings,
             enterprises: HashMap::new(),
@@ -391,6 +403,7 @@ impl Model {
             hidden_from_lists: HashMap::new(),
             version: 0,
             list_cache: HashMap::new(),
+            actions: crate::actions::Service::new(actions),
         }
     }
 
@@ -456,7 +469,7 @@ impl Model {
         id
     }
 
-    fn runner_set(&self, key: &ScopeKey) -> Option<&RunnerSet> {
+    pub(crate) fn runner_set(&self, key: &ScopeKey) -> Option<&RunnerSet> {
         match key {
             ScopeKey::Ent(e) => self.enterprises.get(e).map(|a| &a.runners),
             ScopeKey::Org(o) => self.orgs.get(o).map(|a| &a.runners),
@@ -477,7 +490,7 @@ impl Model {
         self.runner_set(key).is_some()
     }
 
-    fn account(&self, key: &ScopeKey) -> Option<&Account> {
+    pub(crate) fn account(&self, key: &ScopeKey) -> Option<&Account> {
         match key {
             ScopeKey::Ent(e) => self.enterprises.get(e),
             ScopeKey::Org(o) => self.orgs.get(o),
@@ -494,7 +507,7 @@ impl Model {
     }
 
     /// The public scope of a key (with names as they were added).
-    fn scope_of(&self, key: &ScopeKey) -> Scope {
+    pub(crate) fn scope_of(&self, key: &ScopeKey) -> Scope {
         match key {
             ScopeKey::Ent(e) => Scope::Enterprise(
                 self.enterprises
@@ -519,7 +532,7 @@ impl Model {
     }
 
     /// The web URL of a scope (`gitHubUrl` of a runner).
-    fn web_url(&self, key: &ScopeKey, web_base: &str) -> String {
+    pub(crate) fn web_url(&self, key: &ScopeKey, web_base: &str) -> String {
         match self.scope_of(key) {
             Scope::Enterprise(e) => format!("{web_base}/enterprises/{e}"),
             Scope::Organization(o) => format!("{web_base}/{o}"),
@@ -607,7 +620,7 @@ impl Model {
             .ok_or_else(not_found)
     }
 
-    fn runner_mut(&mut self, key: &ScopeKey, id: u64) -> Result<&mut Runner, ApiError> {
+    pub(crate) fn runner_mut(&mut self, key: &ScopeKey, id: u64) -> Result<&mut Runner, ApiError> {
         self.runner_set_mut(key)
             .ok_or_else(not_found)?
             .runners
@@ -628,7 +641,7 @@ impl Model {
         self.runner_set(key)?.runners.get(&id)
     }
 
-    fn group_name(&self, key: &ScopeKey, group_id: u64) -> String {
+    pub(crate) fn group_name(&self, key: &ScopeKey, group_id: u64) -> String {
         self.account(key)
             .and_then(|a| a.groups.get(&group_id))
             .map(|g| g.name.clone())
@@ -699,6 +712,7 @@ impl Model {
             job_id: None,
             ever_online: false,
             work_folder: work_folder.to_string(),
+            scale_set_id: None,
             created: Some(Instant::now()),
         };
         let info = JitRunnerInfo {
@@ -786,6 +800,7 @@ impl Model {
             job_id: None,
             ever_online: false,
             work_folder: "_work".into(),
+            scale_set_id: None,
             created: Some(Instant::now()),
         };
         self.insert_runner(&key, runner.clone());
@@ -1329,13 +1344,20 @@ impl Model {
             runner_group_id: None,
             runner_group_name: None,
             workflow_ref: format!("{}/.github/workflows/ci.yml@refs/heads/main", r.full_name()),
+            scale_set_id: None,
+            runner_request_id: None,
             created_at: Some(SystemTime::now()),
             started_at: None,
             completed_at: None,
         };
         self.jobs.insert(id, job);
-        self.queue.push_back(id);
         self.emit(id, "queued");
+        // A job whose only label names a reachable scale set goes to it,
+        // not to label matching.
+        match self.scale_set_for_job(id) {
+            Some(scale_set) => self.offer_to_scale_set(id, scale_set),
+            None => self.queue.push_back(id),
+        }
         self.assign_jobs();
         Ok(id)
     }
@@ -1377,13 +1399,14 @@ impl Model {
             }
         }
         self.emit(id, "completed");
+        self.scale_set_job_finished(id);
         self.assign_jobs();
         Ok(self.jobs[&id].clone())
     }
 
     /// Whether runner `r` (in scope `key`) may run a job of `repo`.
     fn runner_can_take(&self, key: &ScopeKey, r: &Runner, repo: &Repo, job: &Job) -> bool {
-        if !r.online() || r.busy {
+        if !r.online() || r.busy || r.scale_set_id.is_some() {
             return false;
         }
         if !job.labels.iter().all(|l| r.has_label(l)) {
@@ -1436,6 +1459,7 @@ impl Model {
     /// Hands queued jobs, oldest first, to idle online runners whose labels
     /// include all of the job's labels.
     pub fn assign_jobs(&mut self) {
+        self.start_scale_set_jobs();
         if self.queue.is_empty() {
             return;
         }
@@ -1472,25 +1496,30 @@ impl Model {
         }
         for (jid, rid, key) in assigned {
             self.queue.retain(|j| *j != jid);
-            let (rname, gid) = {
-                let r = self.runner_mut(&key, rid).expect("runner exists");
-                r.busy = true;
-                r.job_id = Some(jid);
-                (r.name.clone(), r.runner_group_id)
-            };
-            let group_name = match &key {
-                ScopeKey::Repo(_) => "Default".to_string(),
-                _ => self.group_name(&key, gid),
-            };
-            let job = self.jobs.get_mut(&jid).expect("job exists");
-            job.status = JobStatus::InProgress;
-            job.runner_id = Some(rid);
-            job.runner_name = Some(rname);
-            job.runner_group_id = Some(gid);
-            job.runner_group_name = Some(group_name);
-            job.started_at = Some(SystemTime::now());
-            self.emit(jid, "in_progress");
+            self.start_job(jid, rid, &key);
         }
+    }
+
+    /// Job `jid` starts on runner `rid` of scope `key`: the runner is busy.
+    pub(crate) fn start_job(&mut self, jid: u64, rid: u64, key: &ScopeKey) {
+        let (rname, gid) = {
+            let r = self.runner_mut(key, rid).expect("runner exists");
+            r.busy = true;
+            r.job_id = Some(jid);
+            (r.name.clone(), r.runner_group_id)
+        };
+        let group_name = match key {
+            ScopeKey::Repo(_) => "Default".to_string(),
+            _ => self.group_name(key, gid),
+        };
+        let job = self.jobs.get_mut(&jid).expect("job exists");
+        job.status = JobStatus::InProgress;
+        job.runner_id = Some(rid);
+        job.runner_name = Some(rname);
+        job.runner_group_id = Some(gid);
+        job.runner_group_name = Some(group_name);
+        job.started_at = Some(SystemTime::now());
+        self.emit(jid, "in_progress");
     }
 
     /// Removes JIT runners that never came online within the expiry.
@@ -1516,7 +1545,7 @@ impl Model {
 
     // ----- webhooks ---------------------------------------------------------
 
-    fn emit(&self, job_id: u64, action: &'static str) {
+    pub(crate) fn emit(&self, job_id: u64, action: &'static str) {
         let Some(tx) = &self.webhook else { return };
         let job = &self.jobs[&job_id];
         let Some(repo) = self.repos.get(&job.repository.to_lowercase()) else {

@@ -33,6 +33,8 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub unavailable: AtomicBool,
+    /// Set by `shutdown`: waiting long polls answer at once.
+    pub stopping: AtomicBool,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
     pub hooks: Arc<Webhooks>,
@@ -107,10 +109,10 @@ impl Reply {
 }
 
 /// Query string pairs, decoded.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(q: Option<&str>) -> Self {
+    pub(crate) fn parse(q: Option<&str>) -> Self {
         Query(
             q.unwrap_or("")
                 .split('&')
@@ -125,7 +127,7 @@ impl Query {
                 .collect(),
         )
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -682,7 +684,16 @@ impl State {
                     &json!({"runner": RunnerJson::from(&runner), "encoded_jit_config": encoded}),
                 )
             }
-            Op::RegistrationToken | Op::RemoveToken => Reply::json(
+            Op::RegistrationToken => {
+                // Remembered with its scope: it buys an Actions admin token.
+                let scope = m.scope_of(&key);
+                let (token, expires) = m.actions.issue_registration_token(&scope, now);
+                Reply::json(
+                    201,
+                    &json!({"token": token, "expires_at": util::rfc3339(expires)}),
+                )
+            }
+            Op::RemoveToken => Reply::json(
                 201,
                 &json!({
                     "token": util::random_string(29, util::UPPER_ALNUM),
@@ -937,21 +948,25 @@ fn to_validation(e: ApiError) -> ApiError {
 
 /// The answer of an injected failure.
 fn injected_error(status: u16) -> ApiError {
-    let msg = match status {
+    ApiError::new(status, injected_message(status))
+}
+
+/// The message of an injected failure's answer.
+pub(crate) fn injected_message(status: u16) -> &'static str {
+    match status {
         500 => "Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         404 => "Not Found",
         _ => "Injected failure",
-    };
-    ApiError::new(status, msg)
+    }
 }
 
 /// Ends the request's connection without an answer: unwinding out of the
 /// handler ends the task serving the connection, which closes its socket
 /// (`resume_unwind` runs no panic hook, so nothing is printed).
-fn drop_connection() -> ! {
+pub(crate) fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("fake GitHub: connection dropped (injected)"))
 }
 
@@ -979,6 +994,9 @@ pub(crate) async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = crate::actions::route(&method, uri.path()) {
+        return crate::actions::serve(sh, r, &uri, &headers, body).await;
+    }
     let started = Instant::now();
     let full_path = uri.path();
     let (ghes, path) = match full_path.strip_prefix("/api/v3") {

@@ -364,6 +364,66 @@ async fn binary_serves_the_api_and_the_control_api() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn binary_serves_scale_sets_with_its_flags() {
+    use common::scaleset::*;
+    let (_p, url) = spawn(&[
+        "--token",
+        "ghp_cli:admin:org,repo",
+        "--org",
+        "acme",
+        "--repo",
+        "acme/app",
+        "--acquire-mode",
+        "--long-poll",
+        "0.3",
+        "--service-bom",
+        "never",
+        "--admin-token-ttl",
+        "120",
+    ]);
+    let svc = Service::connect_to(&url, "orgs/acme", "acme", "ghp_cli").await;
+    let payload = svc.admin.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(claims["exp"].as_u64().unwrap().abs_diff(now() + 120) <= 5);
+    let id = svc.create_scale_set("cli-set", 1).await["id"]
+        .as_u64()
+        .unwrap();
+    let session = svc.session(id).await;
+    let started = std::time::Instant::now();
+    assert_eq!(session.poll(&svc.c, None).await.0, 202);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+    let c = client();
+    let (s, _) = control(
+        &c,
+        Method::POST,
+        &format!("{url}/_fake/jobs"),
+        Some(json!({"repository": "acme/app", "labels": ["cli-set"]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let r = c
+        .get(&session.queue_url)
+        .header("authorization", format!("Bearer {}", session.queue_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert!(!bytes.starts_with(BOM), "--service-bom never");
+    let envelope: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(kinds(&envelope), ["JobAvailable"], "--acquire-mode");
+    let (_, sets) = control(&c, Method::GET, &format!("{url}/_fake/scale-sets"), None).await;
+    assert_eq!(sets[0]["name"], "cli-set");
+}
+
 #[test]
 fn binary_rejects_bad_flags() {
     let out = Command::new(env!("CARGO_BIN_EXE_fake-github"))

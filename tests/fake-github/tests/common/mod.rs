@@ -1,6 +1,8 @@
 //! Helpers shared by the fake's integration tests.
 #![allow(dead_code)]
 
+pub mod scaleset;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
