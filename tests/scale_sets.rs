@@ -256,3 +256,77 @@ async fn a_busy_runner_survives_pool_deletion_then_scale_set_and_session_go() {
         "no registration left"
     );
 }
+
+/// Client-go's timings scaled down so a takeover happens within seconds.
+const QUICK_LEASE: [&str; 6] = [
+    "--leader-election-lease-duration-seconds",
+    "6",
+    "--leader-election-renew-deadline-seconds",
+    "4",
+    "--leader-election-retry-period-seconds",
+    "1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_alone_holds_the_session_and_a_successor_takes_it_over() {
+    let first = [
+        &["--leader-elect", "--leader-election-identity", "first"][..],
+        &QUICK_LEASE,
+    ]
+    .concat();
+    let mut env = Env::start_with("ss-failover", &first).await;
+    env.fake.set_session_timeout(Duration::from_secs(600));
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    let second = [
+        &["--leader-elect", "--leader-election-identity", "second"][..],
+        &QUICK_LEASE,
+    ]
+    .concat();
+    let _second = support::operator::Operator::start(&env.ns, &second);
+    wait_for("both replicas up", T, || async {
+        (env.operator.listener_ports("admin").len() == 2).then_some(())
+    })
+    .await;
+    let job = env.fake.queue_job("acme/app", &["ci"]).unwrap();
+    wait_for_jobs_running(&env, 1).await;
+    let sessions = env.fake.sessions();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the standby holds no session: {sessions:?}"
+    );
+    assert_eq!(sessions[0].owner_name, "first");
+
+    // The leader dies without closing anything; jobs arrive meanwhile.
+    env.operator.kill();
+    let during: Vec<u64> = (0..3)
+        .map(|_| env.fake.queue_job("acme/app", &["ci"]).unwrap())
+        .collect();
+    wait_for("the successor's session", T, || async {
+        let s = env.fake.sessions();
+        (s.len() == 1 && s[0].owner_name == "second").then_some(())
+    })
+    .await;
+    let after: Vec<u64> = (0..2)
+        .map(|_| env.fake.queue_job("acme/app", &["ci"]).unwrap())
+        .collect();
+    wait_for("every job to run", T, || async {
+        during
+            .iter()
+            .chain(&after)
+            .chain([&job])
+            .all(|j| {
+                env.fake
+                    .job(*j)
+                    .is_some_and(|j| j.status == JobStatus::InProgress)
+            })
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        6,
+        "one runner per job, none twice"
+    );
+}

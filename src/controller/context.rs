@@ -52,12 +52,16 @@ pub struct Settings {
     /// How long the newest runner release of a scope is reused before
     /// GitHub's downloads endpoint is read again.
     pub runner_version_refresh: Duration,
+    /// This replica's name (its leader-election identity): the owner of the
+    /// scale-set sessions it holds.
+    pub identity: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             install_id: "default".to_string(),
+            identity: "runnerpool-operator".to_string(),
             watch_namespace: None,
             github_sync_interval: Duration::from_secs(120),
             cleanup_timeout: Duration::from_secs(300),

@@ -78,7 +78,7 @@ pub async fn ensure(
         metrics: ctx.metrics.clone(),
         recorder: ctx.recorder.clone(),
         max_capacity: max_capacity(pool),
-        owner: owner(),
+        owner: ctx.settings.identity.clone(),
         stale_session: stale_session.or_else(|| recorded.and_then(|s| s.session_id.clone())),
     };
     let served = ctx.scale_sets.serve(
@@ -156,11 +156,6 @@ async fn find_or_create(
         .await?;
     info!(pool = %pool.name_any(), scale_set = created.id, "scale set created");
     Ok(Ok(created))
-}
-
-/// The session owner the service shows: this replica's pod, else the operator.
-fn owner() -> String {
-    std::env::var("POD_NAME").unwrap_or_else(|_| "runnerpool-operator".to_string())
 }
 
 /// `X-ScaleSetMaxCapacity`: the most runners the pool may have.

@@ -171,6 +171,7 @@ impl Config {
             reconcile_concurrency: self.reconcile_concurrency.max(1),
             reconcile_timeout,
             runner_version_refresh: Duration::from_secs(self.runner_version_refresh_seconds.max(1)),
+            identity: "runnerpool-operator".to_string(),
         }
     }
 

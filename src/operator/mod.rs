@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tracing::info;
 
+use crate::controller::Settings;
 use crate::github::client::{CachingConnector, ClientOptions, WriteGate};
 use crate::leader::LeaderElector;
 use crate::metrics::{GitHubRequestLabels, Metrics};
@@ -123,7 +124,10 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let reconcile_timeout = timings.reconcile_timeout();
-    let settings = config.settings(reconcile_timeout);
+    let settings = Settings {
+        identity: timings.identity.clone(),
+        ..config.settings(reconcile_timeout)
+    };
     info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
     let groups = groups::run(
         client.clone(),
