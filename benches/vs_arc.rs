@@ -1,11 +1,13 @@
 //! Side by side with actions-runner-controller (ARC v0.27.6, legacy
-//! RunnerDeployment + HorizontalRunnerAutoscaler mode): the same workloads on
+//! RunnerDeployment + HorizontalRunnerAutoscaler mode), and our operator in
+//! both its modes (webhooks, scale set): the same workloads on
 //! the same local control plane and the same GitHub fake (a fresh instance
 //! per side, same accounts and settings), one operator after the other;
 //! prints one Markdown table (for the README). `make bench-vs-arc`.
 //!
 //! Workloads (sizes from the environment, defaults in brackets):
-//! 1. scale from zero on `workflow_job` webhooks, one autoscaling pool (min 0,
+//! 1. scale from zero on demand (webhooks; the session on the scale-set side),
+//!    one autoscaling pool (min 0,
 //!    max = burst): `RUNNERPOOL_VS_ARC_SINGLES` (10) single jobs, each after
 //!    the previous one's pod is gone, then a burst of `RUNNERPOOL_VS_ARC_BURST`
 //!    (200) jobs: queued → runner pod created.
@@ -15,6 +17,7 @@
 //!    scaled down to that many; then it is deleted while those jobs still run
 //!    (they finish 10 s later).
 //!
+//! Pick sides with arguments `ours`, `scale-set`, `arc` (default: all).
 //! Under `cargo test` it does nothing: it measures, it does not assert.
 
 #[path = "../tests/support/mod.rs"]
@@ -99,6 +102,9 @@ where
 /// One operator under test, in its own namespace with its own fake.
 enum Operator {
     Ours(Box<Env>),
+    /// Ours in scale-set mode: no webhook, pools are scale sets of the
+    /// fake's Actions service and jobs target them by name.
+    OursScaleSet(Box<Env>),
     Arc {
         controller: ArcController,
         simulator: tokio::task::JoinHandle<()>,
@@ -122,12 +128,26 @@ impl Side {
             &["--cleanup-timeout-seconds", "300", "--log", "info"],
         )
         .await;
+        Side::of(env, Operator::Ours)
+    }
+
+    /// A side of ours, `env` wrapped as `operator`.
+    fn of(env: Env, operator: fn(Box<Env>) -> Operator) -> Side {
         Side {
             client: env.client.clone(),
             ns: env.ns.clone(),
             fake: env.fake.clone(),
-            operator: Operator::Ours(Box::new(env)),
+            operator: operator(Box::new(env)),
         }
+    }
+
+    async fn ours_scale_set() -> Side {
+        let env = Env::start_with(
+            "vs-arc-scale-set",
+            &["--cleanup-timeout-seconds", "300", "--log", "info"],
+        )
+        .await;
+        Side::of(env, Operator::OursScaleSet)
     }
 
     async fn arc() -> Side {
@@ -158,14 +178,17 @@ impl Side {
 
     fn name(&self) -> &'static str {
         match self.operator {
-            Operator::Ours(_) => "runnerpool-operator",
+            Operator::Ours(_) => "runnerpool-operator (webhooks)",
+            Operator::OursScaleSet(_) => "runnerpool-operator (scale set)",
             Operator::Arc { .. } => "ARC v0.27.6",
         }
     }
 
     fn rss_kib(&self) -> u64 {
         match &self.operator {
-            Operator::Ours(env) => env.operator.rss_kib().unwrap_or(0),
+            Operator::Ours(env) | Operator::OursScaleSet(env) => {
+                env.operator.rss_kib().unwrap_or(0)
+            }
             Operator::Arc { controller, .. } => controller.rss_kib(),
         }
     }
@@ -194,24 +217,29 @@ impl Side {
         let _ = std::fs::remove_file(file);
     }
 
-    /// Our pool of `replicas` runners for the repository.
-    fn our_pool(env: &Env, name: &str, replicas: u32) -> String {
+    /// Our pool of `replicas` runners for the repository (a scale set of
+    /// the pool's name on the scale-set side).
+    fn our_pool(&self, env: &Env, name: &str, replicas: u32) -> String {
         let scope = format!("repository: {REPO}");
+        let extra = match self.operator {
+            Operator::OursScaleSet(_) => "  scaleSet: {}",
+            _ => "",
+        };
         pool_yaml(
             name,
             &scope,
             &env.api_url(Base::Root),
             replicas,
             OUR_LABELS,
-            "",
+            extra,
         )
     }
 
     /// An autoscaling pool (min 0, max `max`) scaled by webhooks.
     async fn apply_autoscaling(&self, name: &str, max: u32) {
         match &self.operator {
-            Operator::Ours(env) => {
-                let yaml = Self::our_pool(env, name, 0);
+            Operator::Ours(env) | Operator::OursScaleSet(env) => {
+                let yaml = self.our_pool(env, name, 0);
                 env.apply_pool(&autoscaling(&yaml, 0, max, 0)).await;
             }
             Operator::Arc { .. } => {
@@ -236,8 +264,8 @@ impl Side {
 
     async fn apply_fixed(&self, name: &str, replicas: u32) {
         match &self.operator {
-            Operator::Ours(env) => {
-                env.apply_pool(&Self::our_pool(env, name, replicas)).await;
+            Operator::Ours(env) | Operator::OursScaleSet(env) => {
+                env.apply_pool(&self.our_pool(env, name, replicas)).await;
             }
             Operator::Arc { .. } => {
                 self.kubectl_apply(&arc::runner_deployment_yaml(
@@ -252,7 +280,7 @@ impl Side {
 
     fn delete(&self, name: &str) {
         let objects = match self.operator {
-            Operator::Ours(_) => vec![format!("runnerpool/{name}")],
+            Operator::Ours(_) | Operator::OursScaleSet(_) => vec![format!("runnerpool/{name}")],
             Operator::Arc { .. } => vec![
                 format!("runnerdeployment/{name}"),
                 format!("horizontalrunnerautoscaler/{name}"),
@@ -274,6 +302,9 @@ impl Side {
         match self.operator {
             Operator::Ours(_) => {
                 "none: each runner's JIT config is minted by the operator (`generate-jitconfig`, counted above)"
+            }
+            Operator::OursScaleSet(_) => {
+                "none: each runner's JIT config is minted by the operator from the scale set (`generatejitconfig`, counted above)"
             }
             Operator::Arc { .. } => {
                 "each runner registers itself with the scope's shared registration token (in the pod's environment, cached ~30 min by ARC)"
@@ -321,9 +352,15 @@ impl Side {
             .collect()
     }
 
-    fn queue(&self, n: usize) -> Vec<u64> {
+    /// Queues `n` jobs for pool `pool`: by labels, or on the scale-set
+    /// side by the scale set's name.
+    fn queue(&self, pool: &str, n: usize) -> Vec<u64> {
+        let labels: &[&str] = match self.operator {
+            Operator::OursScaleSet(_) => &[pool],
+            _ => JOB_LABELS,
+        };
         (0..n)
-            .map(|_| self.fake.queue_job(REPO, JOB_LABELS).expect("queue a job"))
+            .map(|_| self.fake.queue_job(REPO, labels).expect("queue a job"))
             .collect()
     }
 
@@ -444,7 +481,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     for _ in 0..sizes.singles {
         while added.try_recv().is_ok() {}
         let queued = Instant::now();
-        let jobs = side.queue(1);
+        let jobs = side.queue("auto", 1);
         match tokio::time::timeout(PHASE_TIMEOUT, added.recv()).await {
             Ok(Some(at)) => r.singles.push(at.duration_since(queued)),
             _ => break,
@@ -465,7 +502,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     }
     while added.try_recv().is_ok() {}
     let queued = Instant::now();
-    let jobs = side.queue(sizes.burst);
+    let jobs = side.queue("auto", sizes.burst);
     let deadline = queued + PHASE_TIMEOUT;
     while r.burst.len() < sizes.burst {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -503,7 +540,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     .await;
     r.rss_kib = side.rss_kib();
     let first = side.online_idle();
-    let jobs = side.queue(n);
+    let jobs = side.queue("fixed", n);
     time_until(Instant::now(), PHASE_TIMEOUT, || async {
         side.in_progress(&jobs)
     })
@@ -516,7 +553,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     })
     .await;
 
-    let busy = side.queue(sizes.down_to);
+    let busy = side.queue("fixed", sizes.down_to);
     time_until(Instant::now(), PHASE_TIMEOUT, || async {
         side.in_progress(&busy)
     })
@@ -703,13 +740,19 @@ async fn main() {
     let only = |what: &str| {
         let picked: Vec<&String> = args
             .iter()
-            .filter(|a| *a == "ours" || *a == "arc")
+            .filter(|a| ["ours", "scale-set", "arc"].contains(&a.as_str()))
             .collect();
         picked.is_empty() || picked.iter().any(|a| *a == what)
     };
     let mut results = vec![];
     if only("ours") {
         let side = Side::ours().await;
+        let r = run(&side, &sizes).await;
+        results.push((side.name(), r));
+        side.shutdown().await;
+    }
+    if only("scale-set") {
+        let side = Side::ours_scale_set().await;
         let r = run(&side, &sizes).await;
         results.push((side.name(), r));
         side.shutdown().await;

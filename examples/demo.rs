@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use runnerpool::RunnerPool;
-use runnerpool::runner::{POOL_LABEL, pool_selector};
+use runnerpool::runner::{POOL_LABEL, RUNNER_ID_LABEL};
 
 const NS: &str = "runnerpool-demo";
 const TOKEN: &str = "ghp_demotoken000000000000000000000000000";
@@ -30,6 +30,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long past the planned run the demo waits for its first served job.
 const FIRST_JOB_GRACE: Duration = Duration::from_secs(60);
 const DELETION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The scale-set pool, and its scale set's name.
+const SCALE_SET: &str = "demo-scale-set";
 
 type Error = Box<dyn std::error::Error>;
 
@@ -174,6 +176,7 @@ async fn demo(
     );
 
     step("Applying RunnerPool demo: 3 runners labelled linux, x64, demo");
+    step("Applying RunnerPool demo-scale-set: a scale set of the Actions service, 0 to 3 runners for the jobs GitHub assigns it (runs-on: demo-scale-set)");
     let pool: serde_json::Value = serde_yaml::from_str(&format!(
         r#"
 apiVersion: actions.runnerpool.dev/v1alpha1
@@ -194,6 +197,27 @@ spec:
 "#,
         fake.base_url()
     ))?;
+    let scale_set_pool: serde_json::Value = serde_yaml::from_str(&format!(
+        r#"
+apiVersion: actions.runnerpool.dev/v1alpha1
+kind: RunnerPool
+metadata: {{ name: {SCALE_SET}, namespace: {NS} }}
+spec:
+  github:
+    organization: acme
+    apiUrl: "{}"
+    credentialsSecret: {{ name: github }}
+  scaleSet: {{}}
+  labels: [self-hosted, linux]
+  autoscaling: {{ minRunners: 0, maxRunners: 3, idleRunners: 0, scaleDownDelaySeconds: 0 }}
+  template:
+    spec:
+      containers:
+        - name: runner
+          image: ghcr.io/actions/actions-runner:latest
+"#,
+        fake.base_url()
+    ))?;
     let pools: Api<RunnerPool> = Api::namespaced(client.clone(), NS);
     let started = Instant::now();
     pools
@@ -201,6 +225,13 @@ spec:
             "demo",
             &PatchParams::apply("demo").force(),
             &Patch::Apply(&pool),
+        )
+        .await?;
+    pools
+        .patch(
+            SCALE_SET,
+            &PatchParams::apply("demo").force(),
+            &Patch::Apply(&scale_set_pool),
         )
         .await?;
     let sim = tokio::spawn(simulator::simulate_runners(
@@ -211,12 +242,16 @@ spec:
     ));
 
     step(&format!(
-        "Queueing a job every 3 s and finishing each after 4 s, for {seconds} s"
+        "Queueing a job every 3 s, in turn for demo and for demo-scale-set, and finishing each after 4 s, for {seconds} s"
     ));
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let mut next_job = Instant::now() + Duration::from_secs(3);
     let mut running: Vec<(u64, Instant)> = vec![];
     let mut finished = 0;
+    let mut queued = 0u64;
+    // Jobs whose runner's pod annotations were shown, and scale-set jobs.
+    let mut shown: BTreeSet<u64> = BTreeSet::new();
+    let mut scale_set_jobs: BTreeSet<u64> = BTreeSet::new();
     let mut most_online = 0;
     let planned = Duration::from_secs(seconds);
     // Runs at least until one job has been served, so a short run on a slow
@@ -228,7 +263,15 @@ spec:
             return Err(format!("the operator exited ({status})").into());
         }
         if Instant::now() >= next_job {
-            let id = fake.queue_job("acme/app", &["linux", "demo"])?;
+            let id = match queued % 2 {
+                0 => fake.queue_job("acme/app", &["linux", "demo"])?,
+                _ => {
+                    let id = fake.queue_job("acme/app", &[SCALE_SET])?;
+                    scale_set_jobs.insert(id);
+                    id
+                }
+            };
+            queued += 1;
             running.push((id, Instant::now()));
             next_job += Duration::from_secs(3);
         }
@@ -244,6 +287,11 @@ spec:
                 finished += 1;
             }
         }
+        for (id, _) in &running {
+            if !shown.contains(id) && show_job(&pods, fake.job(*id)).await {
+                shown.insert(*id);
+            }
+        }
         running.retain(|(id, _)| {
             fake.job(*id)
                 .is_some_and(|j| j.status != JobStatus::Completed)
@@ -254,6 +302,18 @@ spec:
     if most_online == 0 {
         return Err(format!(
             "no runner came online in {:.0} s",
+            started.elapsed().as_secs_f64()
+        )
+        .into());
+    }
+    let scale_set_served = fake
+        .jobs()
+        .iter()
+        .filter(|j| scale_set_jobs.contains(&j.id) && j.status != JobStatus::Queued)
+        .count();
+    if scale_set_served == 0 {
+        return Err(format!(
+            "no job of the scale set was served in {:.0} s",
             started.elapsed().as_secs_f64()
         )
         .into());
@@ -274,13 +334,19 @@ spec:
     {
         let _ = fake.finish_job(job.id);
     }
-    step("Deleting the pool: every runner leaves GitHub, pods and Secrets go");
+    step("Deleting the pools: every runner leaves GitHub, pods and Secrets go, the scale set and its session too");
     pools.delete("demo", &DeleteParams::default()).await?;
-    let of_pool = ListParams::default().labels(&pool_selector("demo"));
+    pools.delete(SCALE_SET, &DeleteParams::default()).await?;
+    let of_pool = ListParams::default().labels(&format!("{POOL_LABEL} in (demo,{SCALE_SET})"));
     let leftovers = || async {
         let mut left = vec![];
-        if pools.get_opt("demo").await.ok()?.is_some() {
-            left.push("the RunnerPool".to_string());
+        for name in ["demo", SCALE_SET] {
+            if pools.get_opt(name).await.ok()?.is_some() {
+                left.push(format!("the RunnerPool {name}"));
+            }
+        }
+        if !fake.scale_sets().is_empty() || !fake.sessions().is_empty() {
+            left.push("the scale set or its session".to_string());
         }
         let registrations = fake.runners(&Scope::org("acme")).len();
         if registrations > 0 {
@@ -384,7 +450,7 @@ async fn print_state(
     finished: usize,
 ) -> usize {
     let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("{POOL_LABEL}=demo")))
+        .list(&ListParams::default().labels(&format!("{POOL_LABEL} in (demo,{SCALE_SET})")))
         .await
     else {
         return 0;
@@ -419,4 +485,38 @@ async fn print_state(
         names.join(" ")
     );
     online
+}
+
+/// Shows which job a runner runs, as its pod's annotations say, once the
+/// job started; returns whether it did.
+async fn show_job(pods: &Api<Pod>, job: Option<fake_github::Job>) -> bool {
+    let Some(job) = job.filter(|j| j.status == JobStatus::InProgress) else {
+        return false;
+    };
+    let Some(runner) = job.runner_id else {
+        return false;
+    };
+    let selector = format!("{RUNNER_ID_LABEL}={runner}");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+        return false;
+    };
+    let Some(pod) = list.items.first() else {
+        return false;
+    };
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let get = |key: &str| {
+        annotations
+            .get(&format!("actions.runnerpool.dev/job-{key}"))
+            .cloned()
+    };
+    let Some(started) = get("started-at") else {
+        return false;
+    };
+    println!(
+        "  pod {} runs job {} of {} (annotations: job-id, job-repository, job-started-at={started})",
+        pod.metadata.name.clone().unwrap_or_default(),
+        get("id").unwrap_or_default(),
+        get("repository").unwrap_or_default(),
+    );
+    true
 }
