@@ -176,7 +176,9 @@ async fn demo(
     );
 
     step("Applying RunnerPool demo: 3 runners labelled linux, x64, demo");
-    step("Applying RunnerPool demo-scale-set: a scale set of the Actions service, 0 to 3 runners for the jobs GitHub assigns it (runs-on: demo-scale-set)");
+    step(
+        "Applying RunnerPool demo-scale-set: a scale set of the Actions service, 0 to 3 runners for the jobs GitHub assigns it (runs-on: demo-scale-set)",
+    );
     let pool: serde_json::Value = serde_yaml::from_str(&format!(
         r#"
 apiVersion: actions.runnerpool.dev/v1alpha1
@@ -334,7 +336,9 @@ spec:
     {
         let _ = fake.finish_job(job.id);
     }
-    step("Deleting the pools: every runner leaves GitHub, pods and Secrets go, the scale set and its session too");
+    step(
+        "Deleting the pools: every runner leaves GitHub, pods and Secrets go, the scale set and its session too",
+    );
     pools.delete("demo", &DeleteParams::default()).await?;
     pools.delete(SCALE_SET, &DeleteParams::default()).await?;
     let of_pool = ListParams::default().labels(&format!("{POOL_LABEL} in (demo,{SCALE_SET})"));

@@ -330,3 +330,101 @@ async fn the_leader_alone_holds_the_session_and_a_successor_takes_it_over() {
         "one runner per job, none twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghes_with_app_credentials_and_a_named_group() {
+    let env = Env::start("ss-ghes").await;
+    env.fake.set_acquire_mode(true);
+    let key = std::process::Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .expect("openssl genrsa");
+    let pem = String::from_utf8(key.stdout).unwrap();
+    env.fake
+        .add_app(fake_github::AppSpec {
+            app_id: 4343,
+            client_id: None,
+            key_pem: pem.clone(),
+            installations: vec![fake_github::InstallationSpec::new(78, Some("acme"))],
+        })
+        .unwrap();
+    let group = env
+        .fake
+        .create_group(&fake_github::Scope::org("acme"), "builders")
+        .unwrap();
+    support::operator::create_secret(
+        &env.client,
+        &env.ns,
+        "app",
+        &[
+            ("appId", "4343"),
+            ("installationId", "78"),
+            ("privateKey", &pem),
+        ],
+    )
+    .await;
+    let yaml = autoscaling(
+        &pool_yaml(
+            "ghes",
+            "organization: acme",
+            &env.api_url(Base::Ghes),
+            0,
+            &["linux"],
+            "  scaleSet: { name: ghes-builders }\n  runnerGroup: builders",
+        ),
+        0,
+        5,
+        0,
+    )
+    .replace("name: gh\n", "name: app\n");
+    env.apply_pool(&yaml).await;
+    let id = scale_set_id(&env, "ghes").await;
+    let scale_set = env.fake.scale_set(id).unwrap();
+    assert_eq!(scale_set.name, "ghes-builders");
+    assert_eq!(scale_set.runner_group_id, group.id);
+    wait_for_session(&env).await;
+    let job = env.fake.queue_job("acme/app", &["ghes-builders"]).unwrap();
+    wait_for_jobs_running(&env, 1).await;
+    let runner = env.fake.job(job).unwrap().runner_id.unwrap();
+    assert_eq!(env.fake.runner(runner).unwrap().runner_group_id, group.id);
+    assert!(
+        env.calls("access_tokens") >= 1,
+        "an installation token was minted"
+    );
+    assert!(!env.operator.logs().contains("PRIVATE KEY"));
+    env.assert_no_secret_leaked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_and_enterprise_scale_sets() {
+    let env = Env::start("ss-scopes").await;
+    for (name, scope) in [
+        ("repo-set", "repository: acme/app"),
+        ("ent-set", "enterprise: bigcorp"),
+    ] {
+        env.apply_pool(&autoscaling(
+            &pool_yaml(
+                name,
+                scope,
+                &env.api_url(Base::Root),
+                0,
+                &["linux"],
+                "  scaleSet: {}",
+            ),
+            0,
+            5,
+            0,
+        ))
+        .await;
+        scale_set_id(&env, name).await;
+    }
+    wait_for("two sessions", T, || async {
+        (env.fake.sessions().len() == 2).then_some(())
+    })
+    .await;
+    env.fake.queue_job("acme/app", &["repo-set"]).unwrap();
+    env.fake.queue_job("acme/app", &["ent-set"]).unwrap();
+    wait_for_jobs_running(&env, 2).await;
+    assert_eq!(env.live_pods("repo-set").await.len(), 1);
+    assert_eq!(env.live_pods("ent-set").await.len(), 1);
+}
