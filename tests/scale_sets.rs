@@ -428,3 +428,63 @@ async fn repository_and_enterprise_scale_sets() {
     assert_eq!(env.live_pods("repo-set").await.len(), 1);
     assert_eq!(env.live_pods("ent-set").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_service_lost_is_opened_again() {
+    let env = Env::start("ss-lost").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    let first = env.fake.sessions()[0].session_id.clone();
+    env.fake.drop_sessions();
+    env.fake.queue_job("acme/app", &["ci"]).unwrap();
+    wait_for_jobs_running(&env, 1).await;
+    let now = env.fake.sessions();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0].session_id, first, "a new session");
+    wait_for("the lost session to be announced", T, || async {
+        (!env.events_about("ci", "ScaleSetSessionLost").is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_and_server_errors_leak_nothing() {
+    let env = Env::start("ss-faults").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    // Two mints register their runner and answer 502; two more fail outright.
+    env.fake.inject_fault(fake_github::Fault::lost_answers(
+        Some("POST /_apis/runtime/runnerscalesets/{id}/generatejitconfig"),
+        502,
+        2,
+    ));
+    env.fake.inject_fault(fake_github::Fault::times(
+        Some("POST /_apis/runtime/runnerscalesets/{id}/generatejitconfig"),
+        503,
+        2,
+    ));
+    let jobs: Vec<u64> = (0..4)
+        .map(|_| env.fake.queue_job("acme/app", &["ci"]).unwrap())
+        .collect();
+    wait_for_jobs_running(&env, jobs.len()).await;
+    let mints = env
+        .fake
+        .received("POST /_apis/runtime/runnerscalesets/{id}/generatejitconfig");
+    assert!(mints >= 8, "the faults were hit: {mints} mints");
+    for job in &jobs {
+        env.fake.finish_job(*job).unwrap();
+    }
+    // The lost answers left registrations no pod uses: the pool's list
+    // collects them (they carry its ownership label and never come online).
+    wait_for(
+        "registrations == pods == Secrets == 0",
+        Duration::from_secs(60),
+        || async {
+            let registrations = env.fake.runners(&fake_github::Scope::org("acme")).len();
+            let pods = env.live_pods("ci").await.len();
+            let secrets = env.runner_secret_names().await?.len();
+            (registrations == 0 && pods == 0 && secrets == 0).then_some(())
+        },
+    )
+    .await;
+}
