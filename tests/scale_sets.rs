@@ -488,3 +488,104 @@ async fn lost_answers_and_server_errors_leak_nothing() {
     )
     .await;
 }
+
+/// `kubectl apply` of `yaml`, expected to be refused; returns the message.
+fn apply_refused(env: &Env, yaml: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
+    std::fs::write(&path, yaml).unwrap();
+    let out = support::cluster::kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-n",
+        &env.ns,
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success(), "accepted:\n{yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a scale set fixes at creation cannot change on a live pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mode_name_and_labels_of_a_scale_set_pool_cannot_change() {
+    let env = Env::start("ss-immutable").await;
+    let pool = |extra: &str, labels: &[&str]| {
+        autoscaling(
+            &pool_yaml(
+                "ci",
+                "organization: acme",
+                &env.api_url(Base::Root),
+                0,
+                labels,
+                extra,
+            ),
+            0,
+            5,
+            0,
+        )
+    };
+    env.apply_pool(&pool("  scaleSet: {}", &["linux"])).await;
+    // Removing it (a merge patch: an apply by another field manager would
+    // leave the field of the first).
+    let out = support::cluster::kubectl(&[
+        "patch",
+        "runnerpool",
+        "ci",
+        "-n",
+        &env.ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"scaleSet":null}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "scaleSet was removed");
+    assert!(
+        stderr.contains("scaleSet cannot be added to or removed from a live pool"),
+        "{stderr}"
+    );
+    let cases = [
+        (
+            pool("  scaleSet: { name: other }", &["linux"]),
+            "scaleSet.name cannot change on a live pool",
+        ),
+        (
+            pool("  scaleSet: {}", &["linux", "gpu"]),
+            "labels cannot change on a scale-set pool",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let stderr = apply_refused(&env, &yaml);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+    // Bounds may change.
+    env.apply_pool(&autoscaling(
+        &pool_yaml(
+            "ci",
+            "organization: acme",
+            &env.api_url(Base::Root),
+            0,
+            &["linux"],
+            "  scaleSet: {}",
+        ),
+        0,
+        8,
+        1,
+    ))
+    .await;
+    // And a webhook pool cannot become a scale set.
+    env.apply_pool(&pool("", &["linux"]).replace("name: ci\n", "name: plain\n"))
+        .await;
+    let stderr = apply_refused(
+        &env,
+        &pool("  scaleSet: {}", &["linux"]).replace("name: ci\n", "name: plain\n"),
+    );
+    assert!(
+        stderr.contains("scaleSet cannot be added to or removed from a live pool"),
+        "{stderr}"
+    );
+}
