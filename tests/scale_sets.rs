@@ -589,3 +589,21 @@ async fn the_mode_name_and_labels_of_a_scale_set_pool_cannot_change() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_closes_its_session() {
+    let mut env = Env::start("ss-shutdown").await;
+    env.apply_pool(&scale_set_pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_session(&env).await;
+    let pid = env.operator.pid().expect("the operator runs");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_for("the session to be closed", T, || async {
+        env.fake.sessions().is_empty().then_some(())
+    })
+    .await;
+    env.operator.kill();
+}

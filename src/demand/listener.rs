@@ -66,6 +66,9 @@ impl Listener {
                 Ok(session) => {
                     failures = 0;
                     self.session_up(&session).await;
+                    // Closed before the next one opens, in case the service
+                    // still holds it (a poll that kept failing).
+                    self.stale_session = Some(session.session_id.clone());
                     let ended = self.poll(session).await;
                     self.session_down(&ended).await;
                 }
