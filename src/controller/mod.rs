@@ -147,11 +147,8 @@ pub async fn run(
     let pod_index = Arc::new(index::PoolIndex::default());
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(pods, managed.clone()).modify(|pod: &mut Pod| {
-            // The cache keeps what the planner reads: metadata and status.
-            pod.managed_fields_mut().clear();
-            pod.spec = None;
-        }),
+        // The cache keeps what the operator reads of each pod.
+        watcher(pods, managed.clone()).modify(crate::pod::cached::trim),
     )
     .inspect_ok({
         let index = pod_index.clone();

@@ -3,9 +3,11 @@
 //! ([`container_mode`]: Docker-in-Docker, Kubernetes container hooks, work
 //! and cache volumes), the hooks' ServiceAccount and Role ([`hooks`]), and
 //! the restricted Pod Security settings runner pods get by default
-//! ([`security`]), and which job a runner runs, on its pod ([`job`]).
+//! ([`security`]), which job a runner runs, on its pod ([`job`]), and what
+//! the operator keeps of a pod in its cache ([`cached`]).
 
 pub mod build;
+pub mod cached;
 pub mod container_mode;
 pub mod hooks;
 pub mod job;
