@@ -1,6 +1,8 @@
-//! Connecting a pool to GitHub: its credentials Secret, its scope and
-//! endpoint, and its runner group (by id, by name through the runner-groups
-//! API, or through a `RunnerGroup` of its namespace).
+//! Connecting a pool to GitHub: its credentials (a Secret of its namespace
+//! or a GitHubConnection), its scope and endpoint, and its runner group (by
+//! id, by name through the runner-groups API, or through a `RunnerGroup` of
+//! its namespace). A pool whose runners could read its credentials is
+//! refused first.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -9,6 +11,7 @@ use kube::api::Api;
 use super::context::Context;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::crd::{ContainerMode, GitHubSpec};
 use crate::github::Scope;
 use crate::kit::credentials;
 use crate::kit::error::Error;
@@ -16,43 +19,68 @@ use crate::kit::problem::{Blocked, Problem};
 use crate::pod::build::credentials_exposure as runner_credentials_exposure;
 
 /// Connects a live pool. A template that would hand the credentials to
-/// every job is refused before anything is registered.
+/// every job, or a kubernetes-mode pool keeping them in its namespace, is
+/// refused before anything is registered.
 pub async fn connect_pool(
     pool: &RunnerPool,
     ctx: &Context,
 ) -> Result<Result<Target, Blocked>, Error> {
-    match runner_credentials_exposure(pool) {
-        Some(place) => Ok(Err(Blocked::new(
-            Problem::InvalidSpec,
-            format!(
-                "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
-                pool.spec.github.credentials_secret.name
-            ),
-        ))),
+    match credentials_within_reach(pool) {
+        Some(refusal) => Ok(Err(refusal)),
         None => connect(pool, ctx).await,
     }
+}
+
+/// Why the pool's runners could read its credentials, if they could. In
+/// kubernetes mode the container hooks' Role lets every job read the
+/// namespace's Secrets, so a credentials Secret there is refused (not merely
+/// warned about: the mode is opted into, and a warning would leave an
+/// organization's admin token readable by every job).
+pub fn credentials_within_reach(pool: &RunnerPool) -> Option<Blocked> {
+    let secret = pool.spec.github.credentials_secret.as_ref()?;
+    if pool.container_mode() == ContainerMode::Kubernetes {
+        return Some(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "containerMode kubernetes cannot use spec.github.credentialsSecret {:?}: the container hooks' Role lets every job read the Secrets of namespace {:?}. Keep the credentials in a GitHubConnection (spec.github.connectionRef) and delete the Secret from this namespace; no runner is created until then",
+                secret.name,
+                pool.namespace().unwrap_or_default()
+            ),
+        ));
+    }
+    let place = runner_credentials_exposure(pool)?;
+    Some(Blocked::new(
+        Problem::InvalidSpec,
+        format!(
+            "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
+            secret.name
+        ),
+    ))
 }
 
 /// Reads the pool's credentials Secret and connects with it. `Ok(Err(_))`
 /// is a problem shown in status; `Err(_)` a failed read, retried soon.
 pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Result<Target, Blocked>, Error> {
     let namespace = pool.namespace().unwrap_or_default();
+    let connections = &ctx.settings.connections_namespace;
     let spec = &pool.spec.github;
     Ok(
-        match credentials::credentials_secret(&ctx.client, &namespace, spec).await? {
-            Ok(secret) => connect_with(pool, ctx, &secret).await,
+        match credentials::credentials_secret(&ctx.client, connections, &namespace, spec).await? {
+            Ok((secret, github)) => connect_with(pool, ctx, &github, &secret).await,
             Err(blocked) => Err(blocked),
         },
     )
 }
 
-/// Resolves scope, endpoint and runner group with the credentials in `secret`.
+/// Resolves scope, endpoint and runner group with the credentials in
+/// `secret`, for `github` (the pool's, with its connection's endpoint).
 async fn connect_with(
     pool: &RunnerPool,
     ctx: &Context,
+    github: &GitHubSpec,
     secret: &Secret,
 ) -> Result<Target, Blocked> {
-    let (api, scope) = credentials::connect(ctx.github.as_ref(), &pool.spec.github, secret)?;
+    let (api, scope) = credentials::connect(ctx.github.as_ref(), github, secret)?;
 
     if let Some(reference) = &pool.spec.runner_group_ref {
         let runner_group_id = referenced_group_id(pool, &reference.name, ctx).await?;

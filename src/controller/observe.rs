@@ -16,6 +16,7 @@ use super::plan::{self, Inputs, PodPhase, PodView, SecretView};
 use super::scaling::scaling;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::crd::ContainerMode;
 use crate::github::RunnerStatus;
 use crate::inventory::ScopeInventory;
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
@@ -167,6 +168,7 @@ pub fn make_plan(
             surplus_since: m.surplus_since,
             queued,
             known_busy: &known_busy,
+            release_consumed_secrets: pool.container_mode() == ContainerMode::Kubernetes,
         })
     })
 }

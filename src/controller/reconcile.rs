@@ -20,7 +20,7 @@ use super::create::create_runners;
 use super::hold::hold_creations;
 use super::observe::{inventory_of, make_plan};
 use super::relabel::relabel_runners;
-use super::remove::{remove_finished_runners, remove_runners};
+use super::remove::{release_consumed_secrets, remove_finished_runners, remove_runners};
 use super::report::{self, degraded, requeue, write_status};
 use super::scaling::schedule_now;
 use crate::RunnerPool;
@@ -97,6 +97,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
     let mut first_error: Option<GitHubError> = None;
     let removed =
         remove_runners(&pool, &target, ctx, plan.remove.clone(), &mut first_error).await?;
+    release_consumed_secrets(&pool, ctx, &plan.consumed_secrets).await?;
     let created = create_runners(
         &pool,
         &target,
