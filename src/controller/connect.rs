@@ -25,7 +25,7 @@ pub async fn connect_pool(
     pool: &RunnerPool,
     ctx: &Context,
 ) -> Result<Result<Target, Blocked>, Error> {
-    match credentials_within_reach(pool) {
+    match credentials_within_reach(pool, &ctx.settings.connections_namespace) {
         Some(refusal) => Ok(Err(refusal)),
         None => connect(pool, ctx).await,
     }
@@ -33,18 +33,28 @@ pub async fn connect_pool(
 
 /// Why the pool's runners could read its credentials, if they could. In
 /// kubernetes mode the container hooks' Role lets every job read the
-/// namespace's Secrets, so a credentials Secret there is refused (not merely
-/// warned about: the mode is opted into, and a warning would leave an
-/// organization's admin token readable by every job).
-pub fn credentials_within_reach(pool: &RunnerPool) -> Option<Blocked> {
+/// namespace's Secrets, so a credentials Secret there, or the connections
+/// namespace itself, is refused (not merely warned about: the mode is opted
+/// into, and a warning would leave an organization's admin token readable
+/// by every job).
+pub fn credentials_within_reach(pool: &RunnerPool, connections_namespace: &str) -> Option<Blocked> {
+    let kubernetes = pool.container_mode() == ContainerMode::Kubernetes;
+    let namespace = pool.namespace().unwrap_or_default();
+    if kubernetes && namespace == connections_namespace {
+        return Some(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "containerMode kubernetes cannot run in namespace {namespace:?}: it is the operator's connections namespace, which holds the credentials of every GitHubConnection, and the container hooks' Role lets every job read its Secrets. Move the pool to a namespace of its own"
+            ),
+        ));
+    }
     let secret = pool.spec.github.credentials_secret.as_ref()?;
-    if pool.container_mode() == ContainerMode::Kubernetes {
+    if kubernetes {
         return Some(Blocked::new(
             Problem::InvalidSpec,
             format!(
                 "containerMode kubernetes cannot use spec.github.credentialsSecret {:?}: the container hooks' Role lets every job read the Secrets of namespace {:?}. Keep the credentials in a GitHubConnection (spec.github.connectionRef) and delete the Secret from this namespace; no runner is created until then",
-                secret.name,
-                pool.namespace().unwrap_or_default()
+                secret.name, namespace
             ),
         ));
     }
@@ -168,3 +178,40 @@ async fn referenced_group_id(pool: &RunnerPool, name: &str, ctx: &Context) -> Re
 
 /// GitHub's default runner group.
 pub const DEFAULT_RUNNER_GROUP: u64 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::credentials_within_reach;
+    use crate::pod::build::tests::{POOL, pool_from_yaml};
+
+    #[test]
+    fn kubernetes_mode_keeps_no_credentials_within_its_jobs_reach() {
+        let plain = pool_from_yaml(POOL);
+        assert!(credentials_within_reach(&plain, "ops").is_none());
+        let kube = |github: &str| {
+            let yaml = POOL
+                .replace("\nspec:\n", "\nspec:\n  containerMode: kubernetes\n  workVolumeClaimTemplate: { size: 1Gi }\n")
+                .replace("credentialsSecret: { name: gh }", github);
+            pool_from_yaml(&yaml)
+        };
+        let in_namespace =
+            credentials_within_reach(&kube("credentialsSecret: { name: gh }"), "ops")
+                .expect("a credentials Secret beside kubernetes-mode runners is refused");
+        assert_eq!(in_namespace.problem.reason(), "InvalidSpec");
+        assert!(
+            in_namespace.message.contains("GitHubConnection"),
+            "{}",
+            in_namespace.message
+        );
+        let connected = kube("connectionRef: { name: acme }");
+        assert!(credentials_within_reach(&connected, "ops").is_none());
+        let ns = connected.metadata.namespace.clone().unwrap();
+        let beside =
+            credentials_within_reach(&connected, &ns).expect("not in the connections namespace");
+        assert!(
+            beside.message.contains("connections namespace"),
+            "{}",
+            beside.message
+        );
+    }
+}
