@@ -1,13 +1,10 @@
 //! Where runners register and with which credentials: [`GitHubSpec`] and the
-//! [`SecretReference`] it names, shared by `RunnerPool` and `RunnerGroup`
-//! (a group's organization and credentials are read as a `GitHubSpec`).
-//! The credentials are a Secret of the object's namespace or a
-//! [`GitHubConnection`](super::github_connection::GitHubConnection).
+//! [`SecretReference`] or [`ConnectionReference`] (a `GitHubConnection`) it
+//! names, shared by `RunnerPool` and `RunnerGroup` (a group's organization
+//! and credentials are read as a `GitHubSpec`).
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
-
-use super::github_connection::ConnectionReference;
 
 /// Where the runners register.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -82,6 +79,18 @@ pub struct GitHubSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// A GitHubConnection, by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionReference {
+    /// Name of the GitHubConnection.
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -73,18 +73,6 @@ pub struct GitHubConnectionSpec {
     pub namespace_selector: Option<LabelSelector>,
 }
 
-/// A GitHubConnection, by name.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectionReference {
-    /// Name of the GitHubConnection.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
-    pub name: String,
-}
-
 impl GitHubConnectionSpec {
     /// Whether `namespace`, with `labels` (`None` while not read), may use
     /// this connection. `Err(())` when only its labels can tell.

@@ -9,9 +9,10 @@
 //! parts import from each other, never from here:
 //! - `runner_pool`: [`RunnerPool`] and the types of its spec and status;
 //! - `runner_group`: [`RunnerGroup`] and the types of its spec and status;
-//! - `github`: [`GitHubSpec`] and [`SecretReference`], which both kinds use;
+//! - `github`: [`GitHubSpec`], [`SecretReference`] and
+//!   [`ConnectionReference`], which both kinds use;
 //! - `github_connection`: [`GitHubConnection`] (cluster-scoped), credentials
-//!   held outside the runners' namespaces, and the reference to one;
+//!   held outside the runners' namespaces;
 //! - `definition`: [`custom_resource_definition`] and [`crd_yaml`], the CRDs
 //!   to install.
 
@@ -22,8 +23,8 @@ mod runner_group;
 mod runner_pool;
 
 pub use definition::{crd_yaml, custom_resource_definition};
-pub use github::{GitHubSpec, SecretReference};
-pub use github_connection::{ConnectionReference, GitHubConnection, GitHubConnectionSpec};
+pub use github::{ConnectionReference, GitHubSpec, SecretReference};
+pub use github_connection::{GitHubConnection, GitHubConnectionSpec};
 pub use runner_group::{
     DeletionPolicy, GroupGitHubSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
 };

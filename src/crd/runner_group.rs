@@ -6,8 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::github::{GitHubSpec, SecretReference};
-use super::github_connection::ConnectionReference;
+use super::github::{ConnectionReference, GitHubSpec, SecretReference};
 
 /// An organization or enterprise runner group managed declaratively: created
 /// when missing (or adopted with `adopt: true`), its settings and access list
