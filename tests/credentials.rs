@@ -160,6 +160,15 @@ async fn a_kubernetes_mode_job_reads_neither_the_credentials_nor_a_runners_jit_c
     })
     .await;
     env.wait_for_online_runners("ci", 2, T).await;
+
+    // Another pool in the namespace is within the jobs' reach: a Warning.
+    env.apply_pool(&connected(&org_pool(&env, "other", 0, ""), &env.ns))
+        .await;
+    let (_, note) = wait_for("a SharedNamespace warning", T, || async {
+        env.events_about("ci", "SharedNamespace").pop()
+    })
+    .await;
+    assert!(note.contains("RunnerPool \"other\""), "{note}");
     env.assert_no_secret_leaked().await;
     env.pools()
         .delete("ci", &DeleteParams::default())

@@ -2,21 +2,21 @@
 //! or a GitHubConnection), its scope and endpoint, and its runner group (by
 //! id, by name through the runner-groups API, or through a `RunnerGroup` of
 //! its namespace). A pool whose runners could read its credentials is
-//! refused first.
+//! refused first (see [`super::isolation`]).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::context::Context;
+use super::isolation::credentials_within_reach;
 use crate::RunnerPool;
 use crate::connection::Target;
-use crate::crd::{ContainerMode, GitHubSpec};
+use crate::crd::GitHubSpec;
 use crate::github::Scope;
 use crate::kit::credentials;
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
-use crate::pod::build::credentials_exposure as runner_credentials_exposure;
 
 /// Connects a live pool. A template that would hand the credentials to
 /// every job, or a kubernetes-mode pool keeping them in its namespace, is
@@ -29,43 +29,6 @@ pub async fn connect_pool(
         Some(refusal) => Ok(Err(refusal)),
         None => connect(pool, ctx).await,
     }
-}
-
-/// Why the pool's runners could read its credentials, if they could. In
-/// kubernetes mode the container hooks' Role lets every job read the
-/// namespace's Secrets, so a credentials Secret there, or the connections
-/// namespace itself, is refused (not merely warned about: the mode is opted
-/// into, and a warning would leave an organization's admin token readable
-/// by every job).
-pub fn credentials_within_reach(pool: &RunnerPool, connections_namespace: &str) -> Option<Blocked> {
-    let kubernetes = pool.container_mode() == ContainerMode::Kubernetes;
-    let namespace = pool.namespace().unwrap_or_default();
-    if kubernetes && namespace == connections_namespace {
-        return Some(Blocked::new(
-            Problem::InvalidSpec,
-            format!(
-                "containerMode kubernetes cannot run in namespace {namespace:?}: it is the operator's connections namespace, which holds the credentials of every GitHubConnection, and the container hooks' Role lets every job read its Secrets. Move the pool to a namespace of its own"
-            ),
-        ));
-    }
-    let secret = pool.spec.github.credentials_secret.as_ref()?;
-    if kubernetes {
-        return Some(Blocked::new(
-            Problem::InvalidSpec,
-            format!(
-                "containerMode kubernetes cannot use spec.github.credentialsSecret {:?}: the container hooks' Role lets every job read the Secrets of namespace {:?}. Keep the credentials in a GitHubConnection (spec.github.connectionRef) and delete the Secret from this namespace; no runner is created until then",
-                secret.name, namespace
-            ),
-        ));
-    }
-    let place = runner_credentials_exposure(pool)?;
-    Some(Blocked::new(
-        Problem::InvalidSpec,
-        format!(
-            "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
-            secret.name
-        ),
-    ))
 }
 
 /// Reads the pool's credentials Secret and connects with it. `Ok(Err(_))`
@@ -178,40 +141,3 @@ async fn referenced_group_id(pool: &RunnerPool, name: &str, ctx: &Context) -> Re
 
 /// GitHub's default runner group.
 pub const DEFAULT_RUNNER_GROUP: u64 = 1;
-
-#[cfg(test)]
-mod tests {
-    use super::credentials_within_reach;
-    use crate::pod::build::tests::{POOL, pool_from_yaml};
-
-    #[test]
-    fn kubernetes_mode_keeps_no_credentials_within_its_jobs_reach() {
-        let plain = pool_from_yaml(POOL);
-        assert!(credentials_within_reach(&plain, "ops").is_none());
-        let kube = |github: &str| {
-            let yaml = POOL
-                .replace("\nspec:\n", "\nspec:\n  containerMode: kubernetes\n  workVolumeClaimTemplate: { size: 1Gi }\n")
-                .replace("credentialsSecret: { name: gh }", github);
-            pool_from_yaml(&yaml)
-        };
-        let in_namespace =
-            credentials_within_reach(&kube("credentialsSecret: { name: gh }"), "ops")
-                .expect("a credentials Secret beside kubernetes-mode runners is refused");
-        assert_eq!(in_namespace.problem.reason(), "InvalidSpec");
-        assert!(
-            in_namespace.message.contains("GitHubConnection"),
-            "{}",
-            in_namespace.message
-        );
-        let connected = kube("connectionRef: { name: acme }");
-        assert!(credentials_within_reach(&connected, "ops").is_none());
-        let ns = connected.metadata.namespace.clone().unwrap();
-        let beside =
-            credentials_within_reach(&connected, &ns).expect("not in the connections namespace");
-        assert!(
-            beside.message.contains("connections namespace"),
-            "{}",
-            beside.message
-        );
-    }
-}
