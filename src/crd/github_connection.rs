@@ -17,6 +17,9 @@ use super::github::SecretReference;
 /// read from the operator's connections namespace, and only for pools and
 /// groups of the namespaces this connection allows; its credentials are sent
 /// only to this connection's apiUrl.
+// rustfmt spreads the print columns over lines, where clippy takes their
+// `type_` keys for one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "actions.runnerpool.dev",
@@ -75,22 +78,19 @@ pub struct GitHubConnectionSpec {
 
 impl GitHubConnectionSpec {
     /// Whether `namespace`, with `labels` (`None` while not read), may use
-    /// this connection. `Err(())` when only its labels can tell.
+    /// this connection; `None` when only its labels can tell.
     pub fn allows(
         &self,
         namespace: &str,
         labels: Option<&BTreeMap<String, String>>,
-    ) -> Result<bool, ()> {
+    ) -> Option<bool> {
         if self.namespaces.iter().flatten().any(|n| n == namespace) {
-            return Ok(true);
+            return Some(true);
         }
         let Some(selector) = &self.namespace_selector else {
-            return Ok(false);
+            return Some(false);
         };
-        match labels {
-            Some(labels) => Ok(selects(selector, labels)),
-            None => Err(()),
-        }
+        labels.map(|labels| selects(selector, labels))
     }
 }
 
@@ -135,47 +135,47 @@ mod tests {
     #[test]
     fn namespaces_are_allowed_by_name_or_by_labels() {
         let named = spec("{credentialsSecret: {name: gh}, namespaces: [ci, build]}");
-        assert_eq!(named.allows("ci", None), Ok(true));
+        assert_eq!(named.allows("ci", None), Some(true));
         assert_eq!(
             named.allows("other", None),
-            Ok(false),
+            Some(false),
             "no selector: no need for labels"
         );
 
         let selected = spec(
             "{credentialsSecret: {name: gh}, namespaces: [ci], namespaceSelector: {matchLabels: {team: a}, matchExpressions: [{key: tier, operator: NotIn, values: [prod]}]}}",
         );
-        assert_eq!(selected.allows("ci", None), Ok(true));
-        assert_eq!(selected.allows("x", None), Err(()));
+        assert_eq!(selected.allows("ci", None), Some(true));
+        assert_eq!(selected.allows("x", None), None);
         assert_eq!(
             selected.allows("x", Some(&labels(&[("team", "a")]))),
-            Ok(true)
+            Some(true)
         );
         assert_eq!(
             selected.allows("x", Some(&labels(&[("team", "a"), ("tier", "prod")]))),
-            Ok(false)
+            Some(false)
         );
         assert_eq!(
             selected.allows("x", Some(&labels(&[("team", "b")]))),
-            Ok(false)
+            Some(false)
         );
 
         let everyone = spec("{credentialsSecret: {name: gh}, namespaceSelector: {}}");
-        assert_eq!(everyone.allows("x", Some(&labels(&[]))), Ok(true));
+        assert_eq!(everyone.allows("x", Some(&labels(&[]))), Some(true));
         let odd = spec(
             "{credentialsSecret: {name: gh}, namespaceSelector: {matchExpressions: [{key: a, operator: Sometimes}]}}",
         );
-        assert_eq!(odd.allows("x", Some(&labels(&[("a", "1")]))), Ok(false));
+        assert_eq!(odd.allows("x", Some(&labels(&[("a", "1")]))), Some(false));
         let exists = spec(
             "{credentialsSecret: {name: gh}, namespaceSelector: {matchExpressions: [{key: a, operator: Exists}, {key: b, operator: DoesNotExist}, {key: c, operator: In, values: ['1']}]}}",
         );
         assert_eq!(
             exists.allows("x", Some(&labels(&[("a", ""), ("c", "1")]))),
-            Ok(true)
+            Some(true)
         );
         assert_eq!(
             exists.allows("x", Some(&labels(&[("a", ""), ("b", ""), ("c", "1")]))),
-            Ok(false)
+            Some(false)
         );
     }
 }

@@ -56,7 +56,7 @@ pub async fn credentials_secret(
         Err(e) => return refused(e, &format!("cannot read GitHubConnection {name:?}")),
     };
     let labels = match connection.spec.allows(namespace, None) {
-        Err(()) => match Api::<Namespace>::all(client.clone()).get(namespace).await {
+        None => match Api::<Namespace>::all(client.clone()).get(namespace).await {
             Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
             Err(e) => {
                 let what = format!(
@@ -65,9 +65,9 @@ pub async fn credentials_secret(
                 return refused(e, &what);
             }
         },
-        Ok(_) => None,
+        Some(_) => None,
     };
-    if connection.spec.allows(namespace, labels.as_ref()) != Ok(true) {
+    if connection.spec.allows(namespace, labels.as_ref()) != Some(true) {
         return Ok(Err(Blocked::new(
             Problem::CredentialsInvalid,
             format!(
