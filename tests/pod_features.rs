@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use runnerpool::pod::container_mode::{DIND_CONTAINER, DIND_HOST, WORK_VOLUME};
 use runnerpool::runner::RUNNER_CONTAINER;
 use support::cluster::wait_for;
-use support::operator::{Base, Env, kubernetes_mode, pool_yaml};
+use support::operator::{Base, Env, connected, kubernetes_mode, pool_yaml};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -113,11 +113,14 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     use kube::api::{Api, DeleteParams};
 
-    let env = Env::start("kube-mode").await;
+    let (env, _) = Env::start_connected("kube-mode", &[]).await;
     let class = format!("hooks-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 3).await;
     let pool = env
-        .apply_pool(&org_pool(&env, 1, &kubernetes_mode(&class)))
+        .apply_pool(&connected(
+            &org_pool(&env, 1, &kubernetes_mode(&class)),
+            &env.ns,
+        ))
         .await;
     env.wait_for_online_runners("ci", 1, T).await;
     let pod = wait_for_running_pod(&env).await;
@@ -185,7 +188,7 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     use kube::api::{Api, DeleteParams, PostParams};
 
-    let env = Env::start_with(
+    let (env, _) = Env::start_connected(
         "hooks-life",
         &[
             "--cleanup-timeout-seconds",
@@ -198,7 +201,10 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
     let class = format!("hooks-life-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 2).await;
     let pool = env
-        .apply_pool(&org_pool(&env, 1, &kubernetes_mode(&class)))
+        .apply_pool(&connected(
+            &org_pool(&env, 1, &kubernetes_mode(&class)),
+            &env.ns,
+        ))
         .await;
     env.wait_for_online_runners("ci", 1, T).await;
     let account = "ci-container-hooks";
@@ -534,7 +540,7 @@ async fn runner_pods_pass_the_restricted_pod_security_level() {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, Patch, PatchParams};
 
-    let env = Env::start("restricted").await;
+    let (env, _) = Env::start_connected("restricted", &[]).await;
     let restricted = serde_json::json!({ "metadata": { "labels": {
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/enforce-version": "latest",
@@ -546,14 +552,15 @@ async fn runner_pods_pass_the_restricted_pod_security_level() {
     let class = format!("restricted-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 2).await;
     let pool = |name: &str, extra: &str| {
-        pool_yaml(
+        let yaml = pool_yaml(
             name,
             "organization: acme",
             &env.api_url(Base::Root),
             1,
             &["linux"],
             extra,
-        )
+        );
+        connected(&yaml, &env.ns)
     };
     env.apply_pool(&pool("plain", "")).await;
     env.apply_pool(&pool("kube", &kubernetes_mode(&class)))

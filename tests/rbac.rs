@@ -18,7 +18,10 @@ use runnerpool::runner::{
     LABELS_HASH_ANNOTATION, RUNNER_ID_LABEL, desired_custom_labels, labels_hash, ownership_label,
 };
 use support::cluster::{self, client_with_token, expect_success, helm, kubectl, wait_for};
-use support::operator::{Base, Env, INSTALL_ID, create_secret, kubernetes_mode, pool_yaml};
+use support::operator::{
+    Base, Env, INSTALL_ID, connected, connections_namespace, create_secret, kubernetes_mode,
+    pool_yaml,
+};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -55,6 +58,8 @@ impl ChartRbac {
             "templates/serviceaccount.yaml",
             "--show-only",
             "templates/rbac.yaml",
+            "--show-only",
+            "templates/connections-rbac.yaml",
             "--show-only",
             "templates/leader-election-rbac.yaml",
         ];
@@ -106,23 +111,30 @@ impl ChartRbac {
 impl Drop for ChartRbac {
     fn drop(&mut self) {
         let name = format!("{}-runnerpool-operator", self.release);
+        let connections = format!("{name}-connections");
         let _ = kubectl(&[
             "delete",
             "--ignore-not-found",
             "clusterrole,clusterrolebinding",
             &name,
+            &connections,
         ]);
         let _ = std::fs::remove_file(&self.kubeconfig);
     }
 }
 
 /// Starts the usual test environment with the operator running as the chart's
-/// ServiceAccount (chart values `sets`); returns it with that ServiceAccount's RBAC.
+/// ServiceAccount (chart values `sets`, and a connections namespace of its
+/// own, see [`Env::use_connection`]); returns it with that ServiceAccount's RBAC.
 async fn env_with_chart_rbac(prefix: &str, namespaced: bool, sets: &[&str]) -> (Env, ChartRbac) {
+    support::operator::install_crd();
+    let connections = connections_namespace(&cluster::client().await).await;
     let rbac = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = rbac.clone();
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let env = Env::start_with_kubeconfig(prefix, &["--leader-elect"], |client, ns| async move {
+    let mut sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    sets.push(format!("connectionsNamespace={connections}"));
+    let args = ["--leader-elect", "--connections-namespace", &connections];
+    let env = Env::start_with_kubeconfig(prefix, &args, |client, ns| async move {
         let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
         let installed = ChartRbac::install(&client, &ns, namespaced, &sets).await;
         let kubeconfig = installed.kubeconfig.clone();
@@ -399,16 +411,19 @@ async fn namespaced_mode_cannot_read_other_namespaces() {
     .await;
 }
 
-/// A kubernetes-mode pool of `name`, its work claims of StorageClass `class`.
+/// A kubernetes-mode pool of `name`, its work claims of StorageClass
+/// `class`, its credentials the namespace's GitHubConnection (see
+/// [`Env::use_connection`]).
 fn kube_pool(env: &Env, name: &str, class: &str) -> String {
-    pool_yaml(
+    let yaml = pool_yaml(
         name,
         "organization: acme",
         &env.api_url(Base::Root),
         1,
         &["linux"],
         &kubernetes_mode(class),
-    )
+    );
+    connected(&yaml, &env.ns)
 }
 
 /// Issue 21, item 4: by default the chart grants none of the rights only
@@ -417,6 +432,7 @@ fn kube_pool(env: &Env, name: &str, class: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_is_not_permitted_without_the_chart_value() {
     let (env, rbac) = env_with_chart_rbac("rbac-nokube", false, &[]).await;
+    env.use_connection().await;
     env.apply_pool(&kube_pool(&env, "ci", "unused")).await;
     let (reason, message) = wait_for("ci Stalled", T, || async {
         env.true_condition("ci", "Stalled").await
@@ -472,6 +488,7 @@ async fn the_chart_role_can_set_up_kubernetes_mode() {
         &["containerModes.kubernetes.enabled=true"],
     )
     .await;
+    env.use_connection().await;
     let class = format!("rbac-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 2).await;
     env.apply_pool(&kube_pool(&env, "ci", &class)).await;

@@ -1,34 +1,32 @@
-//! Connecting a pool to GitHub: its credentials Secret, its scope and
-//! endpoint, and its runner group (by id, by name through the runner-groups
-//! API, or through a `RunnerGroup` of its namespace).
+//! Connecting a pool to GitHub: its credentials (a Secret of its namespace
+//! or a GitHubConnection), its scope and endpoint, and its runner group (by
+//! id, by name through the runner-groups API, or through a `RunnerGroup` of
+//! its namespace). A pool whose runners could read its credentials is
+//! refused first (see [`super::isolation`]).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::context::Context;
+use super::isolation::credentials_within_reach;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::crd::GitHubSpec;
 use crate::github::Scope;
 use crate::kit::credentials;
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
-use crate::pod::build::credentials_exposure as runner_credentials_exposure;
 
 /// Connects a live pool. A template that would hand the credentials to
-/// every job is refused before anything is registered.
+/// every job, or a kubernetes-mode pool keeping them in its namespace, is
+/// refused before anything is registered.
 pub async fn connect_pool(
     pool: &RunnerPool,
     ctx: &Context,
 ) -> Result<Result<Target, Blocked>, Error> {
-    match runner_credentials_exposure(pool) {
-        Some(place) => Ok(Err(Blocked::new(
-            Problem::InvalidSpec,
-            format!(
-                "spec.template uses the credentials Secret {:?} ({place}); runner pods run untrusted jobs and must not see it: no runner is created until it is removed",
-                pool.spec.github.credentials_secret.name
-            ),
-        ))),
+    match credentials_within_reach(pool, &ctx.settings.connections_namespace) {
+        Some(refusal) => Ok(Err(refusal)),
         None => connect(pool, ctx).await,
     }
 }
@@ -37,22 +35,25 @@ pub async fn connect_pool(
 /// is a problem shown in status; `Err(_)` a failed read, retried soon.
 pub async fn connect(pool: &RunnerPool, ctx: &Context) -> Result<Result<Target, Blocked>, Error> {
     let namespace = pool.namespace().unwrap_or_default();
+    let connections = &ctx.settings.connections_namespace;
     let spec = &pool.spec.github;
     Ok(
-        match credentials::credentials_secret(&ctx.client, &namespace, spec).await? {
-            Ok(secret) => connect_with(pool, ctx, &secret).await,
+        match credentials::credentials_secret(&ctx.client, connections, &namespace, spec).await? {
+            Ok((secret, github)) => connect_with(pool, ctx, &github, &secret).await,
             Err(blocked) => Err(blocked),
         },
     )
 }
 
-/// Resolves scope, endpoint and runner group with the credentials in `secret`.
+/// Resolves scope, endpoint and runner group with the credentials in
+/// `secret`, for `github` (the pool's, with its connection's endpoint).
 async fn connect_with(
     pool: &RunnerPool,
     ctx: &Context,
+    github: &GitHubSpec,
     secret: &Secret,
 ) -> Result<Target, Blocked> {
-    let (api, scope) = credentials::connect(ctx.github.as_ref(), &pool.spec.github, secret)?;
+    let (api, scope) = credentials::connect(ctx.github.as_ref(), github, secret)?;
 
     if let Some(reference) = &pool.spec.runner_group_ref {
         let runner_group_id = referenced_group_id(pool, &reference.name, ctx).await?;

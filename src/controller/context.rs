@@ -36,6 +36,8 @@ pub struct Settings {
     pub install_id: String,
     /// Watch only this namespace; all namespaces when `None`.
     pub watch_namespace: Option<String>,
+    /// Where the credentials Secrets of GitHubConnections are read.
+    pub connections_namespace: String,
     /// How often each pool's runners are listed on GitHub (conditional requests).
     pub github_sync_interval: Duration,
     /// How long deleting a pool may wait for an unreachable GitHub before giving
@@ -63,6 +65,7 @@ impl Default for Settings {
             install_id: "default".to_string(),
             identity: "runnerpool-operator".to_string(),
             watch_namespace: None,
+            connections_namespace: "default".to_string(),
             github_sync_interval: Duration::from_secs(120),
             cleanup_timeout: Duration::from_secs(300),
             create_concurrency: 16,

@@ -51,6 +51,8 @@ pub struct PoolMemory {
     creations_in_flight: usize,
     /// When the hooks objects of kubernetes mode were last applied.
     hooks_applied: Option<Instant>,
+    /// The last `SharedNamespace` warning published (kubernetes mode).
+    pub shared_namespace: Option<String>,
 }
 
 impl PoolMemory {

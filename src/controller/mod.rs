@@ -7,7 +7,8 @@
 //! - observe: [`observe`] (the watch caches through [`index`], the scope's
 //!   shared GitHub view, the demand), with [`memory`] of what the caches do
 //!   not show yet;
-//! - connect: [`connect`] (credentials, scope, runner group);
+//! - connect: [`connect`] (credentials, scope, runner group), refused by
+//!   [`isolation`] when the pool's jobs could read its credentials;
 //! - plan: [`plan`] (pure), bounded by [`scaling`] and [`schedule`], checked
 //!   by [`confirm`] (direct reads) and [`hold`] (failures, a dry run);
 //! - act: [`remove`], [`create`], [`relabel`];
@@ -24,6 +25,7 @@ pub mod create;
 pub mod failures;
 pub mod hold;
 pub mod index;
+pub mod isolation;
 pub mod memory;
 pub mod observe;
 pub mod plan;

@@ -17,6 +17,7 @@ use super::scale_set;
 use super::scaling::scaling;
 use crate::RunnerPool;
 use crate::connection::Target;
+use crate::crd::ContainerMode;
 use crate::demand::PoolDemand;
 use crate::github::RunnerStatus;
 use crate::inventory::ScopeInventory;
@@ -176,6 +177,7 @@ pub fn make_plan(
             surplus_since: m.surplus_since,
             queued,
             known_busy: &known_busy,
+            release_consumed_secrets: pool.container_mode() == ContainerMode::Kubernetes,
         })
     })
 }

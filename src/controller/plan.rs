@@ -112,6 +112,11 @@ pub struct Inputs<'a> {
     /// Runners a job started on (from webhooks), busy whatever the GitHub
     /// view, which may be older, says.
     pub known_busy: &'a BTreeSet<u64>,
+    /// Delete the Secret of a runner once it is online (its process read
+    /// the JIT configuration, and with `restartPolicy: Never` never reads
+    /// it again): in kubernetes mode, whose jobs may read the namespace's
+    /// Secrets.
+    pub release_consumed_secrets: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,6 +195,9 @@ pub struct Plan {
     /// When something will be due without any event (a bootstrap deadline,
     /// the end of a scale-down delay).
     pub recheck_in: Option<Duration>,
+    /// Secrets of live runners that are online: their JIT configuration is
+    /// used, and the Secret goes (with `release_consumed_secrets`).
+    pub consumed_secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,6 +262,9 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     Some(r) if r.status == RunnerStatus::Online => LiveState::Idle,
                     _ => LiveState::Pending,
                 };
+                if input.release_consumed_secrets && secret && state != LiveState::Pending {
+                    plan.consumed_secrets.push(pod.name.clone());
+                }
                 if state == LiveState::Pending {
                     let deadline = pod.created + input.bootstrap_timeout;
                     if input.now >= deadline {
@@ -527,6 +538,7 @@ mod tests {
         now: Timestamp,
         queued: u32,
         known_busy: BTreeSet<u64>,
+        release_consumed_secrets: bool,
     }
 
     impl Case {
@@ -543,6 +555,7 @@ mod tests {
                 now: at(100),
                 queued: 0,
                 known_busy: BTreeSet::new(),
+                release_consumed_secrets: false,
             }
         }
 
@@ -585,6 +598,7 @@ mod tests {
                 surplus_since: self.surplus_since,
                 queued: self.queued,
                 known_busy: &self.known_busy,
+                release_consumed_secrets: self.release_consumed_secrets,
             })
         }
     }
@@ -951,5 +965,30 @@ mod tests {
         case.removing.insert("a".into());
         let plan = case.plan();
         assert!(plan.remove.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn the_secrets_of_online_runners_are_released_only_when_asked() {
+        let mut case = Case::new(Scaling::Fixed(3))
+            .with_runner("starting", 1, PodPhase::Running, false, false)
+            .with_runner("idle", 2, PodPhase::Running, true, false)
+            .with_runner("busy", 3, PodPhase::Running, true, true);
+        assert!(case.plan().consumed_secrets.is_empty(), "not asked");
+        case.release_consumed_secrets = true;
+        let plan = case.plan();
+        assert_eq!(plan.consumed_secrets, ["idle", "busy"]);
+        assert!(plan.remove.is_empty() && plan.create == 0, "{plan:?}");
+
+        // Released: the runners stay as they are, and the pod of one that
+        // vanishes is still deregistered (the memory of its pod).
+        case.secrets.clear();
+        let plan = case.plan();
+        assert!(plan.consumed_secrets.is_empty());
+        assert!(plan.remove.is_empty() && plan.create == 0, "{plan:?}");
+        case.pods.retain(|p| p.name != "idle");
+        case.vanished.push(secret("idle", 2));
+        let plan = case.plan();
+        assert_eq!(reasons(&plan), [("idle", RemovalReason::Vanished, Some(2))]);
+        assert!(plan.remove[0].deregister && !plan.remove[0].secret);
     }
 }

@@ -18,9 +18,10 @@ use super::connect::connect_pool;
 use super::context::{Context, uid};
 use super::create::create_runners;
 use super::hold::hold_creations;
+use super::isolation::warn_if_shared;
 use super::observe::{inventory_of, make_plan};
 use super::relabel::relabel_runners;
-use super::remove::{remove_finished_runners, remove_runners};
+use super::remove::{release_consumed_secrets, remove_finished_runners, remove_runners};
 use super::report::{self, degraded, requeue, write_status};
 use super::scale_set;
 use super::scaling::schedule_now;
@@ -96,17 +97,22 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
     // exist before they are created (and before their dry run).
     // They are applied again now and then too, so that one deleted or
     // edited by hand is put back.
+    // What shares the namespace with their jobs is looked at as often.
     let mut hooks_problem = None;
-    if pool.container_mode() == crate::crd::ContainerMode::Kubernetes
-        && (plan.create > 0
-            || ctx.memory.with(&pool_uid, |m| {
-                m.hooks_due(ctx.settings.github_sync_interval)
-            }))
-        && let Err(refused) = hooks::ensure(&pool, &ctx.client).await
-    {
-        ctx.memory.with(&pool_uid, |m| m.hooks_not_applied());
-        plan.create = 0;
-        hooks_problem = Some(refused);
+    if pool.container_mode() == crate::crd::ContainerMode::Kubernetes {
+        let due = ctx.memory.with(&pool_uid, |m| {
+            m.hooks_due(ctx.settings.github_sync_interval)
+        });
+        if due {
+            warn_if_shared(&pool, ctx).await;
+        }
+        if (plan.create > 0 || due)
+            && let Err(refused) = hooks::ensure(&pool, &ctx.client).await
+        {
+            ctx.memory.with(&pool_uid, |m| m.hooks_not_applied());
+            plan.create = 0;
+            hooks_problem = Some(refused);
+        }
     }
     let failing = hold_creations(&pool, ctx, &mut plan, &desired_hash).await?;
 
@@ -114,6 +120,7 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
     let mut first_error: Option<GitHubError> = None;
     let removed =
         remove_runners(&pool, &target, ctx, plan.remove.clone(), &mut first_error).await?;
+    release_consumed_secrets(&pool, ctx, &plan.consumed_secrets).await?;
     let created = create_runners(
         &pool,
         &target,

@@ -192,3 +192,27 @@ pub async fn delete_pod_and_secret(
     }
     Ok(())
 }
+
+/// Deletes the Secrets of runners that are online: their process read the
+/// JIT configuration and, its container never restarted, never reads it
+/// again. In kubernetes mode a job may read the namespace's Secrets; once
+/// released, a runner's configuration is out of its reach. Already gone is
+/// fine; the runner is still known by its pod (see `PoolMemory::vanished`).
+pub async fn release_consumed_secrets(
+    pool: &RunnerPool,
+    ctx: &Context,
+    names: &[String],
+) -> Result<(), Error> {
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
+    for name in names {
+        match secrets.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {
+                debug!(runner = %name, "JIT configuration Secret released: the runner is online")
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

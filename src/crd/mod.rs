@@ -1,5 +1,5 @@
-//! The custom resources of `actions.runnerpool.dev/v1alpha1`: `RunnerPool`
-//! and `RunnerGroup`.
+//! The custom resources of `actions.runnerpool.dev/v1alpha1`: `RunnerPool`,
+//! `RunnerGroup` and `GitHubConnection`.
 //!
 //! The schema generated from these types is the CRD in `crds/`; the doc
 //! comments are what `kubectl explain runnerpool.spec` prints, and the CEL
@@ -11,18 +11,23 @@
 //! - `runner_group`: [`RunnerGroup`] and the types of its spec and status;
 //! - `scale_set`: [`ScaleSetSpec`] and [`ScaleSetStatus`], a pool's scale-set
 //!   mode;
-//! - `github`: [`GitHubSpec`] and [`SecretReference`], which both kinds use;
+//! - `github`: [`GitHubSpec`], [`SecretReference`] and
+//!   [`ConnectionReference`], which both kinds use;
+//! - `github_connection`: [`GitHubConnection`] (cluster-scoped), credentials
+//!   held outside the runners' namespaces;
 //! - `definition`: [`custom_resource_definition`] and [`crd_yaml`], the CRDs
 //!   to install.
 
 mod definition;
 mod github;
+mod github_connection;
 mod runner_group;
 mod runner_pool;
 mod scale_set;
 
 pub use definition::{crd_yaml, custom_resource_definition};
-pub use github::{GitHubSpec, SecretReference};
+pub use github::{ConnectionReference, GitHubSpec, SecretReference};
+pub use github_connection::{GitHubConnection, GitHubConnectionSpec};
 pub use runner_group::{
     DeletionPolicy, GroupGitHubSpec, RunnerGroup, RunnerGroupSpec, RunnerGroupStatus, Visibility,
 };

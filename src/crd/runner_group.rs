@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::github::{GitHubSpec, SecretReference};
+use super::github::{ConnectionReference, GitHubSpec, SecretReference};
 
 /// An organization or enterprise runner group managed declaratively: created
 /// when missing (or adopted with `adopt: true`), its settings and access list
@@ -153,6 +153,8 @@ pub enum Visibility {
 #[x_kube(validation = Rule::new("(has(self.organization) ? self.organization : '') == (has(oldSelf.organization) ? oldSelf.organization : '')").message("organization cannot change: the group belongs to it. Create a new RunnerGroup for another organization (and delete this one)"))]
 #[x_kube(validation = Rule::new("(has(self.enterprise) ? self.enterprise : '') == (has(oldSelf.enterprise) ? oldSelf.enterprise : '')").message("enterprise cannot change: the group belongs to it. Create a new RunnerGroup for another enterprise (and delete this one)"))]
 #[x_kube(validation = Rule::new("(has(self.apiUrl) ? self.apiUrl : 'https://api.github.com') == (has(oldSelf.apiUrl) ? oldSelf.apiUrl : 'https://api.github.com')").message("apiUrl cannot change: the group lives on that GitHub. Create a new RunnerGroup for another GitHub host (and delete this one)"))]
+#[x_kube(validation = Rule::new("has(self.credentialsSecret) != has(self.connectionRef)").message("set exactly one of credentialsSecret (a Secret in this namespace) or connectionRef (a GitHubConnection holding the credentials outside it)"))]
+#[x_kube(validation = Rule::new("!has(self.connectionRef) || !has(self.caBundle)").message("caBundle comes from the GitHubConnection when connectionRef is set: set it there"))]
 pub struct GroupGitHubSpec {
     /// Organization login: an organization's group. Cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,8 +187,16 @@ pub struct GroupGitHubSpec {
     pub ca_bundle: Option<String>,
 
     /// The Secret in this namespace with the credentials: key `token`, or
-    /// keys `appId`, `installationId` and `privateKey`.
-    pub credentials_secret: SecretReference,
+    /// keys `appId`, `installationId` and `privateKey`. Exactly one of
+    /// credentialsSecret and connectionRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretReference>,
+
+    /// A GitHubConnection (cluster-scoped) that allows this namespace, whose
+    /// credentials the operator reads from its connections namespace.
+    /// apiUrl must be the connection's; its caBundle is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<ConnectionReference>,
 }
 
 impl GroupGitHubSpec {
@@ -199,6 +209,7 @@ impl GroupGitHubSpec {
             api_url: self.api_url.clone(),
             ca_bundle: self.ca_bundle.clone(),
             credentials_secret: self.credentials_secret.clone(),
+            connection_ref: self.connection_ref.clone(),
             ..GitHubSpec::default()
         }
     }

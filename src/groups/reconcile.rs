@@ -35,11 +35,14 @@ pub async fn connect(
 ) -> Result<Result<(Arc<dyn GitHubApi>, Scope), Blocked>, Error> {
     let spec = group.spec.github.as_github_spec();
     let namespace = group.namespace().unwrap_or_default();
-    let secret = match credentials::credentials_secret(&ctx.client, &namespace, &spec).await? {
-        Ok(secret) => secret,
+    let connections = &ctx.settings.connections_namespace;
+    let found =
+        credentials::credentials_secret(&ctx.client, connections, &namespace, &spec).await?;
+    let (secret, github) = match found {
+        Ok(found) => found,
         Err(blocked) => return Ok(Err(blocked)),
     };
-    Ok(credentials::connect(ctx.github.as_ref(), &spec, &secret))
+    Ok(credentials::connect(ctx.github.as_ref(), &github, &secret))
 }
 
 /// Keeps the group on GitHub as the spec says.

@@ -1,44 +1,137 @@
-//! The credentials Secret an object's `spec.github` names, read from the
-//! object's namespace, and the GitHub connection made with it.
+//! The credentials an object's `spec.github` names, and the GitHub
+//! connection made with them: a Secret of the object's namespace
+//! (`credentialsSecret`), or a `GitHubConnection` (`connectionRef`) whose
+//! Secret lives in the operator's connections namespace and is read only for
+//! the namespaces the connection allows, and sent only to its apiUrl.
 //!
-//! Only a missing Secret or a refusal to read it (401, 403: a person must
-//! grant access) is a credentials problem, shown in status. A request that
-//! failed (the API server restarting or unreachable, a timeout) says nothing
-//! of the credentials: it is an error, retried soon.
+//! Only a missing Secret or connection, a namespace the connection does not
+//! allow, or a refusal to read them (401, 403: a person must grant access)
+//! is a credentials problem, shown in status. A request that failed (the API
+//! server restarting or unreachable, a timeout) says nothing of the
+//! credentials: it is an error, retried soon.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 
 use super::error::Error;
 use super::problem::{Blocked, Problem};
 use crate::connection;
-use crate::crd::GitHubSpec;
+use crate::crd::{GitHubConnection, GitHubSpec};
 use crate::github::{GitHubApi, GitHubConnector, Scope};
 
-/// The credentials Secret `spec.credentials_secret` in `namespace`.
-/// `Ok(Err(_))` is a problem of the object, shown in its status.
+/// The credentials Secret of `spec` and the `spec` to connect with (apiUrl
+/// and caBundle of the GitHubConnection when `spec` names one), for an
+/// object in `namespace`. `Ok(Err(_))` is a problem of the object, shown in
+/// its status.
 pub async fn credentials_secret(
     client: &kube::Client,
+    connections_namespace: &str,
     namespace: &str,
     spec: &GitHubSpec,
+) -> Result<Result<(Secret, GitHubSpec), Blocked>, Error> {
+    if let Some(secret) = &spec.credentials_secret {
+        let read = read_secret(client, namespace, &secret.name, "credentials Secret").await?;
+        return Ok(read.map(|s| (s, spec.clone())));
+    }
+    let Some(reference) = &spec.connection_ref else {
+        return Ok(Err(Blocked::new(
+            Problem::InvalidSpec,
+            "spec.github names neither credentialsSecret nor connectionRef",
+        )));
+    };
+    let name = &reference.name;
+    let connection = match Api::<GitHubConnection>::all(client.clone())
+        .get_opt(name)
+        .await
+    {
+        Ok(Some(connection)) => connection,
+        Ok(None) => {
+            return Ok(Err(Blocked::new(
+                Problem::CredentialsInvalid,
+                format!("GitHubConnection {name:?} (spec.github.connectionRef) not found"),
+            )));
+        }
+        Err(e) => return refused(e, &format!("cannot read GitHubConnection {name:?}")),
+    };
+    let labels = match connection.spec.allows(namespace, None) {
+        None => match Api::<Namespace>::all(client.clone()).get(namespace).await {
+            Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
+            Err(e) => {
+                let what = format!(
+                    "cannot read namespace {namespace:?} for GitHubConnection {name:?}'s namespaceSelector"
+                );
+                return refused(e, &what);
+            }
+        },
+        Some(_) => None,
+    };
+    if connection.spec.allows(namespace, labels.as_ref()) != Some(true) {
+        return Ok(Err(Blocked::new(
+            Problem::CredentialsInvalid,
+            format!(
+                "GitHubConnection {name:?} does not allow namespace {namespace:?}: a cluster administrator must add it to the connection's spec.namespaces or give it labels its spec.namespaceSelector matches"
+            ),
+        )));
+    }
+    let pool_api = spec
+        .api_url
+        .as_deref()
+        .unwrap_or(connection::DEFAULT_API_URL);
+    let own_api = connection
+        .spec
+        .api_url
+        .as_deref()
+        .unwrap_or(connection::DEFAULT_API_URL);
+    if pool_api.trim_end_matches('/') != own_api.trim_end_matches('/') {
+        return Ok(Err(Blocked::new(
+            Problem::InvalidSpec,
+            format!(
+                "spec.github.apiUrl {pool_api:?} is not GitHubConnection {name:?}'s apiUrl {own_api:?}: its credentials are sent to that host only"
+            ),
+        )));
+    }
+    let secret_name = &connection.spec.credentials_secret.name;
+    let what = format!("credentials Secret of GitHubConnection {name:?}");
+    let read = read_secret(client, connections_namespace, secret_name, &what).await?;
+    let github = GitHubSpec {
+        api_url: connection.spec.api_url.clone(),
+        ca_bundle: connection.spec.ca_bundle.clone(),
+        ..spec.clone()
+    };
+    Ok(read.map(|secret| (secret, github)))
+}
+
+/// The Secret `name` in `namespace`, `what` it is for the messages.
+async fn read_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
 ) -> Result<Result<Secret, Blocked>, Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret_name = &spec.credentials_secret.name;
-    match secrets.get_opt(secret_name).await {
+    match Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+    {
         Ok(Some(secret)) => Ok(Ok(secret)),
         Ok(None) => Ok(Err(Blocked::new(
             Problem::CredentialsInvalid,
-            format!("credentials Secret {secret_name:?} not found in namespace {namespace:?}"),
+            format!("{what} {name:?} not found in namespace {namespace:?}"),
         ))),
-        Err(e) => match refusal(&e) {
-            Some(why) => Ok(Err(Blocked::new(
-                Problem::CredentialsInvalid,
-                format!("cannot read credentials Secret {secret_name:?}: {why}"),
-            ))),
-            None => Err(e.into()),
-        },
+        Err(e) => refused(e, &format!("cannot read {what} {name:?}")),
+    }
+}
+
+/// A failed read: a credentials problem when refused for good, else an
+/// error retried soon.
+fn refused<T>(error: kube::Error, what: &str) -> Result<Result<T, Blocked>, Error> {
+    match refusal(&error) {
+        Some(why) => Ok(Err(Blocked::new(
+            Problem::CredentialsInvalid,
+            format!("{what}: {why}"),
+        ))),
+        None => Err(error.into()),
     }
 }
 

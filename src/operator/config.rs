@@ -27,6 +27,12 @@ pub struct Config {
     #[arg(long, env = "RUNNERPOOL_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 
+    /// The namespace whose Secrets GitHubConnections name (the credentials
+    /// kept out of the runners' namespaces); defaults to $POD_NAMESPACE
+    /// (the operator's own), then the watched namespace, then "default".
+    #[arg(long, env = "RUNNERPOOL_CONNECTIONS_NAMESPACE")]
+    pub connections_namespace: Option<String>,
+
     /// Identifies this installation in the ownership label of its runners, so
     /// several clusters can share one organization without touching each other's runners.
     #[arg(long, env = "RUNNERPOOL_INSTALL_ID", default_value = "default")]
@@ -160,11 +166,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// The controllers' settings; every reconcile is bounded by `reconcile_timeout`.
-    pub fn settings(&self, reconcile_timeout: Duration) -> Settings {
+    /// The controllers' settings; every reconcile is bounded by
+    /// `reconcile_timeout`. `env` reads the pod's `POD_NAMESPACE`.
+    pub fn settings(
+        &self,
+        reconcile_timeout: Duration,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Settings {
         Settings {
             install_id: self.install_id.clone(),
             watch_namespace: self.watch_namespace.clone(),
+            connections_namespace: self.own_namespace(self.connections_namespace.as_ref(), &env),
             github_sync_interval: Duration::from_secs(self.github_sync_interval_seconds.max(1)),
             cleanup_timeout: Duration::from_secs(self.cleanup_timeout_seconds),
             create_concurrency: self.create_concurrency.max(1),
@@ -183,12 +195,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<LeaseConfig, String> {
         let set = |name: &str| env(name).filter(|s| !s.is_empty());
-        let namespace = self
-            .leader_election_namespace
-            .clone()
-            .or_else(|| set("POD_NAMESPACE"))
-            .or_else(|| self.watch_namespace.clone())
-            .unwrap_or_else(|| "default".to_string());
+        let namespace = self.own_namespace(self.leader_election_namespace.as_ref(), &env);
         let identity = self
             .leader_election_identity
             .clone()
@@ -202,6 +209,22 @@ impl Config {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+impl Config {
+    /// `flag`, else the operator's own namespace ($POD_NAMESPACE), else the
+    /// watched one, else "default".
+    fn own_namespace(
+        &self,
+        flag: Option<&String>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> String {
+        flag.cloned()
+            .filter(|s| !s.is_empty())
+            .or_else(|| env("POD_NAMESPACE").filter(|s| !s.is_empty()))
+            .or_else(|| self.watch_namespace.clone())
+            .unwrap_or_else(|| "default".to_string())
     }
 }
 
@@ -242,6 +265,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_connections_namespace_is_the_flag_then_the_operators_own() {
+        let pod = |name: &str| (name == "POD_NAMESPACE").then(|| "ops".to_string());
+        let t = Duration::from_secs(5);
+        let flagged = parse(&[
+            "--connections-namespace",
+            "vault",
+            "--watch-namespace",
+            "ci",
+        ]);
+        assert_eq!(flagged.settings(t, pod).connections_namespace, "vault");
+        let watching = parse(&["--watch-namespace", "ci"]);
+        assert_eq!(watching.settings(t, pod).connections_namespace, "ops");
+        assert_eq!(watching.settings(t, |_| None).connections_namespace, "ci");
+        assert_eq!(
+            parse(&[]).settings(t, |_| None).connections_namespace,
+            "default"
+        );
+    }
+
+    #[test]
     fn the_identity_is_the_flag_then_the_pod_name_then_random() {
         let pod = |name: &str| (name == "POD_NAME").then(|| "operator-0".to_string());
         let empty = |_: &str| Some(String::new());
@@ -274,7 +317,7 @@ pub(crate) mod tests {
             "--reconcile-concurrency",
             "0",
         ]);
-        let settings = config.settings(Duration::from_secs(5));
+        let settings = config.settings(Duration::from_secs(5), |_| None);
         assert_eq!(settings.github_sync_interval, Duration::from_secs(1));
         assert_eq!(settings.create_concurrency, 1);
         assert_eq!(settings.reconcile_concurrency, 1);

@@ -126,9 +126,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let reconcile_timeout = timings.reconcile_timeout();
     let settings = Settings {
         identity: timings.identity.clone(),
-        ..config.settings(reconcile_timeout)
+        ..config.settings(reconcile_timeout, |name| std::env::var(name).ok())
     };
-    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
+    info!(install_id = %settings.install_id, namespace = ?settings.watch_namespace, connections_namespace = %settings.connections_namespace, reconcile_timeout = ?reconcile_timeout, "starting the RunnerPool and RunnerGroup controllers");
     let groups = groups::run(
         client.clone(),
         github.clone(),

@@ -116,7 +116,7 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
 /// Runner pods run whatever a workflow says: the credential that registers
 /// runners must stay out of their reach.
 pub fn credentials_exposure(pool: &RunnerPool) -> Option<String> {
-    let secret = pool.spec.github.credentials_secret.name.as_str();
+    let secret = pool.spec.github.credentials_secret.as_ref()?.name.as_str();
     let spec = pool.spec.template.spec.as_ref()?;
     for volume in spec.volumes.iter().flatten() {
         let direct = volume

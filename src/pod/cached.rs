@@ -35,16 +35,13 @@ pub fn trim(pod: &mut Pod) {
                 .filter(|c| c.name == RUNNER_CONTAINER)
                 .map(|c| ContainerStatus {
                     name: c.name,
-                    state: c
-                        .state
-                        .and_then(|s| s.terminated)
-                        .map(|t| ContainerState {
-                            terminated: Some(ContainerStateTerminated {
-                                exit_code: t.exit_code,
-                                ..ContainerStateTerminated::default()
-                            }),
-                            ..ContainerState::default()
+                    state: c.state.and_then(|s| s.terminated).map(|t| ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: t.exit_code,
+                            ..ContainerStateTerminated::default()
                         }),
+                        ..ContainerState::default()
+                    }),
                     ..ContainerStatus::default()
                 })
                 .collect()

@@ -559,6 +559,7 @@ pub fn install_crd() {
                 "--timeout=60s",
                 "crd/runnerpools.actions.runnerpool.dev",
                 "crd/runnergroups.actions.runnerpool.dev",
+                "crd/githubconnections.actions.runnerpool.dev",
             ]);
             let ok = attempt.status.success();
             out = Some(attempt);
@@ -629,6 +630,61 @@ spec:
     )
 }
 
+/// A namespace of its own holding the credentials Secret `gh` (the token
+/// [`TOKEN`]): the operator's `--connections-namespace` for
+/// [`Env::use_connection`].
+pub async fn connections_namespace(client: &kube::Client) -> String {
+    let ns = cluster::fresh_namespace(client, "connections").await;
+    create_secret(client, &ns, "gh", &[("token", TOKEN)]).await;
+    ns
+}
+
+/// Applies the GitHubConnection `name` for the fake's `api_url`, whose
+/// credentials are the Secret `gh` of the connections namespace, allowing
+/// the namespaces `namespaces` (and, when given, those its
+/// `namespace_selector` JSON selects).
+pub async fn apply_connection(
+    client: &kube::Client,
+    name: &str,
+    api_url: &str,
+    namespaces: &[&str],
+    namespace_selector: Option<serde_json::Value>,
+) {
+    let mut spec = serde_json::json!({
+        "apiUrl": api_url,
+        "credentialsSecret": { "name": "gh" },
+        "namespaces": namespaces,
+    });
+    if let Some(selector) = namespace_selector {
+        spec["namespaceSelector"] = selector;
+    }
+    let connection = serde_json::json!({
+        "apiVersion": "actions.runnerpool.dev/v1alpha1",
+        "kind": "GitHubConnection",
+        "metadata": { "name": name },
+        "spec": spec,
+    });
+    Api::<runnerpool::crd::GitHubConnection>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("integration-test").force(),
+            &Patch::Apply(&connection),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying GitHubConnection {name}: {e}"));
+}
+
+/// `yaml` (from [`pool_yaml`]) with its credentials from the GitHubConnection
+/// `name` instead of the Secret `gh` of its namespace.
+pub fn connected(yaml: &str, name: &str) -> String {
+    let replaced = yaml.replace(
+        "credentialsSecret:\n      name: gh",
+        &format!("connectionRef:\n      name: {name}"),
+    );
+    assert_ne!(replaced, yaml, "a pool_yaml manifest");
+    replaced
+}
+
 /// The `extra` of [`pool_yaml`] for `containerMode: kubernetes`, each
 /// runner's work claim of StorageClass `class` (see [`create_pvs`]).
 pub fn kubernetes_mode(class: &str) -> String {
@@ -661,6 +717,34 @@ pub fn staying_offline(yaml: &str) -> String {
 }
 
 impl Env {
+    /// Like [`Env::start_with`], with the credentials kept out of the test
+    /// namespace: in a connections namespace of their own (the operator's
+    /// `--connections-namespace`), used through the GitHubConnection named
+    /// after the test namespace (see [`Env::use_connection`]), as
+    /// kubernetes-mode pools need. Returns the connections namespace too.
+    pub async fn start_connected(prefix: &str, extra: &[&str]) -> (Env, String) {
+        install_crd();
+        let connections = connections_namespace(&cluster::client().await).await;
+        let mut args = vec!["--connections-namespace", connections.as_str()];
+        args.extend_from_slice(extra);
+        let env = Env::start_with(prefix, &args).await;
+        env.use_connection().await;
+        (env, connections)
+    }
+
+    /// Moves the credentials out of the test namespace: deletes its Secret
+    /// `gh` and applies the GitHubConnection named after the namespace,
+    /// allowing it, whose Secret is `gh` of the operator's connections
+    /// namespace.
+    pub async fn use_connection(&self) {
+        self.secrets()
+            .delete("gh", &Default::default())
+            .await
+            .expect("deleting the test namespace's credentials Secret");
+        let url = self.api_url(Base::Root);
+        apply_connection(&self.client, &self.ns, &url, &[&self.ns], None).await;
+    }
+
     /// Like [`Env::start_with`], with the operator's webhook listener on
     /// (secret `secret`, sync interval `sync_interval` seconds, plus `extra`
     /// flags) and the fake sending it signed `workflow_job` deliveries.
