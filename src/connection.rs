@@ -11,10 +11,12 @@ use crate::crd::GitHubSpec;
 use crate::github::{Credentials, Endpoint, GitHubApi, Scope};
 
 /// The GitHub side of a pool, once connected: the client for its host and
-/// credential, its scope and its runner group.
+/// credential, the host (with the CA bundle to trust for it), its scope and
+/// its runner group.
 #[derive(Clone)]
 pub struct Target {
     pub api: Arc<dyn GitHubApi>,
+    pub endpoint: Endpoint,
     pub scope: Scope,
     pub runner_group_id: u64,
 }

@@ -54,11 +54,15 @@ async fn connect_with(
     secret: &Secret,
 ) -> Result<Target, Blocked> {
     let (api, scope) = credentials::connect(ctx.github.as_ref(), github, secret)?;
+    // Checked by the connect above: a bad endpoint never gets this far.
+    let endpoint = crate::connection::endpoint(github)
+        .map_err(|e| Blocked::new(Problem::InvalidSpec, e.to_string()))?;
 
     if let Some(reference) = &pool.spec.runner_group_ref {
         let runner_group_id = referenced_group_id(pool, &reference.name, ctx).await?;
         return Ok(Target {
             api,
+            endpoint,
             scope,
             runner_group_id,
         });
@@ -84,6 +88,7 @@ async fn connect_with(
     };
     Ok(Target {
         api,
+        endpoint,
         scope,
         runner_group_id,
     })

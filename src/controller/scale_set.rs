@@ -53,7 +53,7 @@ pub async fn ensure(
             "not a scale-set pool",
         )));
     };
-    let service = service_of(pool, ctx, target)?;
+    let service = service_of(ctx, target)?;
     let ownership = runner::ownership_label(&ctx.settings.install_id, &pool_uid);
     let scale_set = match find_or_create(pool, &service, target, name, &ownership).await {
         Ok(Ok(scale_set)) => scale_set,
@@ -101,18 +101,13 @@ pub async fn ensure(
 }
 
 /// The Actions service of the pool's scope, reached with the pool's
-/// credentials.
-fn service_of(pool: &RunnerPool, ctx: &Context, target: &Target) -> Result<ActionsService, Error> {
-    let api_url = pool
-        .spec
-        .github
-        .api_url
-        .as_deref()
-        .unwrap_or(crate::connection::DEFAULT_API_URL);
+/// credentials on the pool's host.
+fn service_of(ctx: &Context, target: &Target) -> Result<ActionsService, Error> {
     let http = HttpSettings {
-        ca_bundle: pool.spec.github.ca_bundle.clone(),
+        ca_bundle: target.endpoint.ca_bundle.clone(),
         ..ctx.scale_set_http.clone()
     };
+    let api_url = target.endpoint.api_base.as_str();
     ActionsService::new(target.api.clone(), target.scope.clone(), api_url, http)
         .map_err(|e| Error::GitHub(GitHubError::from(e)))
 }
@@ -210,7 +205,7 @@ pub async fn remove(pool: &RunnerPool, ctx: &Context, target: &Target) -> Result
             (service, Some(id))
         }
         None => (
-            service_of(pool, ctx, target).map_err(|e| e.to_string())?,
+            service_of(ctx, target).map_err(|e| e.to_string())?,
             recorded,
         ),
     };
