@@ -2,6 +2,7 @@
 //! async runtime, and hands over to the library ([`runnerpool::operator`]).
 
 use clap::{Parser, Subcommand};
+use runnerpool::convert;
 use runnerpool::operator::{self, config::Config, config::LogFormat};
 use tracing::error;
 
@@ -22,6 +23,10 @@ enum Command {
     Run(Box<Config>),
     /// Print the CustomResourceDefinitions (RunnerPool, RunnerGroup) as YAML.
     Crd,
+    /// Print RunnerPools equivalent to actions-runner-controller manifests
+    /// or gha-runner-scale-set values files, with a comment for every
+    /// setting that has no equivalent.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +36,19 @@ fn main() -> std::process::ExitCode {
             print!("{}", runnerpool::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Convert(args) => match convert::run(&args) {
+            Ok(converted) => {
+                for warning in &converted.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                print!("{}", converted.yaml);
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Run(config) => {
             init_logging(&config);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
