@@ -25,7 +25,10 @@ pub fn apply_autoscaler(draft: &mut Draft, source: &str, mut spec: Fields) -> Re
         }
     };
     if min > max {
-        return Err(format!("{} ({min}) exceeds maxReplicas ({max})", spec.path("minReplicas")));
+        return Err(format!(
+            "{} ({min}) exceeds maxReplicas ({max})",
+            spec.path("minReplicas")
+        ));
     }
     let mut autoscaling = AutoscalingSpec {
         min_runners: Some(min as i32),
@@ -35,8 +38,12 @@ pub fn apply_autoscaler(draft: &mut Draft, source: &str, mut spec: Fields) -> Re
     if let Some(delay) = spec.int("scaleDownDelaySecondsAfterScaleOut")? {
         autoscaling.scale_down_delay_seconds = Some(delay.clamp(0, 86400) as i32);
     }
-    let triggers = spec.typed::<Vec<Value>>("scaleUpTriggers")?.unwrap_or_default();
-    let on_jobs = triggers.iter().any(|t| t.pointer("/githubEvent/workflowJob").is_some());
+    let triggers = spec
+        .typed::<Vec<Value>>("scaleUpTriggers")?
+        .unwrap_or_default();
+    let on_jobs = triggers
+        .iter()
+        .any(|t| t.pointer("/githubEvent/workflowJob").is_some());
     for (i, trigger) in triggers.iter().enumerate() {
         let path = format!("{}[{i}]", spec.path("scaleUpTriggers"));
         if trigger.pointer("/githubEvent/workflowJob").is_none() {
@@ -53,19 +60,24 @@ pub fn apply_autoscaler(draft: &mut Draft, source: &str, mut spec: Fields) -> Re
     if on_jobs {
         notes.note("webhooks: point GitHub's workflow_job webhook at the operator's --webhook-listen (POST /webhook)");
     }
-    if spec.take("metrics").is_some() {
-        notes.not_converted(
-            &spec.path("metrics"),
-            "demand comes from workflow_job webhooks (or scale-set mode), not from polling GitHub; idleRunners keeps spare runners",
-        );
-    }
-    if spec.take("capacityReservations").is_some() {
-        notes.not_converted(&spec.path("capacityReservations"), "no one-off reservations; raise minRunners or add a schedule");
-    }
-    if spec.take("githubAPICredentialsFrom").is_some() {
-        notes.not_converted(&spec.path("githubAPICredentialsFrom"), "the pool's credentialsSecret serves both");
-    }
-    let overrides = spec.typed::<Vec<Value>>("scheduledOverrides")?.unwrap_or_default();
+    spec.not_converted(
+        "metrics",
+        "demand comes from workflow_job webhooks (or scale-set mode), not from polling GitHub; idleRunners keeps spare runners",
+        notes,
+    );
+    spec.not_converted(
+        "capacityReservations",
+        "no one-off reservations; raise minRunners or add a schedule",
+        notes,
+    );
+    spec.not_converted(
+        "githubAPICredentialsFrom",
+        "the pool's credentialsSecret serves both",
+        notes,
+    );
+    let overrides = spec
+        .typed::<Vec<Value>>("scheduledOverrides")?
+        .unwrap_or_default();
     for (i, window) in overrides.iter().enumerate() {
         let path = format!("{}[{i}]", spec.path("scheduledOverrides"));
         match schedule(window) {
@@ -85,7 +97,10 @@ pub fn apply_autoscaler(draft: &mut Draft, source: &str, mut spec: Fields) -> Re
 /// A daily or weekly override shorter than a day, as a window in UTC.
 fn schedule(window: &Value) -> Result<CapacitySchedule, String> {
     let time = |key: &str| -> Result<jiff::Zoned, String> {
-        let text = window.get(key).and_then(Value::as_str).ok_or(format!("no {key}"))?;
+        let text = window
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or(format!("no {key}"))?;
         let at: jiff::Timestamp = text.parse().map_err(|e| format!("{key} {text:?}: {e}"))?;
         Ok(at.to_zoned(jiff::tz::TimeZone::UTC))
     };
@@ -94,7 +109,9 @@ fn schedule(window: &Value) -> Result<CapacitySchedule, String> {
     if length <= 0 || length >= 86400 {
         return Err("only windows shorter than a day convert to a schedule".to_string());
     }
-    let frequency = window.pointer("/recurrenceRule/frequency").and_then(Value::as_str);
+    let frequency = window
+        .pointer("/recurrenceRule/frequency")
+        .and_then(Value::as_str);
     let days = match frequency {
         Some("Daily") => None,
         Some("Weekly") => Some(vec![weekday(start.weekday())]),
@@ -107,7 +124,10 @@ fn schedule(window: &Value) -> Result<CapacitySchedule, String> {
     if hhmm(&start) == hhmm(&end) {
         return Err("shorter than a minute".to_string());
     }
-    let min = window.get("minReplicas").and_then(Value::as_i64).unwrap_or(0);
+    let min = window
+        .get("minReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     Ok(CapacitySchedule {
         start: hhmm(&start),
         end: hhmm(&end),
@@ -141,7 +161,10 @@ mod tests {
         let weekly = json!({"startTime": "2024-01-06T00:00:00+09:00", "endTime": "2024-01-06T08:30:00+09:00",
             "minReplicas": 2, "recurrenceRule": {"frequency": "Weekly"}});
         let window = schedule(&weekly).unwrap();
-        assert_eq!((window.start.as_str(), window.end.as_str()), ("15:00", "23:30"));
+        assert_eq!(
+            (window.start.as_str(), window.end.as_str()),
+            ("15:00", "23:30")
+        );
         assert_eq!(window.days, Some(vec![Weekday::Fri]));
         assert_eq!(window.min_runners, Some(2));
         let daily = json!({"startTime": "2024-01-01T22:00:00Z", "endTime": "2024-01-02T06:00:00Z",

@@ -40,7 +40,13 @@ const POD_SETTINGS: [&str; 17] = [
 ];
 
 /// Settings of ARC's runner spec that belong to the runner container.
-const RUNNER_SETTINGS: [&str; 5] = ["imagePullPolicy", "env", "envFrom", "resources", "volumeMounts"];
+const RUNNER_SETTINGS: [&str; 5] = [
+    "imagePullPolicy",
+    "env",
+    "envFrom",
+    "resources",
+    "volumeMounts",
+];
 
 /// Settings of ARC's docker sidecar that the operator's `dind` init container takes.
 const DOCKER_SETTINGS: [(&str, &str); 3] = [
@@ -87,24 +93,39 @@ pub fn convert_deployment(
             "every runner here is ephemeral: one job, then a fresh runner",
         );
     }
-    if runner.take("workDir").is_some() {
-        notes.not_converted(
-            &runner.path("workDir"),
-            "the official image works in /home/runner/_work; spec.workFolder is relative to /home/runner",
-        );
-    }
+    runner.not_converted(
+        "workDir",
+        "the official image works in /home/runner/_work; spec.workFolder is relative to /home/runner",
+        &mut notes,
+    );
     let without = [
-        ("dockerMTU", "the operator's daemon takes no MTU; set one through a template init container named dind (args)"),
-        ("dockerRegistryMirror", "configure the mirror in the daemon's image or the jobs"),
-        ("dockerVarRunVolumeSizeLimit", "the daemon's socket volume is an emptyDir without a limit"),
-        ("volumeSizeLimit", "use workVolumeClaimTemplate for a bounded work directory"),
-        ("volumeStorageMedium", "use workVolumeClaimTemplate or a template volume named work"),
-        ("ephemeralContainers", "ephemeral containers are added to running pods, not templates"),
+        (
+            "dockerMTU",
+            "the operator's daemon takes no MTU; set one through a template init container named dind (args)",
+        ),
+        (
+            "dockerRegistryMirror",
+            "configure the mirror in the daemon's image or the jobs",
+        ),
+        (
+            "dockerVarRunVolumeSizeLimit",
+            "the daemon's socket volume is an emptyDir without a limit",
+        ),
+        (
+            "volumeSizeLimit",
+            "use workVolumeClaimTemplate for a bounded work directory",
+        ),
+        (
+            "volumeStorageMedium",
+            "use workVolumeClaimTemplate or a template volume named work",
+        ),
+        (
+            "ephemeralContainers",
+            "ephemeral containers are added to running pods, not templates",
+        ),
     ];
     for (key, why) in without {
-        if runner.take(key).is_some() {
-            notes.not_converted(&runner.path(key), why);
-        }
+        runner.not_converted(key, why, &mut notes);
     }
     runner.finish(&mut notes);
     spec.finish(&mut notes);
@@ -116,7 +137,11 @@ pub fn convert_deployment(
 }
 
 /// `spec.github` from the runner spec's scope and credentials.
-fn scope(runner: &mut Fields, namespace: Option<&str>, notes: &mut Notes) -> Result<GitHubSpec, String> {
+fn scope(
+    runner: &mut Fields,
+    namespace: Option<&str>,
+    notes: &mut Notes,
+) -> Result<GitHubSpec, String> {
     let mut github = GitHubSpec {
         enterprise: runner.string("enterprise")?,
         organization: runner.string("organization")?,
@@ -127,8 +152,7 @@ fn scope(runner: &mut Fields, namespace: Option<&str>, notes: &mut Notes) -> Res
     if scopes.iter().filter(|s| s.is_some()).count() != 1 {
         return Err(format!(
             "{} must set exactly one of enterprise, organization or repository",
-            runner.path("")
-                .trim_end_matches('.')
+            runner.path("").trim_end_matches('.')
         ));
     }
     let mut from = runner.object("githubAPICredentialsFrom")?;
@@ -177,7 +201,10 @@ fn pod_template(
     let mut container = Map::new();
     container.insert("name".into(), json!(RUNNER_CONTAINER));
     let image = runner.string("image")?;
-    container.insert("image".into(), json!(runner_image(image, &runner.path("image"), notes)));
+    container.insert(
+        "image".into(),
+        json!(runner_image(image, &runner.path("image"), notes)),
+    );
     for key in RUNNER_SETTINGS {
         if let Some(value) = runner.take(key) {
             container.insert(key.into(), value);
@@ -192,7 +219,10 @@ fn pod_template(
     let mut containers = vec![];
     let path = runner.path("containers");
     for listed in ["containers", "sidecarContainers"] {
-        for extra in runner.typed::<Vec<Map<String, Value>>>(listed)?.unwrap_or_default() {
+        for extra in runner
+            .typed::<Vec<Map<String, Value>>>(listed)?
+            .unwrap_or_default()
+        {
             match extra.get("name").and_then(Value::as_str) {
                 Some(RUNNER_CONTAINER) => container.extend(extra),
                 Some("docker") => notes.not_converted(
@@ -208,7 +238,12 @@ fn pod_template(
     let kubernetes = match runner.string("containerMode")?.as_deref() {
         None => false,
         Some("kubernetes") => true,
-        Some(other) => return Err(format!("{} must be kubernetes, not {other:?}", runner.path("containerMode"))),
+        Some(other) => {
+            return Err(format!(
+                "{} must be kubernetes, not {other:?}",
+                runner.path("containerMode")
+            ));
+        }
     };
     let mode = docker_mode(runner, kubernetes, &mut pod, notes)?;
     Ok((json!({"metadata": metadata, "spec": pod}), mode))
@@ -224,7 +259,9 @@ fn docker_mode(
     notes: &mut Notes,
 ) -> Result<ContainerMode, String> {
     let enabled = runner.bool("dockerEnabled")?.unwrap_or(true);
-    let within = runner.bool("dockerdWithinRunnerContainer")?.unwrap_or(false);
+    let within = runner
+        .bool("dockerdWithinRunnerContainer")?
+        .unwrap_or(false);
     let mode = if kubernetes {
         ContainerMode::Kubernetes
     } else if enabled || within {
@@ -235,7 +272,9 @@ fn docker_mode(
     if kubernetes {
         // No daemon: its settings are noted below.
     } else if within {
-        notes.note("dockerdWithinRunnerContainer: the daemon runs as a sidecar here (containerMode dind)");
+        notes.note(
+            "dockerdWithinRunnerContainer: the daemon runs as a sidecar here (containerMode dind)",
+        );
     } else if enabled {
         notes.note("containerMode dind: ARC gives runners Docker unless dockerEnabled is false; set none if jobs need no Docker");
     }
@@ -264,7 +303,10 @@ fn docker_mode(
 fn runner_image(image: Option<String>, path: &str, notes: &mut Notes) -> String {
     match image {
         None => RUNNER_IMAGE.to_string(),
-        Some(image) if image.contains("summerwind/actions-runner") || image.contains("actions-runner-controller/actions-runner") => {
+        Some(image)
+            if image.contains("summerwind/actions-runner")
+                || image.contains("actions-runner-controller/actions-runner") =>
+        {
             notes.not_converted(
                 path,
                 &format!(
@@ -292,7 +334,11 @@ fn work_claim(runner: &mut Fields, notes: &mut Notes) -> Result<Option<VolumeCla
     let path = claim.path("resources.requests.storage");
     let size = claim
         .take("resources")
-        .and_then(|r| r.pointer("/requests/storage").and_then(Value::as_str).map(str::to_string))
+        .and_then(|r| {
+            r.pointer("/requests/storage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .ok_or_else(|| format!("{path} is missing"))?;
     let spec = VolumeClaimSpec {
         storage_class_name: claim.string("storageClassName")?,

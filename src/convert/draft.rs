@@ -144,11 +144,21 @@ impl Fields {
     }
 
     /// A setting deserialized into a Kubernetes type, e.g. `Vec<EnvVar>`.
-    pub fn typed<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, String> {
+    pub fn typed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<T>, String> {
         let path = self.path(key);
         self.take(key)
             .map(|v| serde_json::from_value(v).map_err(|e| format!("{path}: {e}")))
             .transpose()
+    }
+
+    /// Takes `key` if set, noting why it has no equivalent.
+    pub fn not_converted(&mut self, key: &str, why: &str, notes: &mut Notes) {
+        if self.take(key).is_some() {
+            notes.not_converted(&self.path(key), why);
+        }
     }
 
     pub fn is_empty(&self) -> bool {

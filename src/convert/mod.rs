@@ -117,20 +117,27 @@ pub fn run(args: &ConvertArgs) -> Result<Converted, ConvertError> {
 
 /// An ARC document waiting for conversion.
 enum Document {
-    Pool(Draft),
-    /// A HorizontalRunnerAutoscaler: its target and its spec.
-    Autoscaler {
-        at: (String, usize),
-        source: String,
-        namespace: Option<String>,
-        target: String,
-        spec: Fields,
-    },
+    /// A pool complete in itself (a scale set).
+    Pool(Box<Draft>),
+    /// A RunnerDeployment's pool, which an autoscaler may size.
+    Deployment(Box<Draft>),
+    Autoscaler(Autoscaler),
+}
+
+/// A HorizontalRunnerAutoscaler waiting for its RunnerDeployment.
+struct Autoscaler {
+    file: String,
+    document: usize,
+    source: String,
+    namespace: Option<String>,
+    target: String,
+    spec: Fields,
 }
 
 /// Converts `inputs`, in their order.
 pub fn convert(inputs: &[Input], args: &ConvertArgs) -> Result<Converted, ConvertError> {
-    let mut documents = Vec::new();
+    let mut drafts: Vec<(Draft, bool)> = Vec::new();
+    let mut autoscalers = Vec::new();
     let mut skipped = Vec::new();
     for input in inputs {
         for (index, value) in parse(input)?.into_iter().enumerate() {
@@ -141,45 +148,44 @@ pub fn convert(inputs: &[Input], args: &ConvertArgs) -> Result<Converted, Conver
                 message,
             };
             for value in flatten(value) {
-                if let Some(found) = classify(input, document, value, args, &mut skipped).map_err(invalid)? {
-                    documents.push(found);
+                match classify(input, document, value, args, &mut skipped).map_err(invalid)? {
+                    Some(Document::Pool(draft)) => drafts.push((*draft, false)),
+                    Some(Document::Deployment(draft)) => drafts.push((*draft, true)),
+                    Some(Document::Autoscaler(autoscaler)) => autoscalers.push(autoscaler),
+                    None => {}
                 }
             }
         }
     }
-    let mut drafts: Vec<Draft> = Vec::new();
-    let mut autoscalers = Vec::new();
-    for document in documents {
-        match document {
-            Document::Pool(draft) => drafts.push(draft),
-            autoscaler => autoscalers.push(autoscaler),
-        }
-    }
     for autoscaler in autoscalers {
-        let Document::Autoscaler { at, source, namespace, target, spec } = autoscaler else {
+        let deployment = drafts.iter_mut().find(|(draft, deployment)| {
+            *deployment
+                && draft.pool.metadata.name.as_deref() == Some(autoscaler.target.as_str())
+                && draft.pool.metadata.namespace == autoscaler.namespace
+                && draft.pool.spec.autoscaling.is_none()
+        });
+        let Some((draft, _)) = deployment else {
+            skipped.push(format!(
+                "skipped {}: its RunnerDeployment {} is not among the inputs (or has another autoscaler)",
+                autoscaler.source, autoscaler.target
+            ));
             continue;
         };
-        let deployment = drafts.iter_mut().find(|d| {
-            d.source.contains(": RunnerDeployment ")
-                && d.pool.metadata.name.as_deref() == Some(target.as_str())
-                && d.pool.metadata.namespace == namespace
-                && d.pool.spec.autoscaling.is_none()
-        });
-        match deployment {
-            Some(draft) => autoscaler::apply_autoscaler(draft, &source, spec).map_err(|message| {
-                ConvertError::Invalid {
-                    file: at.0.clone(),
-                    document: at.1,
-                    message,
-                }
-            })?,
-            None => skipped.push(format!(
-                "skipped {source}: its RunnerDeployment {target} is not among the inputs (or has another autoscaler)"
-            )),
-        }
+        autoscaler::apply_autoscaler(draft, &autoscaler.source, autoscaler.spec).map_err(
+            |message| ConvertError::Invalid {
+                file: autoscaler.file,
+                document: autoscaler.document,
+                message,
+            },
+        )?;
     }
+    let mut drafts: Vec<Draft> = drafts.into_iter().map(|(draft, _)| draft).collect();
     if drafts.is_empty() {
-        let files = inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+        let files = inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(ConvertError::Nothing { files });
     }
     drafts.iter_mut().for_each(output::fit_limits);
@@ -231,16 +237,30 @@ fn classify(
         Value::Object(object) => object,
         other => return Err(format!("expected a mapping, found {}", draft::kind(&other))),
     };
-    let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_string) else {
+    let Some(kind) = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return values_file(input, Value::Object(object), args).map(Some);
     };
-    let api = object.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let api = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let metadata = object.remove("metadata").unwrap_or(Value::Null);
-    let name = metadata.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-    let namespace = args
-        .namespace
-        .clone()
-        .or_else(|| metadata.get("namespace").and_then(Value::as_str).map(str::to_string));
+    let name = metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let namespace = args.namespace.clone().or_else(|| {
+        metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let shown = match &namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
@@ -259,30 +279,35 @@ fn classify(
                 namespace: namespace.as_deref(),
                 suffix: &args.scale_set_suffix,
             };
-            Document::Pool(scale_set::convert_scale_set(source, &naming, spec, false)?)
+            Document::Pool(Box::new(scale_set::convert_scale_set(
+                source, &naming, spec, false,
+            )?))
         }
-        "RunnerDeployment" if summerwind => Document::Pool(deployment::convert_deployment(
-            source,
-            &name,
-            namespace.as_deref(),
-            spec,
-        )?),
+        "RunnerDeployment" if summerwind => {
+            let draft = deployment::convert_deployment(source, &name, namespace.as_deref(), spec)?;
+            Document::Deployment(Box::new(draft))
+        }
         "HorizontalRunnerAutoscaler" if summerwind => {
             let mut spec = spec;
             let mut target = spec.object("scaleTargetRef")?;
-            let target_kind = target.string("kind")?.unwrap_or_else(|| "RunnerDeployment".into());
+            let target_kind = target
+                .string("kind")?
+                .unwrap_or_else(|| "RunnerDeployment".into());
             let target_name = target.string("name")?.unwrap_or_default();
             if target_kind != "RunnerDeployment" {
-                skipped.push(format!("skipped {source}: it scales a {target_kind}, which is not converted"));
+                skipped.push(format!(
+                    "skipped {source}: it scales a {target_kind}, which is not converted"
+                ));
                 return Ok(None);
             }
-            Document::Autoscaler {
-                at: (input.name.clone(), document),
-                source: format!("{}: {shown}", input.name),
+            Document::Autoscaler(Autoscaler {
+                file: input.name.clone(),
+                document,
+                source,
                 namespace,
                 target: target_name,
                 spec,
-            }
+            })
         }
         "RunnerSet" | "Runner" | "RunnerReplicaSet" if summerwind => {
             skipped.push(format!(
@@ -315,7 +340,9 @@ fn values_file(input: &Input, value: Value, args: &ConvertArgs) -> Result<Docume
     let release = match &args.release {
         Some(release) => release.clone(),
         None if input.name == "-" => {
-            return Err("values from standard input: name the Helm release with --release".to_string());
+            return Err(
+                "values from standard input: name the Helm release with --release".to_string(),
+            );
         }
         None => std::path::Path::new(&input.name)
             .file_stem()
@@ -333,7 +360,294 @@ fn values_file(input: &Input, value: Value, args: &ConvertArgs) -> Result<Docume
         namespace: args.namespace.as_deref(),
         suffix: &args.scale_set_suffix,
     };
-    let source = format!("{}: values of gha-runner-scale-set release {release}", input.name);
+    let source = format!(
+        "{}: values of gha-runner-scale-set release {release}",
+        input.name
+    );
     let spec = Fields::new("", Some(value))?;
-    scale_set::convert_scale_set(source, &naming, spec, true).map(Document::Pool)
+    let draft = scale_set::convert_scale_set(source, &naming, spec, true)?;
+    Ok(Document::Pool(Box::new(draft)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunnerPool;
+    use crate::crd::ContainerMode;
+
+    const FILES: [(&str, &str); 4] = [
+        (
+            "arc-runner-set.yaml",
+            include_str!("../../tests/data/convert/arc-runner-set.yaml"),
+        ),
+        (
+            "autoscaling-runner-set.yaml",
+            include_str!("../../tests/data/convert/autoscaling-runner-set.yaml"),
+        ),
+        (
+            "ghes-kubernetes-values.yaml",
+            include_str!("../../tests/data/convert/ghes-kubernetes-values.yaml"),
+        ),
+        (
+            "runner-deployments.yaml",
+            include_str!("../../tests/data/convert/runner-deployments.yaml"),
+        ),
+    ];
+
+    fn input(name: &str, text: &str) -> Input {
+        Input {
+            name: name.to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    fn run_on(inputs: &[Input], args: &ConvertArgs) -> Result<Converted, ConvertError> {
+        convert(inputs, args)
+    }
+
+    fn pools(yaml: &str) -> Vec<RunnerPool> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|d| RunnerPool::deserialize(d).expect("a RunnerPool"))
+            .collect()
+    }
+
+    /// minRunners, maxRunners and idleRunners.
+    fn bounds(pool: &RunnerPool) -> (Option<i32>, i32, Option<i32>) {
+        let a = pool.spec.autoscaling.as_ref().expect("autoscaling");
+        (a.min_runners, a.max_runners, a.idle_runners)
+    }
+
+    fn all_files() -> Vec<Input> {
+        FILES.iter().map(|(name, text)| input(name, text)).collect()
+    }
+
+    fn pool<'a>(pools: &'a [RunnerPool], name: &str) -> &'a RunnerPool {
+        pools
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .expect(name)
+    }
+
+    #[test]
+    fn the_documented_examples_convert_to_pools_within_the_crds_limits() {
+        let converted = run_on(&all_files(), &ConvertArgs::default()).unwrap();
+        let pools = pools(&converted.yaml);
+        assert_eq!(pools.len(), 6);
+        for pool in &pools {
+            let name = pool.metadata.name.as_deref().unwrap();
+            assert!(name.len() <= 63, "{name}");
+            assert!(
+                name.len() <= 52 || pool.spec.runner_name_prefix.is_some(),
+                "{name}"
+            );
+            assert!((1..=99).contains(&pool.spec.labels.len()), "{name}");
+            assert!(
+                pool.runner_image().is_some(),
+                "{name}: a runner container with an image"
+            );
+            assert!(
+                !(pool.spec.replicas.is_some() && pool.spec.autoscaling.is_some()),
+                "{name}"
+            );
+            if let Some(a) = &pool.spec.autoscaling {
+                assert!(a.min_runners.unwrap_or(0) <= a.max_runners, "{name}");
+            }
+            if pool.spec.container_mode == ContainerMode::Kubernetes {
+                assert!(pool.spec.work_volume_claim_template.is_some(), "{name}");
+            }
+        }
+        assert_eq!(
+            converted.warnings.len(),
+            1,
+            "the Secret is skipped: {:?}",
+            converted.warnings
+        );
+        assert!(
+            converted
+                .yaml
+                .starts_with("# skipped autoscaling-runner-set.yaml: Secret ")
+        );
+    }
+
+    #[test]
+    fn output_is_deterministic_and_never_holds_an_inline_secret() {
+        let first = run_on(&all_files(), &ConvertArgs::default()).unwrap().yaml;
+        let second = run_on(&all_files(), &ConvertArgs::default()).unwrap().yaml;
+        assert_eq!(first, second);
+        assert!(!first.contains("ghp_not_a_real_token"), "{first}");
+        assert!(
+            first
+                .contains("create secret generic arc-runner-set-github --from-literal=token=TOKEN")
+        );
+    }
+
+    #[test]
+    fn scale_sets_keep_their_name_scope_bounds_and_mode() {
+        let args = ConvertArgs {
+            namespace: Some("ci".into()),
+            scale_set_suffix: "-rp".into(),
+            ..ConvertArgs::default()
+        };
+        let pools = pools(&run_on(&all_files(), &args).unwrap().yaml);
+        let quick_start = pool(&pools, "arc-runner-set");
+        assert_eq!(quick_start.metadata.namespace.as_deref(), Some("ci"));
+        assert_eq!(quick_start.scale_set_name(), Some("arc-runner-set-rp"));
+        assert_eq!(quick_start.spec.labels, ["arc-runner-set-rp"]);
+        assert_eq!(
+            quick_start.spec.github.organization.as_deref(),
+            Some("octo-org")
+        );
+        assert_eq!(quick_start.spec.container_mode, ContainerMode::Dind);
+        assert_eq!(bounds(quick_start), (Some(1), 5, Some(0)));
+        let a = quick_start.spec.autoscaling.as_ref().unwrap();
+        assert_eq!(a.scale_down_delay_seconds, Some(0));
+
+        let ghes = pool(&pools, "monorepo-k8s");
+        assert_eq!(
+            ghes.spec.github.repository.as_deref(),
+            Some("platform/monorepo")
+        );
+        assert_eq!(
+            ghes.spec.github.api_url.as_deref(),
+            Some("https://ghes.example.internal/api/v3")
+        );
+        assert_eq!(
+            ghes.spec.github.credentials_secret.name,
+            "ghes-app-credentials"
+        );
+        assert_eq!(ghes.spec.container_mode, ContainerMode::Kubernetes);
+        assert_eq!(
+            ghes.spec.work_volume_claim_template.as_ref().unwrap().size,
+            "4Gi"
+        );
+        assert_eq!(
+            ghes.spec.runner_group, None,
+            "repository runners have no groups"
+        );
+
+        let rendered = pool(&pools, "linux");
+        assert_eq!(
+            rendered.spec.github.enterprise.as_deref(),
+            Some("octo-enterprise")
+        );
+        assert_eq!(rendered.spec.container_mode, ContainerMode::Dind);
+        let spec = rendered.spec.template.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.containers.len(),
+            1,
+            "the chart's dind container is the operator's job"
+        );
+        assert!(spec.volumes.is_none() && spec.init_containers.is_none());
+    }
+
+    #[test]
+    fn runner_deployments_take_their_autoscalers() {
+        let pools = pools(&run_on(&all_files(), &ConvertArgs::default()).unwrap().yaml);
+        let org = pool(&pools, "org-runners");
+        assert_eq!(
+            org.spec.labels,
+            ["self-hosted", "linux", "x64", "large", "gpu"]
+        );
+        assert_eq!(org.spec.runner_group.as_deref(), Some("linux-large"));
+        assert_eq!(org.spec.container_mode, ContainerMode::Dind);
+        assert_eq!(org.runner_image(), Some(template::RUNNER_IMAGE));
+        assert_eq!(bounds(org), (Some(0), 10, Some(0)));
+        let a = org.spec.autoscaling.as_ref().unwrap();
+        assert_eq!(a.scale_down_delay_seconds, Some(300));
+
+        let repo = pool(&pools, "repo-runners");
+        assert_eq!(repo.spec.container_mode, ContainerMode::None);
+        assert_eq!(repo.spec.github.credentials_secret.name, "octo-repo-app");
+        assert_eq!(bounds(repo), (Some(1), 6, Some(1)));
+        let a = repo.spec.autoscaling.as_ref().unwrap();
+        assert_eq!(a.schedules.len(), 1);
+        assert_eq!(
+            (a.schedules[0].start.as_str(), a.schedules[0].end.as_str()),
+            ("08:00", "18:00")
+        );
+
+        let fixed = pools.iter().find(|p| p.spec.replicas.is_some()).unwrap();
+        assert_eq!(fixed.spec.replicas, Some(2));
+        assert_eq!(fixed.spec.container_mode, ContainerMode::Kubernetes);
+        assert!(fixed.spec.runner_name_prefix.as_ref().unwrap().len() <= 52);
+    }
+
+    #[test]
+    fn settings_without_an_equivalent_are_named_in_comments() {
+        let yaml = run_on(&all_files(), &ConvertArgs::default()).unwrap().yaml;
+        for expected in [
+            "# not converted: listenerTemplate: ",
+            "# not converted: controllerServiceAccount: ",
+            "# not converted: githubServerTLS: ",
+            "# not converted: spec.metrics: ",
+            "# not converted: spec.scheduledOverrides[0]: ",
+            "# not converted: spec.template.spec.dockerMTU: ",
+            "# not converted: spec.template.spec.ephemeral: ",
+            "# not converted: spec.template.spec.image: summerwind/actions-runner-dind ",
+        ] {
+            assert!(yaml.contains(expected), "{expected} missing in\n{yaml}");
+        }
+        let unknown = "apiVersion: actions.github.com/v1alpha1\nkind: AutoscalingRunnerSet\n\
+            metadata: {name: a}\nspec: {githubConfigUrl: 'https://github.com/o', githubConfigSecret: s, \
+            maxRunners: 1, vaultConfig: {type: azure}}\n";
+        let yaml = run_on(&[input("a.yaml", unknown)], &ConvertArgs::default())
+            .unwrap()
+            .yaml;
+        assert!(
+            yaml.contains("# not converted: spec.vaultConfig: unknown to this converter"),
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_file_and_document() {
+        let args = ConvertArgs::default();
+        let error = |text: &str| {
+            run_on(&[input("in.yaml", text)], &args)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error("a: [").starts_with("in.yaml is not YAML: "));
+        assert_eq!(
+            error("---\n---\n- 1\n"),
+            "in.yaml, document 2: expected a mapping, found a list"
+        );
+        assert!(error("foo: 1\n").contains("neither a Kubernetes object"));
+        assert!(
+            error("githubConfigUrl: https://github.com\ngithubConfigSecret: s\n")
+                .contains("names no enterprise, organization or repository")
+        );
+        assert!(
+            error("githubConfigUrl: https://github.com/o\n")
+                .contains("githubConfigSecret is missing")
+        );
+        assert!(error("githubConfigUrl: https://github.com/o\ngithubConfigSecret: s\nminRunners: 3\nmaxRunners: 2\n")
+            .contains("minRunners (3) exceeds maxRunners (2)"));
+        assert!(
+            error("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+                .starts_with("nothing to convert")
+        );
+        let stdin = run_on(
+            &[input(
+                "-",
+                "githubConfigUrl: https://github.com/o\ngithubConfigSecret: s\n",
+            )],
+            &args,
+        );
+        assert!(stdin.unwrap_err().to_string().contains("--release"));
+    }
+
+    #[test]
+    fn an_autoscaler_without_its_deployment_is_skipped_with_a_warning() {
+        let text = "apiVersion: actions.summerwind.dev/v1alpha1\nkind: HorizontalRunnerAutoscaler\n\
+            metadata: {name: h}\nspec: {scaleTargetRef: {name: gone}, maxReplicas: 3}\n---\n\
+            apiVersion: actions.summerwind.dev/v1alpha1\nkind: RunnerDeployment\nmetadata: {name: d}\n\
+            spec: {template: {spec: {organization: o}}}\n";
+        let converted = run_on(&[input("in.yaml", text)], &ConvertArgs::default()).unwrap();
+        assert_eq!(converted.warnings.len(), 1);
+        assert!(
+            converted.warnings[0].contains("its RunnerDeployment gone is not among the inputs")
+        );
+        assert_eq!(pools(&converted.yaml)[0].spec.replicas, None);
+    }
 }

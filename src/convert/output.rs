@@ -30,7 +30,10 @@ pub fn fit_limits(draft: &mut Draft) {
     let mut labels = Vec::new();
     for label in std::mem::take(&mut pool.spec.labels) {
         if label.is_empty() || label.contains(',') || label.len() > MAX_LABEL {
-            notes.not_converted(&format!("label {label:?}"), "labels are 1 to 256 characters without commas");
+            notes.not_converted(
+                &format!("label {label:?}"),
+                "labels are 1 to 256 characters without commas",
+            );
         } else if labels.len() == MAX_USER_LABELS {
             notes.not_converted(&format!("label {label:?}"), "a pool has at most 99 labels");
         } else if !labels.contains(&label) {
@@ -47,18 +50,29 @@ pub fn fit_limits(draft: &mut Draft) {
     {
         let valid: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         let valid = truncate(valid.trim_start_matches(['.', '_', '-']), 100);
         if valid != *name {
-            notes.note(format!("scaleSet.name: {name:?} became {valid:?} (letters, digits, . _ -)"));
+            notes.note(format!(
+                "scaleSet.name: {name:?} became {valid:?} (letters, digits, . _ -)"
+            ));
             *name = valid;
         }
     }
     if let Some(autoscaling) = pool.spec.autoscaling.as_mut()
         && autoscaling.schedules.len() > MAX_SCHEDULES
     {
-        notes.not_converted("scheduled windows after the 32nd", "a pool has at most 32 schedules");
+        notes.not_converted(
+            "scheduled windows after the 32nd",
+            "a pool has at most 32 schedules",
+        );
         autoscaling.schedules.truncate(MAX_SCHEDULES);
     }
 }
@@ -79,9 +93,49 @@ pub fn render(header: &[String], drafts: &[Draft]) -> Result<String, String> {
         }
         let yaml = serde_yaml::to_string(&draft.pool)
             .map_err(|e| format!("printing {}: {e}", draft.source))?;
-        out.push_str(&yaml);
+        out.push_str(&quote_yaml11_booleans(&yaml));
     }
     Ok(out)
+}
+
+/// Words that YAML 1.1 (kubectl's parser) reads as booleans and YAML 1.2
+/// (ours) prints unquoted, e.g. an environment variable's value `on`.
+const YAML11_BOOLEANS: [&str; 16] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+/// `yaml` with plain scalars of [`YAML11_BOOLEANS`] quoted, so that they stay
+/// strings for kubectl; block scalars (`|`, `>`) are left as they are.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut block: Option<usize> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if block.is_some_and(|b| indent > b || line.trim().is_empty()) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        block = None;
+        let (head, value) = match line.rsplit_once(": ") {
+            Some((head, value)) => (format!("{head}: "), value),
+            None => match line.trim_start().strip_prefix("- ") {
+                Some(value) => (format!("{}- ", &line[..indent]), value),
+                None => (String::new(), line),
+            },
+        };
+        if !head.is_empty() && YAML11_BOOLEANS.contains(&value) {
+            out.push_str(&format!("{head}'{value}'"));
+        } else {
+            out.push_str(line);
+        }
+        if [">", "|", ">-", "|-", ">+", "|+"].contains(&value) && !head.is_empty() {
+            block = Some(indent);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `text` as comment lines (a value with a line break stays a comment).
@@ -139,14 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn yaml11_booleans_stay_strings_for_kubectl() {
+        let yaml = "env:\n- name: A\n  value: on\n- no\nscript: |\n  value: on\nb: 'yes'\n";
+        assert_eq!(
+            quote_yaml11_booleans(yaml),
+            "env:\n- name: A\n  value: 'on'\n- 'no'\nscript: |\n  value: on\nb: 'yes'\n"
+        );
+    }
+
+    #[test]
     fn long_names_get_a_runner_name_prefix() {
         let long = "Very.Long_Name".repeat(6);
         let mut d = draft(&long, vec!["a".into()]);
         fit_limits(&mut d);
         let name = d.pool.metadata.name.clone().unwrap();
-        assert!(name.len() <= 63 && name.starts_with("very.long-name"), "{name}");
+        assert!(
+            name.len() <= 63 && name.starts_with("very.long-name"),
+            "{name}"
+        );
         let prefix = d.pool.spec.runner_name_prefix.clone().unwrap();
-        assert!(prefix.len() <= 52 && !prefix.contains('.') && !prefix.ends_with('-'), "{prefix}");
+        assert!(
+            prefix.len() <= 52 && !prefix.contains('.') && !prefix.ends_with('-'),
+            "{prefix}"
+        );
     }
 
     #[test]

@@ -50,14 +50,25 @@ pub fn convert_scale_set(
     let template_path = spec.path("template");
     let mut converted = convert_template(&template_path, spec.take("template"), &mut notes)?;
     if values {
-        chart_container_mode(&mut spec, &mut converted.mode, &mut converted.work_claim, &mut notes)?;
+        chart_container_mode(
+            &mut spec,
+            &mut converted.mode,
+            &mut converted.work_claim,
+            &mut notes,
+        )?;
     }
     proxy(&mut spec, &mut converted.template, &mut notes)?;
     let labels = vec![set_name.clone()];
     notes.note(format!(
         "labels: ARC's scale set carries its name as its only label; workflows keep `runs-on: {set_name}`"
     ));
-    let mut pool = new_pool(naming.name, naming.namespace, github, labels, converted.template)?;
+    let mut pool = new_pool(
+        naming.name,
+        naming.namespace,
+        github,
+        labels,
+        converted.template,
+    )?;
     pool.spec.scale_set = Some(ScaleSetSpec {
         name: Some(set_name),
     });
@@ -71,19 +82,14 @@ pub fn convert_scale_set(
     }
     pool.spec.autoscaling = Some(bounds(&mut spec, &mut notes)?);
     for key in ["listenerTemplate", "listenerMetrics"] {
-        if spec.take(key).is_some() {
-            notes.not_converted(
-                &spec.path(key),
-                "there is no listener pod: the operator's leader holds every pool's session",
-            );
-        }
+        let why = "there is no listener pod: the operator's leader holds every pool's session";
+        spec.not_converted(key, why, &mut notes);
     }
-    if spec.take("controllerServiceAccount").is_some() {
-        notes.not_converted(
-            &spec.path("controllerServiceAccount"),
-            "the operator's own account (its chart's RBAC) manages every pool",
-        );
-    }
+    spec.not_converted(
+        "controllerServiceAccount",
+        "the operator's own account (its chart's RBAC) manages every pool",
+        &mut notes,
+    );
     spec.finish(&mut notes);
     Ok(Draft {
         source,
@@ -119,7 +125,11 @@ fn credentials(
         None => Err(format!("{path} is missing")),
         Some(other) => Err(format!(
             "{path} must be the name of a Secret{}, not {}",
-            if values { " or the chart's inline credentials" } else { "" },
+            if values {
+                " or the chart's inline credentials"
+            } else {
+                ""
+            },
             super::draft::kind(&other)
         )),
     }
@@ -134,7 +144,13 @@ fn server_tls(spec: &mut Fields, notes: &mut Notes) -> Result<(), String> {
     let reference = tls
         .take("certificateFrom")
         .and_then(|from| from.get("configMapKeyRef").cloned())
-        .map(|r| format!("{}/{}", r["name"].as_str().unwrap_or("?"), r["key"].as_str().unwrap_or("?")));
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["name"].as_str().unwrap_or("?"),
+                r["key"].as_str().unwrap_or("?")
+            )
+        });
     notes.not_converted(
         &spec.path("githubServerTLS"),
         &format!(
@@ -167,7 +183,8 @@ fn chart_container_mode(
                 .and_then(|r| r.pointer("/requests/storage").cloned())
                 .and_then(|s| s.as_str().map(str::to_string));
             let size = size.unwrap_or_else(|| {
-                notes.note("containerMode: the work volume claim requests no storage: 10Gi was set");
+                notes
+                    .note("containerMode: the work volume claim requests no storage: 10Gi was set");
                 "10Gi".to_string()
             });
             *work_claim = Some(VolumeClaimSpec {
@@ -184,12 +201,11 @@ fn chart_container_mode(
             ));
         }
     }
-    if chart.take("kubernetesModeServiceAccount").is_some() {
-        notes.not_converted(
-            &chart.path("kubernetesModeServiceAccount"),
-            "the operator makes the hooks' account (<pool>-container-hooks) itself",
-        );
-    }
+    chart.not_converted(
+        "kubernetesModeServiceAccount",
+        "the operator makes the hooks' account (<pool>-container-hooks) itself",
+        notes,
+    );
     chart.finish(notes);
     Ok(())
 }

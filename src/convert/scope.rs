@@ -10,7 +10,11 @@ use super::draft::Notes;
 /// `spec.github` for a `githubConfigUrl`: `https://github.com/ORG`,
 /// `https://github.com/ORG/REPO` or `https://github.com/enterprises/ENT`, on
 /// github.com, a GHE.com subdomain or a GitHub Enterprise Server host.
-pub fn github_from_config_url(url: &str, secret: &str, notes: &mut Notes) -> Result<GitHubSpec, String> {
+pub fn github_from_config_url(
+    url: &str,
+    secret: &str,
+    notes: &mut Notes,
+) -> Result<GitHubSpec, String> {
     let parsed = url::Url::parse(url.trim())
         .map_err(|e| format!("githubConfigUrl {url:?} is not a URL: {e}"))?;
     let host = parsed
@@ -114,7 +118,10 @@ mod tests {
         assert_eq!(ent.enterprise.as_deref(), Some("acme"));
         let ghes = scope("https://ghes.example.com:8443/platform");
         assert_eq!(ghes.organization.as_deref(), Some("platform"));
-        assert_eq!(ghes.api_url.as_deref(), Some("https://ghes.example.com:8443/api/v3"));
+        assert_eq!(
+            ghes.api_url.as_deref(),
+            Some("https://ghes.example.com:8443/api/v3")
+        );
         let ghe = scope("https://octo.ghe.com/team");
         assert_eq!(ghe.api_url.as_deref(), Some("https://api.octo.ghe.com"));
     }
@@ -122,8 +129,15 @@ mod tests {
     #[test]
     fn urls_without_a_scope_are_refused() {
         let mut notes = Notes::default();
-        for url in ["https://github.com", "https://github.com/a/b/c", "not a url"] {
-            assert!(github_from_config_url(url, "s", &mut notes).is_err(), "{url}");
+        for url in [
+            "https://github.com",
+            "https://github.com/a/b/c",
+            "not a url",
+        ] {
+            assert!(
+                github_from_config_url(url, "s", &mut notes).is_err(),
+                "{url}"
+            );
         }
     }
 }

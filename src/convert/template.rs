@@ -34,7 +34,12 @@ pub struct Converted {
 
 /// Reads ARC's template at `path` (absent: the chart's default, a `runner`
 /// container with the official image).
-pub fn convert_template(path: &str, value: Option<Value>, notes: &mut Notes) -> Result<Converted, String> {
+pub fn convert_template(
+    path: &str,
+    value: Option<Value>,
+    notes: &mut Notes,
+) -> Result<Converted, String> {
+    let given = value.is_some();
     let mut template: PodTemplateSpec = match value {
         None => PodTemplateSpec::default(),
         Some(v) => serde_json::from_value(v).map_err(|e| format!("{path}: {e}"))?,
@@ -46,8 +51,12 @@ pub fn convert_template(path: &str, value: Option<Value>, notes: &mut Notes) -> 
         mode = ContainerMode::Dind;
         strip_dind(spec, dind, path, notes);
     }
-    let runner = runner_container(spec, path, notes);
-    let hooks = runner.env.iter().flatten().any(|e| e.name == KUBERNETES_MODE_ENV[0]);
+    let runner = runner_container(spec, given.then_some(path), notes);
+    let hooks = runner
+        .env
+        .iter()
+        .flatten()
+        .any(|e| e.name == KUBERNETES_MODE_ENV[0]);
     if hooks {
         mode = ContainerMode::Kubernetes;
         if let Some(env) = runner.env.as_mut() {
@@ -76,13 +85,24 @@ pub fn convert_template(path: &str, value: Option<Value>, notes: &mut Notes) -> 
 }
 
 /// The `runner` container, made if missing, with an image.
-fn runner_container<'a>(spec: &'a mut PodSpec, path: &str, notes: &mut Notes) -> &'a mut Container {
-    let index = match spec.containers.iter().position(|c| c.name == RUNNER_CONTAINER) {
+/// `path` is that of a template given (not the chart's default one).
+fn runner_container<'a>(
+    spec: &'a mut PodSpec,
+    path: Option<&str>,
+    notes: &mut Notes,
+) -> &'a mut Container {
+    let index = match spec
+        .containers
+        .iter()
+        .position(|c| c.name == RUNNER_CONTAINER)
+    {
         Some(index) => index,
         None => {
-            notes.note(format!(
-                "{path} had no container named runner: one with {RUNNER_IMAGE} was added"
-            ));
+            if let Some(path) = path {
+                notes.note(format!(
+                    "{path} had no container named runner: one with {RUNNER_IMAGE} was added"
+                ));
+            }
             spec.containers.insert(
                 0,
                 Container {
@@ -131,7 +151,11 @@ fn strip_dind(spec: &mut PodSpec, dind: Container, path: &str, notes: &mut Notes
     let removed = remove_volumes(spec, |v| {
         built.contains(&v.name.as_str()) && (v.empty_dir.is_some() || v.name != WORK_VOLUME)
     });
-    if let Some(runner) = spec.containers.iter_mut().find(|c| c.name == RUNNER_CONTAINER) {
+    if let Some(runner) = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == RUNNER_CONTAINER)
+    {
         if let Some(env) = runner.env.as_mut() {
             env.retain(|e| e.name != "DOCKER_HOST");
         }
@@ -144,7 +168,11 @@ fn strip_dind(spec: &mut PodSpec, dind: Container, path: &str, notes: &mut Notes
 /// The `work` volume's ephemeral claim of ARC's Kubernetes mode, as
 /// `workVolumeClaimTemplate`; the volume and its mount are the operator's.
 fn take_work_claim(spec: &mut PodSpec, path: &str, notes: &mut Notes) -> Option<VolumeClaimSpec> {
-    let volume = spec.volumes.iter().flatten().find(|v| v.name == WORK_VOLUME)?;
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == WORK_VOLUME)?;
     let claim = volume.ephemeral.as_ref()?.volume_claim_template.as_ref()?;
     let size = claim
         .spec
@@ -165,7 +193,10 @@ fn take_work_claim(spec: &mut PodSpec, path: &str, notes: &mut Notes) -> Option<
         access_modes: claim.spec.access_modes.clone(),
     };
     let removed = remove_volumes(spec, |v| v.name == WORK_VOLUME);
-    if let Some(runner) = spec.containers.iter_mut().find(|c| c.name == RUNNER_CONTAINER)
+    if let Some(runner) = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == RUNNER_CONTAINER)
         && let Some(mounts) = runner.volume_mounts.as_mut()
     {
         mounts.retain(|m| !removed.contains(&m.name));
@@ -245,7 +276,10 @@ mod tests {
         assert_eq!(runner.env.as_ref().unwrap().len(), 1);
         assert_eq!(runner.volume_mounts.as_ref().unwrap()[0].name, "cache");
         assert_eq!(spec.volumes.as_ref().unwrap().len(), 1);
-        assert!(spec.init_containers.is_none(), "plain docker:dind: the operator's pinned daemon");
+        assert!(
+            spec.init_containers.is_none(),
+            "plain docker:dind: the operator's pinned daemon"
+        );
         assert!(notes.lines()[0].starts_with("not converted: template.spec.containers[dind]"));
     }
 
