@@ -53,7 +53,7 @@ pub struct ConvertArgs {
 
     /// Appended to every scale set's name and label, so that the pool can
     /// run next to ARC's scale set while workflows move over.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub scale_set_suffix: String,
 }
 
