@@ -23,9 +23,15 @@ enum Command {
     Run(Box<Config>),
     /// Print the CustomResourceDefinitions (RunnerPool, RunnerGroup) as YAML.
     Crd,
-    /// Print RunnerPools equivalent to actions-runner-controller manifests
-    /// or gha-runner-scale-set values files, with a comment for every
-    /// setting that has no equivalent.
+    /// Print RunnerPools equivalent to actions-runner-controller (ARC) manifests.
+    ///
+    /// Reads AutoscalingRunnerSets, RunnerDeployments with their
+    /// HorizontalRunnerAutoscalers, and values files of the
+    /// gha-runner-scale-set chart; prints one RunnerPool for each, with a
+    /// `# not converted:` comment for every setting without an equivalent.
+    /// Other documents are skipped with a comment and a warning. Prints
+    /// nothing and exits with 1 when a file cannot be read, is not YAML or
+    /// holds an ARC object that cannot be converted.
     Convert(convert::ConvertArgs),
 }
 

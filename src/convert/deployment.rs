@@ -280,7 +280,11 @@ fn docker_mode(
     }
     let mut daemon = Map::new();
     for (arc, ours) in DOCKER_SETTINGS {
-        if let Some(value) = runner.take(arc) {
+        // A cluster's copy holds `{}` for settings never set.
+        let set = runner
+            .take(arc)
+            .filter(|v| v != &json!({}) && v != &json!([]));
+        if let Some(value) = set {
             if mode == ContainerMode::Dind {
                 daemon.insert(ours.into(), value);
             } else {

@@ -52,9 +52,9 @@ pub struct ConvertArgs {
     pub release: Option<String>,
 
     /// Appended to every scale set's name and label, so that the pool can
-    /// run next to ARC's scale set while workflows move over.
-    #[arg(long, default_value = "", allow_hyphen_values = true)]
-    pub scale_set_suffix: String,
+    /// run next to ARC's scale set while workflows move over (e.g. `-rp`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub scale_set_suffix: Option<String>,
 }
 
 /// Why nothing was printed.
@@ -277,7 +277,7 @@ fn classify(
             let naming = Naming {
                 name: &name,
                 namespace: namespace.as_deref(),
-                suffix: &args.scale_set_suffix,
+                suffix: args.scale_set_suffix.as_deref().unwrap_or(""),
             };
             Document::Pool(Box::new(scale_set::convert_scale_set(
                 source, &naming, spec, false,
@@ -358,7 +358,7 @@ fn values_file(input: &Input, value: Value, args: &ConvertArgs) -> Result<Docume
     let naming = Naming {
         name: &name,
         namespace: args.namespace.as_deref(),
-        suffix: &args.scale_set_suffix,
+        suffix: args.scale_set_suffix.as_deref().unwrap_or(""),
     };
     let source = format!(
         "{}: values of gha-runner-scale-set release {release}",
@@ -485,7 +485,7 @@ mod tests {
     fn scale_sets_keep_their_name_scope_bounds_and_mode() {
         let args = ConvertArgs {
             namespace: Some("ci".into()),
-            scale_set_suffix: "-rp".into(),
+            scale_set_suffix: Some("-rp".into()),
             ..ConvertArgs::default()
         };
         let pools = pools(&run_on(&all_files(), &args).unwrap().yaml);
@@ -649,5 +649,17 @@ mod tests {
             converted.warnings[0].contains("its RunnerDeployment gone is not among the inputs")
         );
         assert_eq!(pools(&converted.yaml)[0].spec.replicas, None);
+    }
+
+    #[test]
+    fn the_readme_lists_every_flag_of_convert() {
+        let command = <ConvertArgs as clap::Args>::augment_args(clap::Command::new("convert"));
+        let readme = include_str!("../../README.md");
+        for long in command.get_arguments().filter_map(|a| a.get_long()) {
+            assert!(
+                readme.contains(&format!("`--{long}`")),
+                "README lacks --{long}"
+            );
+        }
     }
 }
