@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod controller;
+pub mod convert;
 pub mod crd;
 pub mod demand;
 pub mod github;

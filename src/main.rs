@@ -2,6 +2,7 @@
 //! async runtime, and hands over to the library ([`runnerpool::operator`]).
 
 use clap::{Parser, Subcommand};
+use runnerpool::convert;
 use runnerpool::operator::{self, config::Config, config::LogFormat};
 use tracing::error;
 
@@ -22,6 +23,16 @@ enum Command {
     Run(Box<Config>),
     /// Print the CustomResourceDefinitions (RunnerPool, RunnerGroup) as YAML.
     Crd,
+    /// Print RunnerPools equivalent to actions-runner-controller (ARC) manifests.
+    ///
+    /// Reads AutoscalingRunnerSets, RunnerDeployments with their
+    /// HorizontalRunnerAutoscalers, and values files of the
+    /// gha-runner-scale-set chart; prints one RunnerPool for each, with a
+    /// `# not converted:` comment for every setting without an equivalent.
+    /// Other documents are skipped with a comment and a warning. Prints
+    /// nothing and exits with 1 when a file cannot be read, is not YAML or
+    /// holds an ARC object that cannot be converted.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +42,19 @@ fn main() -> std::process::ExitCode {
             print!("{}", runnerpool::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Convert(args) => match convert::run(&args) {
+            Ok(converted) => {
+                for warning in &converted.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                print!("{}", converted.yaml);
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Run(config) => {
             init_logging(&config);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
