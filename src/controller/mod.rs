@@ -53,6 +53,7 @@ use tracing::{info, instrument};
 pub use context::{Context, Settings};
 
 use crate::RunnerPool;
+use crate::demand::recheck;
 use crate::demand::routing::{self, WebhookFeed};
 use crate::demand::store::WebhookDemand;
 use crate::github::GitHubConnector;
@@ -164,9 +165,14 @@ pub async fn run(
         controller: "runnerpool-operator".to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let (events, demand) = match feed {
-        Some(feed) => (Some(feed.events), feed.demand),
-        None => (None, Arc::new(WebhookDemand::new(Duration::from_secs(600)))),
+    let (events, demand, check_after) = match feed {
+        Some(feed) => (Some(feed.events), feed.demand, feed.check_after),
+        None => {
+            // No webhooks, no queued jobs: statuses keep none.
+            let demand = Arc::new(WebhookDemand::new());
+            demand.mark_restored();
+            (None, demand, Duration::ZERO)
+        }
     };
     let ctx = Arc::new(Context {
         releases: LatestReleases::new(settings.runner_version_refresh),
@@ -199,6 +205,13 @@ pub async fn run(
     if let Some(events) = events {
         let (trigger, triggered) = futures::channel::mpsc::unbounded();
         controller = controller.reconcile_on(triggered);
+        let recheck = recheck::run(
+            demand.clone(),
+            pool_store.clone(),
+            ctx.clone(),
+            trigger.clone(),
+            check_after,
+        );
         let router = routing::route_jobs(
             events,
             demand,
@@ -208,6 +221,7 @@ pub async fn run(
             trigger,
         );
         background.0.push(tokio::spawn(router));
+        background.0.push(tokio::spawn(recheck));
     }
     background
         .0

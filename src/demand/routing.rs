@@ -32,6 +32,9 @@ use crate::webhook::payload::{JobAction, JobEvent};
 pub struct WebhookFeed {
     pub events: Receiver<JobEvent>,
     pub demand: Arc<WebhookDemand>,
+    /// How long a queued job waits before GitHub is asked about it (see
+    /// [`super::recheck`]).
+    pub check_after: std::time::Duration,
 }
 
 /// Applies events until the receiver closes; every pool whose demand or busy
@@ -47,6 +50,8 @@ pub async fn route_jobs(
     // Deliveries are accepted from the start; they wait here until the pools
     // and runners they name are known, rather than being matched to nothing.
     store_ready(&pools).await;
+    let restored = restore(&pools, &demand);
+    wake(&pools, &trigger, restored);
     store_ready(&pods).await;
     while let Some(event) = events.recv().await {
         let now = Instant::now();
@@ -83,11 +88,49 @@ pub async fn route_jobs(
                 demand.completed(event.job_id, event.runner_id, now)
             }
         };
-        let touched: BTreeSet<String> = touched.into_iter().collect();
-        for pool_uid in touched {
-            if let Some(pool) = pools.state().iter().find(|p| uid(p) == pool_uid) {
-                let _ = trigger.unbounded_send(ObjectRef::from_obj(pool.as_ref()));
+        wake(&pools, &trigger, touched);
+    }
+}
+
+/// Reads back the queued jobs each pool's status kept (an earlier leader
+/// wrote them), then lets statuses be written from the store. Returns the
+/// pools that got jobs back, to reconcile at once.
+pub fn restore(pools: &Store<RunnerPool>, demand: &WebhookDemand) -> Vec<String> {
+    let now = Instant::now();
+    let mut restored = 0;
+    let mut touched = Vec::new();
+    for pool in pools.state() {
+        if let Some(status) = &pool.status {
+            let added = demand.restore(&uid(&pool), &status.waiting_jobs, now);
+            if added > 0 {
+                restored += added;
+                touched.push(uid(&pool));
             }
+        }
+    }
+    demand.mark_restored();
+    if restored > 0 {
+        info!(
+            jobs = restored,
+            "queued jobs read back from the pools' status"
+        );
+    }
+    touched
+}
+
+/// Sends each pool of `pool_uids` to `trigger` for an immediate reconcile.
+pub fn wake(
+    pools: &Store<RunnerPool>,
+    trigger: &UnboundedSender<ObjectRef<RunnerPool>>,
+    pool_uids: impl IntoIterator<Item = String>,
+) {
+    let pool_uids: BTreeSet<String> = pool_uids.into_iter().collect();
+    if pool_uids.is_empty() {
+        return;
+    }
+    for pool in pools.state() {
+        if pool_uids.contains(&uid(&pool)) {
+            let _ = trigger.unbounded_send(ObjectRef::from_obj(pool.as_ref()));
         }
     }
 }
@@ -140,7 +183,7 @@ fn queued(
     };
     debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
     demand
-        .queued(event.job_id, &chosen.key, now)
+        .queued(event.job_id, &chosen.key, &event.repository, now)
         .then(|| chosen.key.clone())
 }
 

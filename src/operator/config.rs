@@ -137,13 +137,18 @@ pub struct Config {
     #[arg(long, env = "RUNNERPOOL_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
 
-    /// Seconds a queued job counts as demand when no runner takes it.
+    /// Seconds a queued job waits before GitHub is asked whether it still
+    /// does (`GET …/actions/jobs/{job_id}`, then again every such interval):
+    /// a queued job leaves demand only when GitHub says it started, ended or
+    /// is gone, or after GitHub's own 24 h limit. Formerly
+    /// --webhook-demand-ttl-seconds, still accepted.
     #[arg(
         long,
-        env = "RUNNERPOOL_WEBHOOK_DEMAND_TTL_SECONDS",
+        env = "RUNNERPOOL_QUEUED_JOB_CHECK_SECONDS",
+        alias = "webhook-demand-ttl-seconds",
         default_value_t = 600
     )]
-    pub webhook_demand_ttl_seconds: u64,
+    pub queued_job_check_seconds: u64,
 
     /// Log format.
     #[arg(

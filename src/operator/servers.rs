@@ -88,9 +88,8 @@ pub async fn start_webhook_listener(
     });
     Ok(Some(WebhookFeed {
         events: received,
-        demand: Arc::new(WebhookDemand::new(Duration::from_secs(
-            config.webhook_demand_ttl_seconds.max(1),
-        ))),
+        demand: Arc::new(WebhookDemand::new()),
+        check_after: Duration::from_secs(config.queued_job_check_seconds.max(1)),
     }))
 }
 

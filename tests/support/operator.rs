@@ -90,7 +90,8 @@ impl Operator {
         operator
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process (again, after [`Operator::kill`]).
+    pub fn spawn(&mut self) {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -229,6 +230,20 @@ impl Env {
         env.fake
             .set_endpoint_latency("POST /orgs/{org}/actions/runners/generate-jitconfig", mint);
         env
+    }
+
+    /// Waits until pool `pool` is Ready.
+    pub async fn wait_for_ready(&self, pool: &str, timeout: Duration) {
+        wait_for(&format!("pool {pool} to be Ready"), timeout, || async {
+            let pool = self.pools().get(pool).await.ok()?;
+            let ready = pool
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(())
+        })
+        .await;
     }
 
     /// Waits until the operator's log says `what` (e.g. `reconcile_timeout`,

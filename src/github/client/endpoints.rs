@@ -30,3 +30,4 @@ pub const GET_ORGANIZATION: &str = "GET /orgs/{org}";
 pub const RUNNER_DOWNLOADS: &str = "GET /{scope}/actions/runners/downloads";
 pub const CREATE_INSTALLATION_TOKEN: &str =
     "POST /app/installations/{installation_id}/access_tokens";
+pub const GET_WORKFLOW_JOB: &str = "GET /repos/{owner}/{repo}/actions/jobs/{job_id}";

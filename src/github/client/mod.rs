@@ -24,11 +24,13 @@
 //! - `wire`: calls, answers, body shapes, headers and decoding;
 //! - `requests`: [`GitHubClient`] and its request loop;
 //! - `runners` and `groups`: the runner and runner-group endpoints;
+//! - `jobs`: the workflow-job read;
 //! - `connector`: [`CachingConnector`].
 
 mod connector;
 pub mod endpoints;
 mod groups;
+mod jobs;
 mod options;
 mod requests;
 mod runners;
