@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fake_github::{Fault, JobStatus};
 use support::cluster::wait_for;
-use support::operator::{Base, Env, autoscaling, pool_yaml};
+use support::operator::{Base, Env, Operator, SHORT_LEASE, autoscaling, pool_yaml};
 
 const T: Duration = Duration::from_secs(40);
 const SECRET: &str = "durable-demand-secret";
@@ -171,4 +171,163 @@ async fn a_hundred_jobs_on_ten_runners_are_all_served() {
         "jobs queued long were read from GitHub"
     );
     assert_eq!(jobs.len(), JOBS);
+}
+
+/// A token that may read organization `acme`'s hook log, in a directory as
+/// the chart mounts the Secret; returns the flags that read that log.
+fn delivery_log_flags(env: &Env, name: &str) -> Vec<String> {
+    const HOOK_TOKEN: &str = "ghp_hooklog000000000000000000000000000000";
+    env.fake.add_token(HOOK_TOKEN, &["admin:org_hook"]);
+    let dir = support::cluster::repo_root()
+        .join("target/test-logs")
+        .join(format!("delivery-log-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), format!("{HOOK_TOKEN}\n")).unwrap();
+    vec![
+        "--webhook-delivery-log".into(),
+        "orgs/acme/hooks/1".into(),
+        "--webhook-delivery-log-credentials".into(),
+        dir.display().to_string(),
+        "--webhook-delivery-log-api-url".into(),
+        env.api_url(Base::Root),
+    ]
+}
+
+fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// Deliveries GitHub could not deliver (dropped on the way: the operator
+/// never saw them, GitHub's log lists them as failed) get runners within
+/// one sync interval: the operator reads the webhook's delivery log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_deliveries_get_runners_within_one_sync_interval() {
+    const SYNC: Duration = Duration::from_secs(5);
+    let (mut env, _) = Env::start_with_webhooks("dropped", SECRET, "5", &[]).await;
+    let flags = delivery_log_flags(&env, "dropped");
+    env.operator.restart_with(&strs(&flags));
+    follow_the_listener(&env, 2).await;
+    env.apply_pool(&pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_ready(&env, "ci").await;
+    env.fake.drop_next_webhooks(3);
+    let queued = Instant::now();
+    for _ in 0..3 {
+        env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    }
+    wait_for(
+        "a runner pod for each dropped job",
+        SYNC + Duration::from_secs(5),
+        || async { (env.live_pods("ci").await.len() == 3).then_some(()) },
+    )
+    .await;
+    let took = queued.elapsed();
+    println!(
+        "runner pods for 3 dropped deliveries {:.1} s after they were queued (sync interval {SYNC:?})",
+        took.as_secs_f64()
+    );
+    let dropped = env
+        .fake
+        .webhook_deliveries()
+        .iter()
+        .filter(|d| d.error.as_deref() == Some(fake_github::DROPPED))
+        .count();
+    assert_eq!(dropped, 3, "the deliveries never reached the operator");
+    wait_for("every job to run", T, || async {
+        (running(&env) == 3).then_some(())
+    })
+    .await;
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("runnerpool_webhook_deliveries_total{result=\"recovered\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !env.operator.logs().contains(HOOK_TOKEN_PREFIX),
+        "the log-reading token never shows in the log"
+    );
+}
+
+const HOOK_TOKEN_PREFIX: &str = "ghp_hooklog";
+
+/// Leader failover with jobs arriving during it: the leader dies (SIGKILL)
+/// with jobs queued; more jobs arrive while no leader answers (their
+/// deliveries fail); the standby takes over and every job gets a runner:
+/// the kept ones from the pools' status, the others from the delivery log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_gets_a_runner_across_a_leader_failover() {
+    let mut lease = vec!["--leader-elect"];
+    lease.extend(SHORT_LEASE);
+    let mut first_flags: Vec<&str> = lease.clone();
+    first_flags.extend(["--leader-election-identity", "first"]);
+    let (mut env, _) = Env::start_with_webhooks("failover", SECRET, "5", &first_flags).await;
+    let flags = delivery_log_flags(&env, "failover");
+    env.operator.restart_with(&strs(&flags));
+    follow_the_listener(&env, 2).await;
+    env.apply_pool(&pool(&env, "ci", 0, 10, 0)).await;
+    wait_for_ready(&env, "ci").await;
+
+    // A standby with the same configuration, on its own ports.
+    let secret_file = support::cluster::repo_root()
+        .join("target/test-logs")
+        .join(format!("failover-secret-{}", std::process::id()));
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let secret_file = secret_file.display().to_string();
+    let mut second_flags: Vec<&str> = lease.clone();
+    second_flags.extend([
+        "--leader-election-identity",
+        "second",
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--webhook-secret-file",
+        &secret_file,
+        "--github-sync-interval-seconds",
+        "5",
+    ]);
+    second_flags.extend(strs(&flags));
+    let second = Operator::start(&env.ns, &second_flags);
+    let second_port = wait_for("the standby's webhook listener", T, || async {
+        second.listener_ports("webhook").first().copied()
+    })
+    .await;
+
+    // Jobs queued but not served yet when the leader dies.
+    env.fake.inject_fault(Fault::always(Some(JIT), 503));
+    for _ in 0..2 {
+        env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    }
+    wait_for("the pool's status to show 2 queued jobs", T, || async {
+        let status = env.pools().get("ci").await.ok()?.status?;
+        (status.queued_jobs == 2).then_some(())
+    })
+    .await;
+    env.operator.kill();
+    env.fake.clear_faults();
+    // Jobs arriving while no leader answers: their deliveries fail.
+    for _ in 0..3 {
+        env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    }
+    let failed = env.fake.wait_for_webhooks(5, T).await;
+    assert!(
+        failed.iter().rev().take(3).all(|d| d.status != Some(202)),
+        "{failed:?}"
+    );
+    let killed = Instant::now();
+    // The Service now routes to the new leader.
+    env.fake.set_webhook(Some(fake_github::WebhookConfig {
+        url: format!("http://127.0.0.1:{second_port}/webhook"),
+        secret: Some(SECRET.into()),
+    }));
+    wait_for("a runner pod for each of the 5 jobs", T, || async {
+        (env.live_pods("ci").await.len() == 5).then_some(())
+    })
+    .await;
+    println!(
+        "5 runner pods {:.1} s after the leader was killed (lease 4 s, sync interval 5 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    wait_for("every job to run", T, || async {
+        (running(&env) == 5).then_some(())
+    })
+    .await;
+    drop(second);
 }

@@ -64,6 +64,7 @@ use crate::kit::retry;
 use crate::metrics::Metrics;
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
 use crate::versions::releases::LatestReleases;
+use crate::webhook;
 use context::store_ready;
 use memory::{Leftovers, Memory};
 
@@ -165,8 +166,12 @@ pub async fn run(
         controller: "runnerpool-operator".to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let mut recovery = None;
     let (events, demand, check_after) = match feed {
-        Some(feed) => (Some(feed.events), feed.demand, feed.check_after),
+        Some(feed) => {
+            recovery = feed.delivery_log.map(|log| (log, feed.sender));
+            (Some(feed.events), feed.demand, feed.check_after)
+        }
         None => {
             // No webhooks, no queued jobs: statuses keep none.
             let demand = Arc::new(WebhookDemand::new());
@@ -222,6 +227,15 @@ pub async fn run(
         );
         background.0.push(tokio::spawn(router));
         background.0.push(tokio::spawn(recheck));
+    }
+    if let Some((log, sender)) = recovery {
+        // From the moment this replica acts: what failed while no leader
+        // answered is taken first.
+        let every = ctx.settings.github_sync_interval;
+        let metrics = ctx.metrics.clone();
+        background.0.push(tokio::spawn(webhook::recovery::run(
+            log, sender, every, metrics,
+        )));
     }
     background
         .0

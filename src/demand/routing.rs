@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, Sender};
 use tracing::{debug, info};
 
 use super::matching::{self, Candidate};
@@ -27,10 +27,15 @@ use crate::controller::scaling::scaling;
 use crate::pod::job;
 use crate::runner::{self, POOL_LABEL};
 use crate::webhook::payload::{JobAction, JobEvent};
+use crate::webhook::recovery::DeliveryLog;
 
 /// `workflow_job` events from the webhook receiver, and where their demand is kept.
 pub struct WebhookFeed {
     pub events: Receiver<JobEvent>,
+    /// Where deliveries recovered from GitHub's delivery log go (the
+    /// receiver's queue), and that log when one is configured.
+    pub sender: Sender<JobEvent>,
+    pub delivery_log: Option<DeliveryLog>,
     pub demand: Arc<WebhookDemand>,
     /// How long a queued job waits before GitHub is asked about it (see
     /// [`super::recheck`]).
@@ -182,9 +187,11 @@ fn queued(
         return None;
     };
     debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
-    demand
-        .queued(event.job_id, &chosen.key, &event.repository, now)
-        .then(|| chosen.key.clone())
+    let added = match event.recovered {
+        true => demand.recovered(event.job_id, &chosen.key, &event.repository, now),
+        false => demand.queued(event.job_id, &chosen.key, &event.repository, now),
+    };
+    added.then(|| chosen.key.clone())
 }
 
 fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {

@@ -6,6 +6,7 @@
 
 mod app_auth;
 pub mod client;
+pub mod deliveries;
 mod etag_cache;
 mod pagination;
 mod rate_limit;

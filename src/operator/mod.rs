@@ -102,6 +102,10 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .map(|fence| -> WriteGate { Arc::new(move || fence.may_act()) });
     let github = github_connector(&config, &metrics, may_write);
+    let delivery_log = servers::delivery_log(&config, &github, feed.is_some())?;
+    if let Some(feed) = feed.as_mut() {
+        feed.delivery_log = delivery_log;
+    }
     let admin_state = AdminState {
         ready: ready.clone(),
         metrics: metrics.clone(),
