@@ -180,6 +180,7 @@ mod tests {
     async fn the_admin_listener_serves_health_on_its_port() {
         let state = AdminState {
             ready: Default::default(),
+            synced: Default::default(),
             metrics: Default::default(),
             github: Default::default(),
         };
