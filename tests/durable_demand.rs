@@ -331,3 +331,80 @@ async fn every_job_gets_a_runner_across_a_leader_failover() {
     .await;
     drop(second);
 }
+
+/// A RunnerGroup of organization `acme` admitting only `repository`.
+async fn apply_selected_group(env: &Env, name: &str, repository: &str) {
+    let yaml = format!(
+        r#"
+apiVersion: actions.runnerpool.dev/v1alpha1
+kind: RunnerGroup
+metadata: {{ name: {name}, namespace: {ns} }}
+spec:
+  github:
+    organization: acme
+    apiUrl: "{url}"
+    credentialsSecret: {{ name: gh }}
+  visibility: selected
+  selectedRepositories: [{repository}]
+"#,
+        ns = env.ns,
+        url = env.api_url(Base::Root)
+    );
+    let group: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    kube::Api::<runnerpool::crd::RunnerGroup>::namespaced(env.client.clone(), &env.ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("integration-test").force(),
+            &kube::api::Patch::Apply(&group),
+        )
+        .await
+        .unwrap();
+}
+
+/// Matching honours runner groups: of two pools with the same labels, a job
+/// grows only the one whose group admits the job's repository (a queued
+/// delivery does not name a group: GitHub says which runner group ran a job
+/// only once it runs). Before, the first pool by name took every job, and a
+/// runner its group kept from the job never ran it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grows_only_a_pool_whose_runner_group_admits_its_repository() {
+    let (env, _) = Env::start_with_webhooks("groups", SECRET, "120", &[]).await;
+    env.fake.add_repo("acme", "web");
+    apply_selected_group(&env, "app-only", "acme/app").await;
+    apply_selected_group(&env, "web-only", "acme/web").await;
+    for (pool_name, group) in [("a-web", "web-only"), ("b-app", "app-only")] {
+        let yaml = autoscaling(
+            &pool_yaml(
+                pool_name,
+                "organization: acme",
+                &env.api_url(Base::Root),
+                0,
+                &["self-hosted", "linux"],
+                &format!("  runnerGroupRef: {{ name: {group} }}\n"),
+            ),
+            0,
+            10,
+            0,
+        );
+        env.apply_pool(&yaml).await;
+    }
+    wait_for_ready(&env, "a-web").await;
+    wait_for_ready(&env, "b-app").await;
+    let app_job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the acme/app job to run", T, || async {
+        (env.fake.job(app_job)?.status == JobStatus::InProgress).then_some(())
+    })
+    .await;
+    assert_eq!(env.live_pods("b-app").await.len(), 1);
+    assert!(
+        env.live_pods("a-web").await.is_empty(),
+        "the other group's pool did not grow"
+    );
+    let web_job = env.fake.queue_job("acme/web", &["linux"]).unwrap();
+    wait_for("the acme/web job to run", T, || async {
+        (env.fake.job(web_job)?.status == JobStatus::InProgress).then_some(())
+    })
+    .await;
+    assert_eq!(env.live_pods("a-web").await.len(), 1);
+    assert_eq!(env.live_pods("b-app").await.len(), 1);
+}

@@ -51,6 +51,10 @@ pub struct PoolMemory {
     creations_in_flight: usize,
     /// When the hooks objects of kubernetes mode were last applied.
     hooks_applied: Option<Instant>,
+    /// The repositories (`owner/name`, lower case) the pool's runner group
+    /// admits, when known (a RunnerGroup of visibility `selected`): queued
+    /// jobs of other repositories are not routed to the pool.
+    pub group_repositories: Option<BTreeSet<String>>,
 }
 
 impl PoolMemory {

@@ -174,8 +174,10 @@ fn queued(
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| candidate(p, &queued))
+        .filter(|c| group_admits(ctx, &c.key, &event.repository))
         .collect();
     let job = matching::Job {
+        id: event.job_id,
         repository: &event.repository,
         owner: &event.owner,
         enterprise: event.enterprise.as_deref(),
@@ -192,6 +194,16 @@ fn queued(
         false => demand.queued(event.job_id, &chosen.key, &event.repository, now),
     };
     added.then(|| chosen.key.clone())
+}
+
+/// Whether the runner group of pool `pool_uid` admits jobs of `repository`:
+/// unknown (no RunnerGroup, or visibility `all`/`private`) admits any.
+fn group_admits(ctx: &Context, pool_uid: &str, repository: &str) -> bool {
+    let admitted = ctx
+        .memory
+        .with_existing(pool_uid, |m| m.group_repositories.clone())
+        .flatten();
+    admitted.is_none_or(|repositories| repositories.contains(&repository.to_lowercase()))
 }
 
 fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {
