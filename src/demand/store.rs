@@ -154,11 +154,13 @@ impl WebhookDemand {
                 let Ok(wall) = job.queued_at.parse::<Timestamp>() else {
                     return false;
                 };
-                let age = wall_now
-                    .duration_since(wall)
-                    .unsigned_abs()
-                    .min(QUEUED_MAX_AGE);
-                if wall > wall_now || age >= QUEUED_MAX_AGE {
+                // A time ahead of this replica's clock (another node's clock
+                // runs ahead) counts as just now.
+                let age = match wall > wall_now {
+                    true => Duration::ZERO,
+                    false => wall_now.duration_since(wall).unsigned_abs(),
+                };
+                if age >= QUEUED_MAX_AGE {
                     return false;
                 }
                 let at = now.checked_sub(age).unwrap_or(now);
@@ -463,20 +465,25 @@ mod tests {
             queued_at: "yesterday".into(),
             ..stale.clone()
         };
+        let ahead = WaitingJob {
+            id: 10,
+            queued_at: (Timestamp::now() + Duration::from_secs(5)).to_string(),
+            ..stale.clone()
+        };
         let mut status = kept.clone();
-        status.extend([stale, garbled]);
+        status.extend([stale, garbled, ahead]);
         assert_eq!(
             next.restore("p", &status, t0),
-            1,
-            "started and old jobs skipped"
+            2,
+            "started and old jobs skipped, one from a clock running ahead kept"
         );
-        assert_eq!(next.queued_for("p", t0), 1);
+        assert_eq!(next.queued_for("p", t0), 2);
         assert_eq!(
             next.due_for_check(t0, Duration::from_secs(600))
                 .into_iter()
                 .map(|j| j.job_id)
                 .collect::<Vec<_>>(),
-            vec![1],
+            vec![1, 10],
             "a restored job is read from GitHub at the next check"
         );
         next.mark_restored();
