@@ -816,7 +816,7 @@ async fn hooks_and_jobs(c: &mut Checker, fake: &fake_github::FakeGitHub, jwt: &s
         "/webhook",
         axum::routing::post(move || {
             let n = answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let status = if n % 2 == 0 { 202 } else { 503 };
+            let status = if n.is_multiple_of(2) { 202 } else { 503 };
             async move { axum::http::StatusCode::from_u16(status).unwrap() }
         }),
     );
