@@ -243,7 +243,7 @@ fn the_webhook_listener_is_exposed_on_its_own_port_when_enabled() {
     for want in [
         "--webhook-listen=0.0.0.0:9090",
         "--webhook-secret-file=/etc/runnerpool/webhook/secret",
-        "--webhook-demand-ttl-seconds=600",
+        "--queued-job-check-seconds=600",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }
@@ -280,6 +280,59 @@ fn the_webhook_listener_is_exposed_on_its_own_port_when_enabled() {
     let paths = &rule.http.as_ref().unwrap().paths;
     assert_eq!(paths.len(), 1);
     assert_eq!(paths[0].path.as_deref(), Some("/webhook"));
+}
+
+/// The webhook's delivery log (issue 20): its hooks, API and credentials
+/// (an existing Secret mounted as files) reach the operator's flags; hooks
+/// without a Secret, and a hook that names none, are refused.
+#[test]
+fn the_delivery_log_is_read_with_its_mounted_credentials() {
+    let template = |values: &str| {
+        helm(&[
+            "template",
+            "rp",
+            &chart(),
+            "--show-only",
+            "templates/deployment.yaml",
+            "--set",
+            values,
+        ])
+    };
+    let webhook = "webhook.enabled=true,webhook.secret.name=gh-webhook";
+    let on = format!(
+        "{webhook},webhook.deliveryLog.hooks={{orgs/acme/hooks/12,app}},webhook.deliveryLog.secretName=hook-log,webhook.deliveryLog.apiUrl=https://ghe.example.com/api/v3"
+    );
+    let out = expect_success("helm template", &template(&on));
+    let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    for want in [
+        "--webhook-delivery-log=orgs/acme/hooks/12,app",
+        "--webhook-delivery-log-credentials=/etc/runnerpool/delivery-log",
+        "--webhook-delivery-log-api-url=https://ghe.example.com/api/v3",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "delivery-log-credentials")
+        .expect("the credentials volume");
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("hook-log")
+    );
+    let off = expect_success("helm template", &template(webhook));
+    assert!(!off.contains("delivery-log"), "{off}");
+    let no_secret = template(&format!("{webhook},webhook.deliveryLog.hooks={{app}}"));
+    assert!(!no_secret.status.success());
+    assert!(String::from_utf8_lossy(&no_secret.stderr).contains("webhook.deliveryLog.secretName"));
+    let bad = template(&format!(
+        "{webhook},webhook.deliveryLog.hooks={{orgs/acme}},webhook.deliveryLog.secretName=x"
+    ));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/webhook/deliveryLog/hooks/0"));
 }
 
 /// The resources of the rules in the rendered chart's ClusterRole, or its

@@ -55,16 +55,7 @@ async fn queued_jobs_status(env: &Env, pool: &str) -> i32 {
 }
 
 async fn wait_for_ready(env: &Env, pool: &str) {
-    wait_for(&format!("pool {pool} to be Ready"), T, || async {
-        let pool = env.pools().get(pool).await.ok()?;
-        let ready = pool
-            .status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then_some(())
-    })
-    .await;
+    env.wait_for_ready(pool, T).await;
 }
 
 /// Waits until `n` jobs run; on timeout, shows what each delivery was answered.

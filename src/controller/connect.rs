@@ -8,11 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::context::Context;
+use super::context::{Context, uid};
 use super::isolation::credentials_within_reach;
 use crate::RunnerPool;
 use crate::connection::Target;
-use crate::crd::GitHubSpec;
+use crate::crd::{GitHubSpec, Visibility};
 use crate::github::Scope;
 use crate::kit::credentials;
 use crate::kit::error::Error;
@@ -67,6 +67,8 @@ async fn connect_with(
             runner_group_id,
         });
     }
+    // Only a RunnerGroup tells the group's repository access.
+    ctx.memory.with(&uid(pool), |m| m.group_repositories = None);
     let runner_group_id = match (&pool.spec.runner_group_id, &pool.spec.runner_group, &scope) {
         (Some(id), _, _) => *id as u64,
         (None, None, _) | (None, Some(_), Scope::Repository { .. }) => DEFAULT_RUNNER_GROUP,
@@ -132,6 +134,13 @@ async fn referenced_group_id(pool: &RunnerPool, name: &str, ctx: &Context) -> Re
             ),
         ));
     }
+    // Which repositories may use the group, for the routing of queued jobs.
+    let admitted = (group.spec.visibility == Some(Visibility::Selected)).then(|| {
+        let repositories = group.spec.selected_repositories.iter().flatten();
+        repositories.map(|r| r.to_lowercase()).collect()
+    });
+    ctx.memory
+        .with(&uid(pool), |m| m.group_repositories = admitted);
     group
         .status
         .and_then(|s| s.group_id)

@@ -53,6 +53,10 @@ pub struct PoolMemory {
     hooks_applied: Option<Instant>,
     /// The last `SharedNamespace` warning published (kubernetes mode).
     pub shared_namespace: Option<String>,
+    /// The repositories (`owner/name`, lower case) the pool's runner group
+    /// admits, when known (a RunnerGroup of visibility `selected`): queued
+    /// jobs of other repositories are not routed to the pool.
+    pub group_repositories: Option<BTreeSet<String>>,
 }
 
 impl PoolMemory {

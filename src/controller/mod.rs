@@ -57,6 +57,7 @@ use tracing::{info, instrument};
 pub use context::{Context, Settings};
 
 use crate::RunnerPool;
+use crate::demand::recheck;
 use crate::demand::routing::{self, WebhookFeed};
 use crate::demand::scale_set::ScaleSets;
 use crate::demand::store::WebhookDemand;
@@ -69,6 +70,7 @@ use crate::metrics::Metrics;
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
 use crate::scaleset::HttpSettings;
 use crate::versions::releases::LatestReleases;
+use crate::webhook;
 use context::store_ready;
 use memory::{Leftovers, Memory};
 
@@ -182,9 +184,18 @@ pub async fn run(
         webhooks: feed,
         scale_sets: scale_set_http,
     } = sources;
-    let (events, demand) = match feed {
-        Some(feed) => (Some(feed.events), feed.demand),
-        None => (None, Arc::new(WebhookDemand::new(Duration::from_secs(600)))),
+    let mut recovery = None;
+    let (events, demand, check_after) = match feed {
+        Some(feed) => {
+            recovery = feed.delivery_log.map(|log| (log, feed.sender));
+            (Some(feed.events), feed.demand, feed.check_after)
+        }
+        None => {
+            // No webhooks, no queued jobs: statuses keep none.
+            let demand = Arc::new(WebhookDemand::new());
+            demand.mark_restored();
+            (None, demand, Duration::ZERO)
+        }
     };
     let ctx = Arc::new(Context {
         releases: LatestReleases::new(settings.runner_version_refresh),
@@ -219,6 +230,13 @@ pub async fn run(
     // is dropped (leadership lost): nothing keeps writing behind its back.
     let mut background = AbortOnDrop(Vec::new());
     if let Some(events) = events {
+        let recheck = recheck::run(
+            demand.clone(),
+            pool_store.clone(),
+            ctx.clone(),
+            trigger.clone(),
+            check_after,
+        );
         let router = routing::route_jobs(
             events,
             demand,
@@ -228,6 +246,16 @@ pub async fn run(
             trigger,
         );
         background.0.push(tokio::spawn(router));
+        background.0.push(tokio::spawn(recheck));
+    }
+    if let Some((log, sender)) = recovery {
+        // From the moment this replica acts: what failed while no leader
+        // answered is taken first.
+        let every = ctx.settings.github_sync_interval;
+        let metrics = ctx.metrics.clone();
+        background.0.push(tokio::spawn(webhook::recovery::run(
+            log, sender, every, metrics,
+        )));
     }
     background
         .0

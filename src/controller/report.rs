@@ -95,6 +95,9 @@ pub async fn write_status(
         );
     }
     new.schedule = schedule_now(pool).map(|s| s.status());
+    if let Some(jobs) = ctx.demand.kept_jobs(&uid(pool)) {
+        new.waiting_jobs = jobs;
+    }
     let shown = pool.status.as_ref().map(status::reconciled_part);
     apply_status(&ctx.client, pool, shown.as_ref(), &new).await
 }

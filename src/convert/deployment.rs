@@ -160,7 +160,7 @@ fn scope(
         .take("secretRef")
         .and_then(|r| r.get("name").and_then(Value::as_str).map(str::to_string));
     from.finish(notes);
-    github.credentials_secret = SecretReference {
+    github.credentials_secret = Some(SecretReference {
         name: match secret {
             Some(name) => {
                 existing_secret_notes(&name, namespace, notes);
@@ -175,7 +175,7 @@ fn scope(
                 DEFAULT_SECRET.to_string()
             }
         },
-    };
+    });
     Ok(github)
 }
 

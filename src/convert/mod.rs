@@ -512,7 +512,7 @@ mod tests {
             Some("https://ghes.example.internal/api/v3")
         );
         assert_eq!(
-            ghes.spec.github.credentials_secret.name,
+            ghes.spec.github.credentials_secret.as_ref().unwrap().name,
             "ghes-app-credentials"
         );
         assert_eq!(ghes.spec.container_mode, ContainerMode::Kubernetes);
@@ -557,7 +557,10 @@ mod tests {
 
         let repo = pool(&pools, "repo-runners");
         assert_eq!(repo.spec.container_mode, ContainerMode::None);
-        assert_eq!(repo.spec.github.credentials_secret.name, "octo-repo-app");
+        assert_eq!(
+            repo.spec.github.credentials_secret.as_ref().unwrap().name,
+            "octo-repo-app"
+        );
         assert_eq!(bounds(repo), (Some(1), 6, Some(1)));
         let a = repo.spec.autoscaling.as_ref().unwrap();
         assert_eq!(a.schedules.len(), 1);

@@ -28,9 +28,9 @@ pub fn github_from_config_url(
         .filter(|s| !s.is_empty())
         .collect();
     let mut github = GitHubSpec {
-        credentials_secret: SecretReference {
+        credentials_secret: Some(SecretReference {
             name: secret.to_string(),
-        },
+        }),
         ..GitHubSpec::default()
     };
     match segments.as_slice() {

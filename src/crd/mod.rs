@@ -35,6 +35,6 @@ pub use runner_pool::{
     AutoscalingSpec, CacheVolume, CacheVolumeSource, CapacitySchedule, ClaimReference,
     ContainerMode, LocalObjectReference, MAX_NAME_PREFIX, MAX_USER_LABELS, RunnerPool,
     RunnerPoolSpec, RunnerPoolStatus, RunnerVersionStatus, ScheduleStatus, VolumeClaimSpec,
-    Weekday,
+    WaitingJob, Weekday,
 };
 pub use scale_set::{ScaleSetSpec, ScaleSetStatistics, ScaleSetStatus};

@@ -421,6 +421,11 @@ pub struct RunnerPoolStatus {
     /// runner has taken yet. Always 0 without webhooks.
     #[serde(default)]
     pub queued_jobs: i32,
+    /// The queued jobs themselves (at most 500, oldest first), kept so that a
+    /// restarted or new leader knows them at once; see
+    /// [`crate::demand::store`]. Absent without webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_jobs: Vec<WaitingJob>,
     /// The runner group the runners join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_group_id: Option<i64>,
@@ -453,6 +458,18 @@ pub struct RunnerPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// A job queued for the pool that no runner has taken yet, as GitHub named it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingJob {
+    /// The job's id (`workflow_job.id`).
+    pub id: u64,
+    /// `owner/name` of the job's repository (where its jobs API read goes).
+    pub repository: String,
+    /// When the operator first learnt the job was queued (RFC 3339).
+    pub queued_at: String,
 }
 
 /// The pool's runner version against the newest release.

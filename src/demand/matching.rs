@@ -7,9 +7,14 @@
 //!    enterprise for an enterprise pool (names compared case-insensitively).
 //! 2. Every label of the job's `runs-on` must be among the pool's labels,
 //!    case-insensitively; `self-hosted` always matches.
+//!    (The caller drops pools whose runner group does not admit the job's
+//!    repository before asking.)
 //! 3. When several pools match, exactly one gets the job: the most specific
-//!    (fewest labels beyond the job's), then one with free capacity, then the
-//!    first by namespace and name.
+//!    (fewest labels beyond the job's), then one with free capacity; among
+//!    pools still tied, the one whose [`spread`] score for the job is the
+//!    highest (rendezvous hashing of the job id and the pool's
+//!    namespace/name): the same job always goes to the same pool whatever
+//!    the order pools are listed in, and tied pools take jobs about equally.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +36,8 @@ pub struct Candidate<K> {
 /// A job, as matching sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Job<'a> {
+    /// GitHub's job id (breaks ties between pools, see [`spread`]).
+    pub id: u64,
     pub repository: &'a str,
     pub owner: &'a str,
     pub enterprise: Option<&'a str>,
@@ -66,6 +73,26 @@ fn extra_labels(pool_labels: &[String], job_labels: &[String]) -> Option<usize> 
     job.is_subset(&pool).then(|| pool.difference(&job).count())
 }
 
+/// A pool's score for a job among tied pools: FNV-1a (64 bit) of the pool's
+/// `namespace/name`, a `/` and the job id in decimal, mixed by MurmurHash3's
+/// 64-bit finalizer. Fixed here (not
+/// Rust's hasher, which may change) so every replica and version agrees.
+pub fn spread(job_id: u64, namespace: &str, name: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = format!("{namespace}/{name}/{job_id}");
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // MurmurHash3's 64-bit finalizer: FNV alone scores keys that differ in
+    // one late byte too alike, and some tied pools would starve.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
 /// The one pool that gets `job`, by the rule above; `None` when none matches.
 pub fn choose<'c, K>(job: &Job<'_>, pools: &'c [Candidate<K>]) -> Option<&'c Candidate<K>> {
     pools
@@ -76,6 +103,10 @@ pub fn choose<'c, K>(job: &Job<'_>, pools: &'c [Candidate<K>]) -> Option<&'c Can
             a_extra
                 .cmp(b_extra)
                 .then(b.has_free_capacity.cmp(&a.has_free_capacity))
+                .then_with(|| {
+                    let score = |p: &Candidate<K>| spread(job.id, &p.namespace, &p.name);
+                    score(b).cmp(&score(a))
+                })
                 .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
         })
         .map(|(_, p)| p)
@@ -106,6 +137,7 @@ mod tests {
 
     fn job<'a>(labels: &'a [String]) -> Job<'a> {
         Job {
+            id: 7,
             repository: "Acme/App",
             owner: "Acme",
             enterprise: Some("bigcorp"),
@@ -168,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn the_most_specific_pool_wins_then_free_capacity_then_name() {
+    fn the_most_specific_pool_wins_then_free_capacity_then_the_spread() {
         let l = labels(&["self-hosted", "linux"]);
         let pools = [
             pool("big", org("acme"), &["linux", "gpu", "x64"], true),
@@ -176,14 +208,37 @@ mod tests {
             pool("plain-b", org("acme"), &["linux"], true),
             pool("plain-a", org("acme"), &["linux", "self-hosted"], true),
         ];
-        assert_eq!(chosen(&job(&l), &pools).as_deref(), Some("plain-a"));
+        let first = chosen(&job(&l), &pools).unwrap();
+        assert!(first.starts_with("plain-"), "{first}");
         let mut full = pools.clone();
-        full[3].has_free_capacity = false;
-        assert_eq!(chosen(&job(&l), &full).as_deref(), Some("plain-b"));
+        let at = pools.iter().position(|p| p.key == first).unwrap();
+        full[at].has_free_capacity = false;
+        let other = chosen(&job(&l), &full).unwrap();
+        assert!(other.starts_with("plain-") && other != first, "{other}");
         let gpu = labels(&["linux", "gpu"]);
         assert_eq!(chosen(&job(&gpu), &pools).as_deref(), Some("gpu"));
         let none = labels(&["windows"]);
         assert_eq!(chosen(&job(&none), &pools), None);
+    }
+
+    #[test]
+    fn tied_pools_share_jobs_and_a_job_keeps_its_pool() {
+        let l = labels(&["linux"]);
+        let pools: Vec<_> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| pool(n, org("acme"), &["linux"], true))
+            .collect();
+        let mut taken = std::collections::BTreeMap::<String, u32>::new();
+        for id in 0..4000 {
+            let job = Job { id, ..job(&l) };
+            let pool = chosen(&job, &pools).unwrap();
+            assert_eq!(chosen(&job, &pools).unwrap(), pool, "stable");
+            *taken.entry(pool).or_default() += 1;
+        }
+        assert_eq!(taken.len(), 4, "{taken:?}");
+        assert!(taken.values().all(|n| (800..1200).contains(n)), "{taken:?}");
+        assert_eq!(spread(7, "ci", "a"), spread(7, "ci", "a"));
+        assert_ne!(spread(7, "ci", "a"), spread(8, "ci", "a"));
     }
 
     #[test]
@@ -196,7 +251,7 @@ mod tests {
             pool("d", org("acme"), &["linux"], true),
         ];
         let first = chosen(&job(&l), &pools);
-        assert_eq!(first.as_deref(), Some("b"));
+        assert!(matches!(first.as_deref(), Some("b" | "d")), "{first:?}");
         for _ in 0..pools.len() {
             pools.rotate_left(1);
             assert_eq!(chosen(&job(&l), &pools), first);

@@ -5,7 +5,9 @@
 //! its source. Today's source is GitHub's `workflow_job` webhooks:
 //! - [`store`]: queued jobs and busy runners learnt from webhooks, per pool;
 //! - [`matching`]: which pool a queued job belongs to (pure, documented rule);
-//! - [`routing`]: applies each webhook event to the store and wakes the pool.
+//! - [`routing`]: applies each webhook event to the store and wakes the pool;
+//! - [`recheck`]: reads jobs queued long (or learnt after a restart) from
+//!   GitHub, the only way besides a delivery that a queued job leaves demand.
 //!
 //! The other source is a scale set of GitHub's Actions service:
 //! - [`scale_set`]: per scale-set pool, the service's statistics and busy
@@ -15,8 +17,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::crd::WaitingJob;
+
 pub mod listener;
 pub mod matching;
+pub mod recheck;
 pub mod routing;
 pub mod scale_set;
 pub mod store;
@@ -36,4 +41,11 @@ pub trait PoolDemand: Send + Sync {
     /// A runner pod was created for the pool: the oldest job waiting for it
     /// is served. Returns how long that job waited.
     fn serve_oldest(&self, pool: &str, now: Instant) -> Option<Duration>;
+
+    /// The pool's queued jobs to keep in its status, so a restarted leader
+    /// knows them; `None` when this source keeps nothing there (or not yet:
+    /// the status then keeps what it had).
+    fn kept_jobs(&self, _pool: &str) -> Option<Vec<WaitingJob>> {
+        None
+    }
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, Sender};
 use tracing::{debug, info};
 
 use super::matching::{self, Candidate};
@@ -27,11 +27,19 @@ use crate::controller::scaling::scaling;
 use crate::pod::job;
 use crate::runner::{self, POOL_LABEL};
 use crate::webhook::payload::{JobAction, JobEvent};
+use crate::webhook::recovery::DeliveryLog;
 
 /// `workflow_job` events from the webhook receiver, and where their demand is kept.
 pub struct WebhookFeed {
     pub events: Receiver<JobEvent>,
+    /// Where deliveries recovered from GitHub's delivery log go (the
+    /// receiver's queue), and that log when one is configured.
+    pub sender: Sender<JobEvent>,
+    pub delivery_log: Option<DeliveryLog>,
     pub demand: Arc<WebhookDemand>,
+    /// How long a queued job waits before GitHub is asked about it (see
+    /// [`super::recheck`]).
+    pub check_after: std::time::Duration,
 }
 
 /// Applies events until the receiver closes; every pool whose demand or busy
@@ -47,6 +55,8 @@ pub async fn route_jobs(
     // Deliveries are accepted from the start; they wait here until the pools
     // and runners they name are known, rather than being matched to nothing.
     store_ready(&pools).await;
+    let restored = restore(&pools, &demand);
+    wake(&pools, &trigger, restored);
     store_ready(&pods).await;
     while let Some(event) = events.recv().await {
         let now = Instant::now();
@@ -83,11 +93,49 @@ pub async fn route_jobs(
                 demand.completed(event.job_id, event.runner_id, now)
             }
         };
-        let touched: BTreeSet<String> = touched.into_iter().collect();
-        for pool_uid in touched {
-            if let Some(pool) = pools.state().iter().find(|p| uid(p) == pool_uid) {
-                let _ = trigger.unbounded_send(ObjectRef::from_obj(pool.as_ref()));
+        wake(&pools, &trigger, touched);
+    }
+}
+
+/// Reads back the queued jobs each pool's status kept (an earlier leader
+/// wrote them), then lets statuses be written from the store. Returns the
+/// pools that got jobs back, to reconcile at once.
+pub fn restore(pools: &Store<RunnerPool>, demand: &WebhookDemand) -> Vec<String> {
+    let now = Instant::now();
+    let mut restored = 0;
+    let mut touched = Vec::new();
+    for pool in pools.state() {
+        if let Some(status) = &pool.status {
+            let added = demand.restore(&uid(&pool), &status.waiting_jobs, now);
+            if added > 0 {
+                restored += added;
+                touched.push(uid(&pool));
             }
+        }
+    }
+    demand.mark_restored();
+    if restored > 0 {
+        info!(
+            jobs = restored,
+            "queued jobs read back from the pools' status"
+        );
+    }
+    touched
+}
+
+/// Sends each pool of `pool_uids` to `trigger` for an immediate reconcile.
+pub fn wake(
+    pools: &Store<RunnerPool>,
+    trigger: &UnboundedSender<ObjectRef<RunnerPool>>,
+    pool_uids: impl IntoIterator<Item = String>,
+) {
+    let pool_uids: BTreeSet<String> = pool_uids.into_iter().collect();
+    if pool_uids.is_empty() {
+        return;
+    }
+    for pool in pools.state() {
+        if pool_uids.contains(&uid(&pool)) {
+            let _ = trigger.unbounded_send(ObjectRef::from_obj(pool.as_ref()));
         }
     }
 }
@@ -126,8 +174,10 @@ fn queued(
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| candidate(p, &queued))
+        .filter(|c| group_admits(ctx, &c.key, &event.repository))
         .collect();
     let job = matching::Job {
+        id: event.job_id,
         repository: &event.repository,
         owner: &event.owner,
         enterprise: event.enterprise.as_deref(),
@@ -139,9 +189,21 @@ fn queued(
         return None;
     };
     debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
-    demand
-        .queued(event.job_id, &chosen.key, now)
-        .then(|| chosen.key.clone())
+    let added = match event.recovered {
+        true => demand.recovered(event.job_id, &chosen.key, &event.repository, now),
+        false => demand.queued(event.job_id, &chosen.key, &event.repository, now),
+    };
+    added.then(|| chosen.key.clone())
+}
+
+/// Whether the runner group of pool `pool_uid` admits jobs of `repository`:
+/// unknown (no RunnerGroup, or visibility `all`/`private`) admits any.
+fn group_admits(ctx: &Context, pool_uid: &str, repository: &str) -> bool {
+    let admitted = ctx
+        .memory
+        .with_existing(pool_uid, |m| m.group_repositories.clone())
+        .flatten();
+    admitted.is_none_or(|repositories| repositories.contains(&repository.to_lowercase()))
 }
 
 fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candidate<String>> {

@@ -6,6 +6,7 @@
 
 mod app_auth;
 pub mod client;
+pub mod deliveries;
 mod etag_cache;
 mod pagination;
 mod rate_limit;
@@ -352,6 +353,29 @@ pub trait GitHubApi: RunnerGroupApi + Send + Sync {
         Err(GitHubError::Invalid(format!(
             "this GitHub client cannot issue registration tokens for {scope}"
         )))
+    }
+
+    /// Workflow job `id` of `repository` (`owner/name`); `Err(NotFound)`
+    /// when GitHub no longer knows it.
+    async fn workflow_job(&self, repository: &str, id: u64) -> Result<WorkflowJob>;
+}
+
+/// A workflow job as `GET /repos/{owner}/{repo}/actions/jobs/{job_id}` tells it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct WorkflowJob {
+    pub id: u64,
+    /// `queued`, `in_progress`, `completed`, `waiting`, `requested` or `pending`.
+    pub status: String,
+    #[serde(default)]
+    pub runner_id: Option<u64>,
+    #[serde(default)]
+    pub runner_name: Option<String>,
+}
+
+impl WorkflowJob {
+    /// Whether the job still waits for a runner.
+    pub fn waiting(&self) -> bool {
+        !matches!(self.status.as_str(), "in_progress" | "completed")
     }
 }
 

@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (the process serves), `/readyz` (the watch
-//! caches are synced, and this replica leads when leader election is on) and
+//! The admin listener: `/healthz` (the process serves), `/readyz` (this
+//! replica acts: always without leader election, while it leads with it) and
 //! `/metrics` (Prometheus text format).
 
 use std::sync::Arc;
@@ -16,7 +16,12 @@ use crate::metrics::{CredentialLabels, Metrics};
 
 #[derive(Clone)]
 pub struct AdminState {
+    /// This replica acts: at once without leader election, from the moment
+    /// it leads with it (before its caches sync: deliveries are held until
+    /// they can be routed, so the webhook Service must reach it at once).
     pub ready: Arc<AtomicBool>,
+    /// The watch caches hold their first full list (shown, not required).
+    pub synced: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub github: Arc<CachingConnector>,
 }
@@ -31,7 +36,10 @@ pub fn router(state: AdminState) -> Router {
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+        match state.synced.load(Ordering::Relaxed) {
+            true => (StatusCode::OK, "ready"),
+            false => (StatusCode::OK, "ready, caches syncing"),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }

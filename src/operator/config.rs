@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use crate::controller::Settings;
+use crate::github::deliveries::HookRef;
 use crate::leader::LeaseConfig;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -143,13 +144,44 @@ pub struct Config {
     #[arg(long, env = "RUNNERPOOL_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
 
-    /// Seconds a queued job counts as demand when no runner takes it.
+    /// Seconds a queued job waits before GitHub is asked whether it still
+    /// does (`GET …/actions/jobs/{job_id}`, then again every such interval):
+    /// a queued job leaves demand only when GitHub says it started, ended or
+    /// is gone, or after GitHub's own 24 h limit. Formerly
+    /// --webhook-demand-ttl-seconds, still accepted.
     #[arg(
         long,
-        env = "RUNNERPOOL_WEBHOOK_DEMAND_TTL_SECONDS",
+        env = "RUNNERPOOL_QUEUED_JOB_CHECK_SECONDS",
+        alias = "webhook-demand-ttl-seconds",
         default_value_t = 600
     )]
-    pub webhook_demand_ttl_seconds: u64,
+    pub queued_job_check_seconds: u64,
+
+    /// Webhooks whose delivery log is read on becoming leader and every
+    /// sync interval, to take the `workflow_job` deliveries that never
+    /// arrived (failed, or sent while no leader answered):
+    /// `orgs/ORG/hooks/ID`, `repos/OWNER/REPO/hooks/ID` or `app` (the GitHub
+    /// App's own webhook), comma-separated. Needs --webhook-listen and
+    /// --webhook-delivery-log-credentials.
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_DELIVERY_LOG", value_delimiter = ',')]
+    pub webhook_delivery_log: Vec<HookRef>,
+
+    /// Directory (a mounted Secret) with the credentials that read the
+    /// delivery log: the file `token` (classic: admin:org_hook for an
+    /// organization's hook, admin:repo_hook or read:repo_hook for a
+    /// repository's), or `appId`, `installationId` and `privateKey` (an
+    /// installation with Webhooks read; the App's own hook uses its JWT).
+    #[arg(long, env = "RUNNERPOOL_WEBHOOK_DELIVERY_LOG_CREDENTIALS")]
+    pub webhook_delivery_log_credentials: Option<PathBuf>,
+
+    /// The GitHub API the hooks are on: https://api.github.com, or
+    /// https://HOST/api/v3 for GitHub Enterprise Server.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_WEBHOOK_DELIVERY_LOG_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub webhook_delivery_log_api_url: String,
 
     /// Log format.
     #[arg(

@@ -7,8 +7,9 @@
 //! - [`shutdown`]: SIGTERM, and the bounded wait for reconciles in flight;
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics`.
 //!
-//! With leader election, a replica takes webhook deliveries and reconciles
-//! only once it holds the Lease; it becomes ready once its caches synced.
+//! With leader election, a replica takes webhook deliveries, reconciles and
+//! is ready only once it holds the Lease (ready at once, before its caches
+//! synced: deliveries wait for them in the receiver's queue).
 
 pub mod admin;
 pub mod config;
@@ -79,7 +80,7 @@ fn github_options(
 /// Runs the operator until SIGTERM, or until this replica loses the Lease.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
+    let synced = Arc::new(AtomicBool::new(false));
     // Whether this replica takes webhook deliveries: it does from the moment
     // it acts (at once, or once it leads), before its caches are synced,
     // because GitHub does not redeliver a refused delivery by itself. The
@@ -107,8 +108,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let options = github_options(&config, &metrics, may_write);
     let scale_set_http = HttpSettings::new(options.clone(), None);
     let github = Arc::new(CachingConnector::new(options));
+    let delivery_log = servers::delivery_log(&config, &github, feed.is_some())?;
+    if let Some(feed) = feed.as_mut() {
+        feed.delivery_log = delivery_log;
+    }
     let admin_state = AdminState {
-        ready: ready.clone(),
+        ready: taking.clone(),
+        synced: synced.clone(),
         metrics: metrics.clone(),
         github: github.clone(),
     };
@@ -140,7 +146,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         github,
         settings,
         metrics,
-        ready.clone(),
+        synced.clone(),
         controller::DemandSources {
             webhooks: feed.take(),
             scale_sets: scale_set_http,
@@ -163,6 +169,6 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     let led = leadership::lead(elector, bounded).await;
     taking.store(false, Ordering::Relaxed);
-    ready.store(false, Ordering::Relaxed);
+    synced.store(false, Ordering::Relaxed);
     Ok(led?)
 }

@@ -13,9 +13,11 @@ use super::admin::{self, AdminState};
 use super::config::Config;
 use crate::demand::routing::WebhookFeed;
 use crate::demand::store::WebhookDemand;
+use crate::github::client::CachingConnector;
 use crate::metrics::Metrics;
 use crate::webhook;
 use crate::webhook::listener::{BoundedListener, CONNECTION_LIFETIME, MAX_CONNECTIONS};
+use crate::webhook::recovery::{self, DeliveryLog, DeliveryLogError};
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,8 @@ pub enum ListenerError {
     SameAddress,
     #[error(transparent)]
     Secret(#[from] webhook::SecretError),
+    #[error(transparent)]
+    DeliveryLog(#[from] DeliveryLogError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -78,6 +82,7 @@ pub async fn start_webhook_listener(
     let (events, received) = tokio::sync::mpsc::channel(4096);
     let listener = bind(address).await?;
     info!(address = %listener.local_addr().unwrap_or(address), "webhook listener serving POST /webhook");
+    let events_in = events.clone();
     let state =
         webhook::server::ReceiverState::new(secret, taking.clone(), events, metrics.clone());
     let listener = BoundedListener::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
@@ -88,9 +93,40 @@ pub async fn start_webhook_listener(
     });
     Ok(Some(WebhookFeed {
         events: received,
-        demand: Arc::new(WebhookDemand::new(Duration::from_secs(
-            config.webhook_demand_ttl_seconds.max(1),
-        ))),
+        sender: events_in,
+        delivery_log: None,
+        demand: Arc::new(WebhookDemand::new()),
+        check_after: Duration::from_secs(config.queued_job_check_seconds.max(1)),
+    }))
+}
+
+/// The delivery log to read, when `--webhook-delivery-log` names hooks:
+/// its credentials and API checked now, so a mistake stops the start with
+/// a message saying what is wrong.
+pub fn delivery_log(
+    config: &Config,
+    github: &CachingConnector,
+    listening: bool,
+) -> Result<Option<DeliveryLog>, ListenerError> {
+    if config.webhook_delivery_log.is_empty() {
+        return Ok(None);
+    }
+    if !listening {
+        return Err(DeliveryLogError::NoListener.into());
+    }
+    let dir = config
+        .webhook_delivery_log_credentials
+        .as_deref()
+        .ok_or(DeliveryLogError::NoCredentials)?;
+    let credentials = recovery::read_credentials(dir, &config.webhook_delivery_log)?;
+    let endpoint = recovery::endpoint(&config.webhook_delivery_log_api_url)?;
+    let api = github
+        .client(&endpoint, &credentials)
+        .map_err(|e| DeliveryLogError::Invalid(e.to_string()))?;
+    Ok(Some(DeliveryLog {
+        api,
+        hooks: config.webhook_delivery_log.clone(),
+        credentials_dir: dir.to_path_buf(),
     }))
 }
 
@@ -144,6 +180,7 @@ mod tests {
     async fn the_admin_listener_serves_health_on_its_port() {
         let state = AdminState {
             ready: Default::default(),
+            synced: Default::default(),
             metrics: Default::default(),
             github: Default::default(),
         };

@@ -7,12 +7,15 @@
 //! - [`server`]: the HTTP receiver on its own port (`POST /webhook`), which
 //!   answers GitHub and hands accepted jobs to the controller through a channel;
 //! - [`listener`]: the bounds on what unauthenticated clients can take: a
-//!   cap on connections at once, and a lifetime for each.
+//!   cap on connections at once, and a lifetime for each;
+//! - [`recovery`]: the deliveries that never arrived, taken from GitHub's
+//!   delivery log.
 //!
 //! What the jobs mean for pools is [`crate::demand`]'s.
 
 pub mod listener;
 pub mod payload;
+pub mod recovery;
 pub mod server;
 pub mod signature;
 

@@ -30,6 +30,9 @@ pub struct JobEvent {
     pub runner_name: Option<String>,
     /// What a person reads about the job (shown on its runner's pod).
     pub details: JobDetails,
+    /// Taken from GitHub's delivery log rather than received (see
+    /// [`super::recovery`]).
+    pub recovered: bool,
 }
 
 /// The job as a person knows it: its workflow run, name and page. Values
@@ -150,6 +153,7 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<JobEvent, PayloadError> {
         // GitHub sends 0 or null before a runner is assigned.
         runner_id: wire.workflow_job.runner_id.filter(|id| *id != 0),
         runner_name: wire.workflow_job.runner_name.filter(|n| !n.is_empty()),
+        recovered: false,
     })
 }
 
@@ -223,6 +227,7 @@ pub(crate) mod tests {
                     url: Some("https://github.com/acme/app/actions/runs/7/job/42".into()),
                     conclusion: None,
                 },
+                recovered: false,
             }
         );
         let queued = parse_workflow_job(&serde_json::to_vec(&sample("queued")).unwrap()).unwrap();

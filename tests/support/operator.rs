@@ -20,6 +20,16 @@ use runnerpool::runner::{POOL_LABEL, RUNNER_ID_LABEL};
 use super::cluster::{self, wait_for};
 use super::simulator;
 
+/// Leader-election timings of 4 s, 3 s and 1 s (reconciles bounded at 2 s).
+pub const SHORT_LEASE: [&str; 6] = [
+    "--leader-election-lease-duration-seconds",
+    "4",
+    "--leader-election-renew-deadline-seconds",
+    "3",
+    "--leader-election-retry-period-seconds",
+    "1",
+];
+
 pub const TOKEN: &str = "ghp_integrationtesttoken0000000000000000";
 pub const INSTALL_ID: &str = "it";
 
@@ -90,7 +100,8 @@ impl Operator {
         operator
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process (again, after [`Operator::kill`]).
+    pub fn spawn(&mut self) {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,6 +116,19 @@ impl Operator {
             .spawn()
             .expect("starting the operator");
         self.child = Some(child);
+    }
+
+    /// Kills the process and starts it again with `extra` flags too (each
+    /// replacing the same flag given before).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill();
+        for flag in extra.iter().filter(|a| a.starts_with("--")) {
+            if let Some(at) = self.args.iter().position(|a| a == flag) {
+                self.args.drain(at..at + 2);
+            }
+        }
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn();
     }
 
     /// Kills the process (no graceful shutdown) and starts it again.
@@ -214,21 +238,24 @@ impl Env {
     /// a loaded machine.
     #[allow(dead_code)]
     pub async fn start_with_slow_mints(prefix: &str, mint: Duration) -> Env {
-        let env = Env::start_with(
-            prefix,
-            &[
-                "--leader-election-lease-duration-seconds",
-                "4",
-                "--leader-election-renew-deadline-seconds",
-                "3",
-                "--leader-election-retry-period-seconds",
-                "1",
-            ],
-        )
-        .await;
+        let env = Env::start_with(prefix, &SHORT_LEASE).await;
         env.fake
             .set_endpoint_latency("POST /orgs/{org}/actions/runners/generate-jitconfig", mint);
         env
+    }
+
+    /// Waits until pool `pool` is Ready.
+    pub async fn wait_for_ready(&self, pool: &str, timeout: Duration) {
+        wait_for(&format!("pool {pool} to be Ready"), timeout, || async {
+            let pool = self.pools().get(pool).await.ok()?;
+            let ready = pool
+                .status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(())
+        })
+        .await;
     }
 
     /// Waits until the operator's log says `what` (e.g. `reconcile_timeout`,
@@ -438,8 +465,13 @@ impl Env {
     /// the namespace's events.
     /// The operator's `/metrics` page.
     #[allow(dead_code)]
+    /// The metrics of the running process (the newest admin listener).
     pub async fn metrics(&self) -> String {
-        let port = self.operator.listener_ports("admin")[0];
+        let port = *self
+            .operator
+            .listener_ports("admin")
+            .last()
+            .expect("an admin listener");
         reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
             .await
             .expect("metrics")

@@ -31,3 +31,17 @@ pub const GET_ORGANIZATION: &str = "GET /orgs/{org}";
 pub const RUNNER_DOWNLOADS: &str = "GET /{scope}/actions/runners/downloads";
 pub const CREATE_INSTALLATION_TOKEN: &str =
     "POST /app/installations/{installation_id}/access_tokens";
+pub const GET_WORKFLOW_JOB: &str = "GET /repos/{owner}/{repo}/actions/jobs/{job_id}";
+pub const LIST_ORG_HOOK_DELIVERIES: &str = "GET /orgs/{org}/hooks/{hook_id}/deliveries";
+pub const GET_ORG_HOOK_DELIVERY: &str = "GET /orgs/{org}/hooks/{hook_id}/deliveries/{delivery_id}";
+pub const LIST_REPO_HOOK_DELIVERIES: &str = "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries";
+pub const GET_REPO_HOOK_DELIVERY: &str =
+    "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}";
+pub const LIST_APP_HOOK_DELIVERIES: &str = "GET /app/hook/deliveries";
+pub const GET_APP_HOOK_DELIVERY: &str = "GET /app/hook/deliveries/{delivery_id}";
+
+/// Whether `endpoint` is one of the App's own, sent with the App's JWT
+/// rather than an installation token.
+pub fn is_app_endpoint(endpoint: &str) -> bool {
+    endpoint.starts_with("GET /app/hook/")
+}

@@ -24,11 +24,14 @@
 //! - `wire`: calls, answers, body shapes, headers and decoding;
 //! - `requests`: [`GitHubClient`] and its request loop;
 //! - `runners` and `groups`: the runner and runner-group endpoints;
+//! - `jobs`: the workflow-job read; `deliveries`: a webhook's delivery log;
 //! - `connector`: [`CachingConnector`].
 
 mod connector;
+mod deliveries;
 pub mod endpoints;
 mod groups;
+mod jobs;
 mod options;
 mod requests;
 mod runners;

@@ -183,6 +183,19 @@ impl GitHubClient {
         }
     }
 
+    /// The App's own JWT, for the App's endpoints (its webhook's log).
+    async fn app_credential(&self) -> Result<SentCredential> {
+        match &self.auth {
+            Auth::App(app) => Ok(SentCredential {
+                bearer: app.sign_jwt(SystemTime::now()).await?,
+                is_installation_token: false,
+            }),
+            Auth::Token(_) => Err(GitHubError::InvalidCredentials(
+                "the GitHub App's own endpoints need the App's credentials (appId, installationId, privateKey), not a token".into(),
+            )),
+        }
+    }
+
     async fn installation_token(&self, app: &AppAuthenticator) -> Result<String> {
         let mut slot = app.token.lock().await;
         if let Some(token) = slot.as_ref()
@@ -271,7 +284,10 @@ impl GitHubClient {
                 return Err(GitHubError::NotLeading);
             }
             self.rate_limit.check(Instant::now())?;
-            let credential = self.credential().await?;
+            let credential = match endpoints::is_app_endpoint(call.endpoint) {
+                true => self.app_credential().await?,
+                false => self.credential().await?,
+            };
             let cached = (call.method == Method::GET)
                 .then(|| self.etags.get(call.url.as_str()))
                 .flatten();

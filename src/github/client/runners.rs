@@ -14,7 +14,7 @@ use super::requests::GitHubClient;
 use super::wire::{Call, JitAnswer, LabelsAnswer, PER_PAGE, RunnerGroupPage, RunnerPage, decode};
 use crate::github::{
     GitHubApi, GitHubError, JitConfig, JitRequest, RegistrationToken, Result, Runner, RunnerGroup,
-    RunnerLabel, Scope,
+    RunnerLabel, Scope, WorkflowJob,
 };
 use crate::mutex::lock;
 
@@ -205,5 +205,10 @@ impl GitHubApi for GitHubClient {
         .await?;
         lock(&self.runner_groups).insert(scope.clone(), (Instant::now(), groups.clone()));
         Ok(groups)
+    }
+
+    #[tracing::instrument(skip_all, fields(repository = %repository, job_id = id))]
+    async fn workflow_job(&self, repository: &str, id: u64) -> Result<WorkflowJob> {
+        self.read_workflow_job(repository, id).await
     }
 }

@@ -72,6 +72,7 @@ pub(crate) fn router() -> Router<FakeGitHub> {
         .route("/requests", get(requests))
         .route("/webhooks", get(webhooks))
         .route("/webhook", put(set_webhook).delete(clear_webhook))
+        .route("/webhook/drop", post(drop_webhooks))
         .route("/settings", put(settings))
         .route("/decode-jit", post(decode_jit))
         .route("/groups", get(groups))
@@ -408,6 +409,16 @@ async fn set_webhook(State(f): State<FakeGitHub>, Json(b): Json<WebhookConfig>) 
 
 async fn clear_webhook(State(f): State<FakeGitHub>) -> Res {
     f.set_webhook(None);
+    no_content()
+}
+
+#[derive(Deserialize)]
+struct DropWebhooks {
+    count: u32,
+}
+
+async fn drop_webhooks(State(f): State<FakeGitHub>, Json(b): Json<DropWebhooks>) -> Res {
+    f.drop_next_webhooks(b.count);
     no_content()
 }
 

@@ -28,6 +28,7 @@ mod api_error;
 mod auth;
 mod body;
 mod control;
+mod deliveries;
 mod faults;
 mod jit;
 mod model;
@@ -199,8 +200,7 @@ impl FakeGitHub {
         model.actions.base_url = format!("http://{addr}");
         let hooks = Arc::new(webhook::Webhooks {
             config: Mutex::new(config.webhook.clone()),
-            deliveries: Mutex::new(Vec::new()),
-            drop_rate: Mutex::new(0.0),
+            ..Default::default()
         });
         let state = State {
             model,
@@ -218,6 +218,7 @@ impl FakeGitHub {
                 ..Default::default()
             },
             acct: accounting::Accounting::new(config.request_log_capacity),
+            hooks: hooks.clone(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -671,6 +672,12 @@ impl FakeGitHub {
     /// recorded with the error [`DROPPED`] and never sent.
     pub fn set_webhook_drop_rate(&self, rate: f64) {
         *self.shared.hooks.drop_rate.lock().expect("lock") = rate.clamp(0.0, 1.0);
+    }
+
+    /// Loses the next `n` webhook deliveries: they are never sent, and the
+    /// delivery log lists them as failed (see the hook endpoints).
+    pub fn drop_next_webhooks(&self, n: u32) {
+        *self.shared.hooks.drop_next.lock().expect("lock") = n;
     }
 
     /// Webhooks sent so far (or recorded unsent when no URL is configured).

@@ -1560,7 +1560,7 @@ impl Model {
         });
     }
 
-    fn workflow_job_payload(&self, job: &Job, repo: &Repo, action: &str) -> Value {
+    pub(crate) fn workflow_job_payload(&self, job: &Job, repo: &Repo, action: &str) -> Value {
         let base = "https://api.github.invalid";
         let web = "https://github.invalid";
         let ts = |t: Option<SystemTime>| t.map(util::rfc3339);

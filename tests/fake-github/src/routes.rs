@@ -44,6 +44,12 @@ pub(crate) enum Op {
     GetRepo,
     /// `GET /orgs/{org}`: an organization (its id for enterprise runner-group access).
     GetOrg,
+    /// A webhook's delivery log (see [`crate::deliveries`]).
+    ListDeliveries,
+    GetDelivery,
+    Redeliver,
+    /// `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`.
+    GetJob,
 }
 
 impl Op {
@@ -63,6 +69,9 @@ impl Op {
                 | Op::RateLimit
                 | Op::GetRepo
                 | Op::GetOrg
+                | Op::ListDeliveries
+                | Op::GetDelivery
+                | Op::GetJob
         )
     }
 }
@@ -83,6 +92,23 @@ pub(crate) struct Route {
     pub id2: Option<u64>,
     /// Label name.
     pub name: Option<String>,
+}
+
+impl Route {
+    /// A route of `op` with nothing filled in yet.
+    pub(crate) fn new(op: Op, method: &'static str) -> Self {
+        Route {
+            op,
+            kind: Kind::Org,
+            method,
+            template: "",
+            owner: String::new(),
+            repo: String::new(),
+            id: None,
+            id2: None,
+            name: None,
+        }
+    }
 }
 
 macro_rules! tpl {
@@ -151,17 +177,10 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
     if segs.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let mut r = Route {
-        op: Op::RateLimit,
-        kind: Kind::Org,
-        method: m,
-        template: "",
-        owner: String::new(),
-        repo: String::new(),
-        id: None,
-        id2: None,
-        name: None,
-    };
+    let mut r = Route::new(Op::RateLimit, m);
+    if let Some(hooks_or_jobs) = crate::deliveries::route(m, &segs) {
+        return Some(hooks_or_jobs);
+    }
     match segs.as_slice() {
         ["rate_limit"] if m == "GET" => {
             r.template = "/rate_limit";

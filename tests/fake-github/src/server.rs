@@ -16,6 +16,7 @@ use crate::accounting::{Accounting, Record};
 use crate::api_error::ApiError;
 use crate::auth::{self, Auth, Credential};
 use crate::body;
+use crate::deliveries;
 use crate::faults::{self, Faults, Limits};
 use crate::model::{Ctx, Model, RunnerJson, ScopeKey};
 use crate::routes::{self, Kind, Op, Route};
@@ -28,6 +29,8 @@ pub(crate) struct State {
     pub limits: Limits,
     pub faults: Faults,
     pub acct: Accounting,
+    /// The webhook and its delivery log.
+    pub hooks: Arc<Webhooks>,
 }
 
 pub(crate) struct Shared {
@@ -270,6 +273,9 @@ impl State {
     ) -> Result<Vec<(&'static str, String)>, ApiError> {
         if r.op == Op::RateLimit {
             return Ok(vec![]);
+        }
+        if let Some(allowed) = deliveries::authorize(cred, r) {
+            return allowed.map(|()| vec![]);
         }
         if r.op == Op::CreateInstallationToken {
             return match cred {
@@ -593,6 +599,15 @@ impl State {
                 }),
             ));
         }
+        if let Some(answer) = deliveries::dispatch(self, r, &q.0, ctx.api_base, path) {
+            let (status, body, headers) = answer?;
+            let mut reply = match body {
+                Some(body) => Reply::json(status, &body),
+                None => Reply::empty(status),
+            };
+            reply.headers = headers;
+            return Ok(reply);
+        }
         let key = scope_key(r);
         let m = &mut self.model;
         if !m.scope_exists(&key) {
@@ -890,7 +905,12 @@ impl State {
                 let org = org.ok_or_else(ApiError::not_found)?;
                 Reply::json(200, &m.organization_simple_json(org, ctx))
             }
-            Op::RateLimit | Op::CreateInstallationToken => unreachable!("handled above"),
+            Op::RateLimit
+            | Op::CreateInstallationToken
+            | Op::ListDeliveries
+            | Op::GetDelivery
+            | Op::Redeliver
+            | Op::GetJob => unreachable!("handled above"),
         };
         Ok(reply)
     }

@@ -2150,3 +2150,105 @@ async fn lost_answers_apply_the_request_then_fail() {
     assert!(fake.runners(&org).iter().all(|r| r.name != "refused"));
     fake.shutdown().await;
 }
+
+/// The delivery log: newest first, paged by GitHub's cursor, a lost
+/// delivery listed as failed, and a redelivery sent as a new delivery of the
+/// same GUID (which the log then lists as a success when it is taken).
+#[tokio::test]
+async fn the_delivery_log_pages_lists_failures_and_redelivers() {
+    const HOOKS: &str = "ghp_hooklogreader000000000000000000000000";
+    let fake = start().await;
+    fake.add_token(HOOKS, &["admin:org_hook"]);
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", receiver.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/webhook",
+        axum::routing::post(|| async { axum::http::StatusCode::ACCEPTED }),
+    );
+    tokio::spawn(async move { axum::serve(receiver, app).await });
+    fake.set_webhook(Some(fake_github::WebhookConfig { url, secret: None }));
+    fake.drop_next_webhooks(1);
+    for _ in 0..3 {
+        fake.queue_job("acme/app", &["linux"]).unwrap();
+    }
+    fake.wait_for_webhooks(3, std::time::Duration::from_secs(10))
+        .await;
+    let c = client();
+    let base = format!("{}/orgs/acme/hooks/1/deliveries", fake.base_url());
+    let r = call(
+        &c,
+        Method::GET,
+        &format!("{base}?per_page=2"),
+        Some(HOOKS),
+        None,
+    )
+    .await;
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let (s, first) = json_of(r).await;
+    assert_eq!(s, 200);
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(u, _)| u.to_string())
+        .expect("a next link");
+    let (_, second) = json_of(call(&c, Method::GET, &next, Some(HOOKS), None).await).await;
+    let ids: Vec<u64> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second.as_array().unwrap())
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{first} {second}");
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let lost = &second[0];
+    assert_eq!(
+        (lost["status_code"].as_u64(), lost["action"].as_str()),
+        (Some(0), Some("queued"))
+    );
+    let (_, failed) = json_of(
+        call(
+            &c,
+            Method::GET,
+            &format!("{base}?status=failure"),
+            Some(HOOKS),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+    let (s, _) = json_of(
+        call(
+            &c,
+            Method::POST,
+            &format!("{base}/{}/attempts", lost["id"]),
+            Some(HOOKS),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 202);
+    fake.wait_for_webhooks(4, std::time::Duration::from_secs(10))
+        .await;
+    let (_, all) = json_of(call(&c, Method::GET, &base, Some(HOOKS), None).await).await;
+    let again = &all[0];
+    assert_eq!(again["guid"], lost["guid"]);
+    assert_eq!(
+        (again["redelivery"].as_bool(), again["status_code"].as_u64()),
+        (Some(true), Some(202))
+    );
+    let (s, _) = json_of(
+        call(
+            &c,
+            Method::GET,
+            &format!("{base}?per_page=2"),
+            Some(ORG_TOKEN),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 403, "admin:org is not admin:org_hook");
+}

@@ -781,6 +781,7 @@ async fn scenario(flavor: Flavor) -> Checker {
     .await;
     c.req(Method::GET, "/rate_limit", Some(ORG_TOKEN), None)
         .await;
+    hooks_and_jobs(&mut c, &fake, &jwt).await;
     // Rate limits.
     fake.exhaust_rate_limit(&fake.token_key(REPO_TOKEN));
     c.req(
@@ -802,15 +803,117 @@ async fn scenario(flavor: Flavor) -> Checker {
     c
 }
 
+/// The webhook's delivery log (organization, repository and App hooks) and
+/// the workflow-job read, with deliveries that were taken, refused and lost.
+async fn hooks_and_jobs(c: &mut Checker, fake: &fake_github::FakeGitHub, jwt: &str) {
+    const HOOK_TOKEN: &str = "ghp_hookadmin00000000000000000000000000";
+    fake.add_token(HOOK_TOKEN, &["admin:org_hook", "admin:repo_hook"]);
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", receiver.local_addr().unwrap());
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = taken.clone();
+    let app = axum::Router::new().route(
+        "/webhook",
+        axum::routing::post(move || {
+            let n = answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let status = if n.is_multiple_of(2) { 202 } else { 503 };
+            async move { axum::http::StatusCode::from_u16(status).unwrap() }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(receiver, app).await });
+    fake.set_webhook(Some(fake_github::WebhookConfig {
+        url,
+        secret: Some("s".into()),
+    }));
+    let before = fake.webhook_deliveries().len();
+    fake.drop_next_webhooks(1);
+    let mut jobs = vec![];
+    for _ in 0..4 {
+        jobs.push(fake.queue_job("acme/app", &["linux"]).unwrap());
+    }
+    let sent = fake
+        .wait_for_webhooks(before + 4, std::time::Duration::from_secs(10))
+        .await;
+    assert!(sent.len() >= before + 4, "{sent:?}");
+    let t = Some(HOOK_TOKEN);
+    for (base, token) in [
+        ("/orgs/acme/hooks/1/deliveries", t),
+        ("/repos/acme/app/hooks/1/deliveries", t),
+        ("/app/hook/deliveries", Some(jwt)),
+    ] {
+        let (s, page) = c
+            .req(Method::GET, &format!("{base}?per_page=2"), token, None)
+            .await;
+        assert_eq!(s, 200, "{base}: {page}");
+        assert_eq!(page.as_array().unwrap().len(), 2, "{page}");
+        let last = page[1]["id"].as_u64().unwrap();
+        let (s, failed) = c
+            .req(Method::GET, &format!("{base}?status=failure"), token, None)
+            .await;
+        assert_eq!(s, 200);
+        assert!(
+            failed.as_array().unwrap().len() >= 2,
+            "refused and lost: {failed}"
+        );
+        let (s, one) = c
+            .req(Method::GET, &format!("{base}/{last}"), token, None)
+            .await;
+        assert_eq!(s, 200, "{one}");
+        assert_eq!(one["request"]["payload"]["action"], "queued", "{one}");
+        let (s, _) = c
+            .req(
+                Method::POST,
+                &format!("{base}/{last}/attempts"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(s, 202);
+        c.req(Method::GET, &format!("{base}/999999"), token, None)
+            .await;
+        c.req(Method::GET, &format!("{base}?status=sideways"), token, None)
+            .await;
+    }
+    c.req(Method::GET, "/orgs/acme/hooks/2/deliveries", t, None)
+        .await;
+    c.req(
+        Method::GET,
+        "/orgs/acme/hooks/1/deliveries",
+        Some(ORG_TOKEN),
+        None,
+    )
+    .await;
+    c.req(Method::GET, "/app/hook/deliveries", t, None).await;
+    let job = format!("/repos/acme/app/actions/jobs/{}", jobs[0]);
+    let (s, read) = c.req(Method::GET, &job, Some(REPO_TOKEN), None).await;
+    assert_eq!(
+        (s, read["status"].as_str()),
+        (200, Some("queued")),
+        "{read}"
+    );
+    c.req(
+        Method::GET,
+        "/repos/acme/app/actions/jobs/999999",
+        Some(REPO_TOKEN),
+        None,
+    )
+    .await;
+    c.req(Method::GET, &job, Some(WEAK_TOKEN), None).await;
+    fake.set_webhook(None);
+}
+
 /// The runner and runner-group operations a description has under the
 /// given path prefixes (what the scenario must cover).
 fn runner_operations(spec: &Spec, prefixes: &[&str]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (tpl, item) in spec.doc["paths"].as_object().unwrap() {
         // `GET /repos/{owner}/{repo}` gives the repository ids runner groups grant access to.
+        // The delivery log and the job read recover demand (issue 20).
         let relevant = (tpl.contains("/actions/runners")
             || tpl.contains("/actions/runner-groups")
-            || tpl == "/repos/{owner}/{repo}")
+            || tpl == "/repos/{owner}/{repo}"
+            || tpl.contains("/hooks/{hook_id}/deliveries")
+            || tpl == "/repos/{owner}/{repo}/actions/jobs/{job_id}")
             && !tpl.contains("deprecations")
             && prefixes.iter().any(|p| tpl.starts_with(p));
         if !relevant {
