@@ -75,6 +75,7 @@ pub async fn ensure(
         pool: pool.clone(),
         wake: ctx.wake.clone(),
         pods: ctx.pods.clone(),
+        inventory: ctx.inventory.of(&target.api, &target.scope),
         metrics: ctx.metrics.clone(),
         recorder: ctx.recorder.clone(),
         max_capacity: max_capacity(pool),

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::scale_set::Observed;
 use crate::RunnerPool;
 use crate::crd::ScaleSetStatus;
+use crate::inventory::ScopeInventory;
 use crate::kit::retry::{backoff, jittered};
 use crate::metrics::Metrics;
 use crate::mutex::lock;
@@ -46,6 +47,9 @@ pub struct Listener {
     /// Sent the pool whenever its figures changed: it is reconciled at once.
     pub wake: UnboundedSender<ObjectRef<RunnerPool>>,
     pub pods: Store<Pod>,
+    /// The scope's shared view of GitHub's runners: a runner a job started
+    /// on is busy there at once, until the next list says so itself.
+    pub inventory: Arc<ScopeInventory>,
     pub metrics: Arc<Metrics>,
     pub recorder: kube::runtime::events::Recorder,
     /// `X-ScaleSetMaxCapacity`: the pool's maxRunners.
@@ -215,6 +219,7 @@ impl Listener {
             match j {
                 JobMessage::Started { runner_id, job, .. } => {
                     lock(&self.observed).busy.insert(*runner_id);
+                    self.inventory.busy(*runner_id);
                     self.record_on_pod(*runner_id, job::started_annotations(job));
                 }
                 JobMessage::Completed {
@@ -223,7 +228,10 @@ impl Listener {
                     job,
                     ..
                 } => {
-                    lock(&self.observed).busy.remove(runner_id);
+                    // Still counted busy until its pod is gone: GitHub
+                    // removes the ephemeral runner and its process exits,
+                    // so scaling in never picks (and deletes on GitHub) a
+                    // runner that is already going.
                     self.record_on_pod(*runner_id, job::completed_annotations(job, result));
                 }
                 _ => {}

@@ -198,8 +198,10 @@ impl WebhookDemand {
         })
     }
 
-    /// A job completed (or was cancelled): it is neither demand nor keeps its
-    /// runner busy. Returns the pools affected.
+    /// A job completed (or was cancelled): it is no longer demand. Its runner
+    /// stays counted busy until its pod is gone (GitHub removes the
+    /// ephemeral runner and its process exits), so scaling in never picks
+    /// and deletes a runner that is already going. Returns the pools affected.
     pub fn completed(&self, job_id: u64, runner_id: Option<u64>, now: Instant) -> Vec<String> {
         self.with(|s| {
             s.settled.insert(job_id, now);
@@ -209,8 +211,8 @@ impl WebhookDemand {
                 .map(|j| j.pool)
                 .into_iter()
                 .collect();
-            if let Some(busy) = runner_id.and_then(|id| s.busy.remove(&id)) {
-                pools.push(busy.pool);
+            if let Some(busy) = runner_id.and_then(|id| s.busy.get(&id)) {
+                pools.push(busy.pool.clone());
             }
             pools.dedup();
             pools
@@ -391,6 +393,12 @@ mod tests {
             "a late queued for a started job is stale"
         );
         assert_eq!(demand.completed(1, Some(77), t0), vec!["p".to_string()]);
+        assert_eq!(
+            demand.busy_runners("p"),
+            BTreeSet::from([77]),
+            "busy until its pod is gone"
+        );
+        demand.retain_busy("p", &BTreeSet::new());
         assert!(demand.busy_runners("p").is_empty());
         assert_eq!(demand.completed(2, None, t0), vec!["p".to_string()]);
         assert_eq!(demand.queued_for("p", t0), 0);
