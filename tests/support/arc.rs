@@ -87,7 +87,13 @@ pub fn log_dir(ns: &str) -> PathBuf {
 
 /// Starts ARC's binary `name` from `bin` with the rig's kubeconfig and the
 /// TMPDIR of `logs` ([`log_dir`]), logging to `logs/NAME.log`.
-pub fn spawn(bin: &Path, name: &str, logs: &Path, args: &[String], env: &[(&str, String)]) -> Child {
+pub fn spawn(
+    bin: &Path,
+    name: &str,
+    logs: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Child {
     let tmp = logs.join("tmp");
     let file = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
     Command::new(bin.join(name))

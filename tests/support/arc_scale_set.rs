@@ -304,7 +304,10 @@ async fn start_listener(
     let sa_dir = dir.join("serviceaccount");
     std::fs::create_dir_all(&sa_dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("config.json"), &config.0).map_err(|e| e.to_string())?;
-    let account = spec.service_account_name.clone().unwrap_or("default".into());
+    let account = spec
+        .service_account_name
+        .clone()
+        .unwrap_or("default".into());
     let token = cluster::kubectl(&["create", "token", &account, "-n", &ns, "--duration=6h"]);
     if !token.status.success() {
         return Err(format!(

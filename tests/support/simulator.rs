@@ -106,7 +106,9 @@ pub async fn simulate_runner_pods(
                     .as_ref()
                     .and_then(|l| l.get(RUNNER_ID_LABEL))
                     .map(|v| v.parse::<u64>().ok());
-                if labelled.is_none_or(|l| l == Some(info.id)) && fake.set_online(info.id, true).is_ok() {
+                if labelled.is_none_or(|l| l == Some(info.id))
+                    && fake.set_online(info.id, true).is_ok()
+                {
                     started.insert(uid, info.id);
                 }
                 continue;
