@@ -787,9 +787,10 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
     row("busy runners killed: scale-down / deletion", &|r| {
         format!("{} / {}", r.down_killed, r.delete_killed)
     });
-    row("DELETE of a busy runner refused (422)", &|r| {
-        r.busy_delete_refused.to_string()
-    });
+    row(
+        "removal of a busy runner refused (REST 422, Actions service 400)",
+        &|r| r.busy_delete_refused.to_string(),
+    );
     row(
         &format!("operator RSS at {} runners", sizes.runners),
         &|r| format!("{:.1} MiB", r.rss_kib as f64 / 1024.0),
@@ -823,9 +824,14 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
             )
         });
     }
-    row("runner registration outside REST", &|r| {
+    row("runner registration outside the calls counted", &|r| {
         r.registration.to_string()
     });
+    println!(
+        "\nGitHub calls are the controllers' (ARC's listener included); the runners are \
+         simulated, so their own traffic (session, job acquisition, logs) is neither made nor \
+         counted, on every side."
+    );
 }
 
 /// Whether `endpoint` (the fake's name of it) is one of the Actions service's
