@@ -539,6 +539,44 @@ fn watch_for_killed_busy_runners(side: &Side) -> (Arc<AtomicUsize>, tokio::task:
     (killed, task)
 }
 
+/// Records the runner pods seen and the runners seen online (both by name:
+/// every side names a runner after its pod) until aborted.
+fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) {
+    let seen = SeenRunners::default();
+    let pods = side.pods();
+    let runners = ListParams::default().labels(side.runner_pod_label());
+    let fake = side.fake.clone();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&runners).await {
+                let mut seen = record.0.lock().unwrap();
+                seen.0
+                    .extend(list.items.into_iter().filter_map(|p| p.metadata.name));
+                seen.1.extend(
+                    fake.all_runners()
+                        .into_iter()
+                        .filter(|r| r.status == RunnerStatus::Online)
+                        .map(|r| r.name),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    (seen, task)
+}
+
+/// Runner pod names seen, runner names seen online.
+#[derive(Clone, Default)]
+struct SeenRunners(Arc<std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>>);
+
+impl SeenRunners {
+    fn never_online(&self) -> usize {
+        let seen = self.0.lock().unwrap();
+        seen.0.difference(&seen.1).count()
+    }
+}
+
 #[derive(Default)]
 struct Results {
     registration: &'static str,
@@ -557,6 +595,7 @@ struct Results {
     leftover_pods: usize,
     delete_killed: usize,
     busy_delete_refused: u64,
+    never_online: usize,
     jobs: usize,
     calls: BTreeMap<String, u64>,
 }
@@ -568,6 +607,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     };
     side.fake.set_rate_limit(1_000_000);
     let before = side.fake.counters();
+    let (seen, seen_task) = watch_runner_pods(side);
 
     // 1. Scale from zero on webhooks.
     side.apply_autoscaling("auto", sizes.burst as u32).await;
@@ -684,6 +724,8 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     r.leftover_registrations += side.registrations("fixed").len();
     r.leftover_pods += side.all_pods().await;
 
+    seen_task.abort();
+    r.never_online = seen.never_online();
     let after = side.fake.counters();
     r.calls = after
         .by_endpoint
@@ -784,6 +826,9 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
         "leftovers after both deletions (registrations + pods)",
         &|r| format!("{} + {}", r.leftover_registrations, r.leftover_pods),
     );
+    row("runner pods whose runner never came online", &|r| {
+        r.never_online.to_string()
+    });
     row("busy runners killed: scale-down / deletion", &|r| {
         format!("{} / {}", r.down_killed, r.delete_killed)
     });
