@@ -40,7 +40,7 @@ const LISTENER_STOP_GRACE: Duration = Duration::from_secs(10);
 /// its listener pods.
 pub struct ArcScaleSetController {
     manager: Child,
-    listeners: Arc<Mutex<BTreeMap<String, Child>>>,
+    listeners: Arc<Mutex<Listeners>>,
     task: tokio::task::JoinHandle<()>,
     pub logs: PathBuf,
 }
@@ -70,7 +70,7 @@ impl ArcScaleSetController {
                 ("CONTROLLER_MANAGER_CONTAINER_IMAGE", LISTENER_IMAGE.into()),
             ],
         );
-        let listeners = Arc::new(Mutex::new(BTreeMap::new()));
+        let listeners = Arc::new(Mutex::new(Listeners::default()));
         let task = tokio::spawn(run_listener_pods(
             client,
             ns.to_string(),
@@ -89,13 +89,20 @@ impl ArcScaleSetController {
     /// Resident memory of the manager and the listeners running now, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let mut pids = vec![self.manager.id()];
-        pids.extend(self.listeners.lock().unwrap().values().map(Child::id));
+        pids.extend(
+            self.listeners
+                .lock()
+                .unwrap()
+                .running
+                .values()
+                .map(Child::id),
+        );
         arc::rss_kib(pids)
     }
 
     /// Listener processes running now.
     pub fn listeners(&self) -> usize {
-        self.listeners.lock().unwrap().len()
+        self.listeners.lock().unwrap().running.len()
     }
 }
 
@@ -103,13 +110,22 @@ impl Drop for ArcScaleSetController {
     fn drop(&mut self) {
         self.task.abort();
         let listeners = std::mem::take(&mut *self.listeners.lock().unwrap());
-        for mut child in listeners.into_values() {
+        let stopping = listeners.stopping.into_iter().map(|(child, _)| child);
+        for mut child in listeners.running.into_values().chain(stopping) {
             let _ = child.kill();
             let _ = child.wait();
         }
         let _ = self.manager.kill();
         let _ = self.manager.wait();
     }
+}
+
+/// The listener processes: running, by listener pod uid, and stopping (sent
+/// SIGTERM when their pod went, since when).
+#[derive(Default)]
+struct Listeners {
+    running: BTreeMap<String, Child>,
+    stopping: Vec<(Child, Instant)>,
 }
 
 /// An AutoscalingRunnerSet of runners for the scope of `config_url` (e.g.
@@ -163,26 +179,29 @@ async fn run_listener_pods(
     ns: String,
     listener: PathBuf,
     logs: PathBuf,
-    running: Arc<Mutex<BTreeMap<String, Child>>>,
+    listeners: Arc<Mutex<Listeners>>,
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client, &ns);
     // pods whose process has ended: never started again
     let mut ended: BTreeSet<String> = BTreeSet::new();
-    let mut stopping: Vec<(Child, Instant)> = vec![];
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        stopping.retain_mut(|(child, since)| {
-            if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return false;
-            }
-            if since.elapsed() > LISTENER_STOP_GRACE {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            true
-        });
+        listeners
+            .lock()
+            .unwrap()
+            .stopping
+            .retain_mut(|(child, since)| {
+                if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+                    return false;
+                }
+                if since.elapsed() > LISTENER_STOP_GRACE {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+                true
+            });
         let Ok(list) = pods
             .list(&ListParams::default().labels(LISTENER_POD_SELECTOR))
             .await
@@ -197,7 +216,8 @@ async fn run_listener_pods(
             .collect();
         let mut exited = vec![];
         {
-            let mut running = running.lock().unwrap();
+            let mut listeners = listeners.lock().unwrap();
+            let Listeners { running, stopping } = &mut *listeners;
             let gone: Vec<String> = running
                 .keys()
                 .filter(|uid| !live.contains_key(*uid))
@@ -232,13 +252,13 @@ async fn run_listener_pods(
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if phase != Some("Running")
                 || ended.contains(uid)
-                || running.lock().unwrap().contains_key(uid)
+                || listeners.lock().unwrap().running.contains_key(uid)
             {
                 continue;
             }
             match start_listener(&listener, &logs, &secrets, pod).await {
                 Ok(child) => {
-                    running.lock().unwrap().insert(uid.clone(), child);
+                    listeners.lock().unwrap().running.insert(uid.clone(), child);
                 }
                 Err(e) => eprintln!("ARC listener pod {uid}: not started yet: {e}"),
             }
