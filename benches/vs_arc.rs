@@ -540,7 +540,9 @@ fn watch_for_killed_busy_runners(side: &Side) -> (Arc<AtomicUsize>, tokio::task:
 }
 
 /// Records the runner pods seen and the runners seen online (both by name:
-/// every side names a runner after its pod) until aborted.
+/// every side names a runner after its pod) until aborted; a runner that
+/// came and went between two looks is known by the job it ran
+/// ([`SeenRunners::never_online`]).
 fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) {
     let seen = SeenRunners::default();
     let pods = side.pods();
@@ -571,8 +573,11 @@ fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) 
 struct SeenRunners(Arc<std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>>);
 
 impl SeenRunners {
-    fn never_online(&self) -> usize {
-        let seen = self.0.lock().unwrap();
+    /// Runner pods seen whose runner was never seen online and ran no job.
+    fn never_online(&self, fake: &FakeGitHub) -> usize {
+        let mut seen = self.0.lock().unwrap();
+        seen.1
+            .extend(fake.jobs().into_iter().filter_map(|j| j.runner_name));
         seen.0.difference(&seen.1).count()
     }
 }
@@ -725,7 +730,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     r.leftover_pods += side.all_pods().await;
 
     seen_task.abort();
-    r.never_online = seen.never_online();
+    r.never_online = seen.never_online(&side.fake);
     let after = side.fake.counters();
     r.calls = after
         .by_endpoint
