@@ -1,13 +1,14 @@
-//! Side by side with actions-runner-controller (ARC v0.27.6, legacy
-//! RunnerDeployment + HorizontalRunnerAutoscaler mode), and our operator in
-//! both its modes (webhooks, scale set): the same workloads on
-//! the same local control plane and the same GitHub fake (a fresh instance
-//! per side, same accounts and settings), one operator after the other;
-//! prints one Markdown table (for the README). `make bench-vs-arc`.
+//! Side by side with actions-runner-controller (ARC v0.27.6) in both its
+//! modes (legacy RunnerDeployment + HorizontalRunnerAutoscaler on webhooks;
+//! scale sets: AutoscalingRunnerSet and its listener), and our operator in
+//! both its modes (webhooks, scale set): the same workloads on the same local
+//! control plane and the same GitHub fake (a fresh instance per side, same
+//! accounts and settings), one operator after the other; prints one Markdown
+//! table (for the README). `make bench-vs-arc`.
 //!
 //! Workloads (sizes from the environment, defaults in brackets):
-//! 1. scale from zero on demand (webhooks; the session on the scale-set side),
-//!    one autoscaling pool (min 0,
+//! 1. scale from zero on demand (webhooks; the message session on the
+//!    scale-set sides, once it is open), one autoscaling pool (min 0,
 //!    max = burst): `RUNNERPOOL_VS_ARC_SINGLES` (10) single jobs, each after
 //!    the previous one's pod is gone, then a burst of `RUNNERPOOL_VS_ARC_BURST`
 //!    (200) jobs: queued → runner pod created.
@@ -17,7 +18,8 @@
 //!    scaled down to that many; then it is deleted while those jobs still run
 //!    (they finish 10 s later).
 //!
-//! Pick sides with arguments `ours`, `scale-set`, `arc` (default: all).
+//! Pick sides with arguments `ours`, `scale-set`, `arc`, `arc-scale-set`
+//! (default: all).
 //! Under `cargo test` it does nothing: it measures, it does not assert.
 
 #[path = "../tests/support/mod.rs"]
@@ -32,6 +34,7 @@ use fake_github::{FakeGitHub, JobStatus, RunnerStatus, Scope};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use support::arc::{self, ArcController};
+use support::arc_scale_set::{self, ArcScaleSetController};
 use support::bench::load;
 use support::cluster;
 use support::operator::{self, Base, Env, autoscaling, pool_yaml};
@@ -109,6 +112,12 @@ enum Operator {
         controller: ArcController,
         simulator: tokio::task::JoinHandle<()>,
     },
+    /// ARC's scale-set mode: an AutoscalingRunnerSet per pool, jobs target
+    /// its scale set by name.
+    ArcScaleSet {
+        controller: ArcScaleSetController,
+        simulator: tokio::task::JoinHandle<()>,
+    },
 }
 
 struct Side {
@@ -176,12 +185,86 @@ impl Side {
         }
     }
 
+    async fn arc_scale_set() -> Side {
+        let bin = arc::install_arc();
+        let client = cluster::client().await;
+        let ns = cluster::fresh_namespace(&client, "vs-arc-arc-scale-set").await;
+        let fake = operator::start_fake().await;
+        let controller =
+            ArcScaleSetController::start(&bin, client.clone(), &ns, operator::TOKEN).await;
+        let simulator = tokio::spawn(support::simulator::simulate_runner_pods(
+            client.clone(),
+            ns.clone(),
+            fake.clone(),
+            Default::default(),
+            arc_scale_set::RUNNER_POD_LABEL,
+        ));
+        Side {
+            client,
+            ns,
+            fake,
+            operator: Operator::ArcScaleSet {
+                controller,
+                simulator,
+            },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self.operator {
             Operator::Ours(_) => "runnerpool-operator (webhooks)",
             Operator::OursScaleSet(_) => "runnerpool-operator (scale set)",
-            Operator::Arc { .. } => "ARC v0.27.6",
+            Operator::Arc { .. } => "ARC v0.27.6 (legacy, webhooks)",
+            Operator::ArcScaleSet { .. } => "ARC v0.27.6 (scale set)",
         }
+    }
+
+    /// The label every runner pod of this side has (ARC's listener pod
+    /// lives beside them on the scale-set side).
+    fn runner_pod_label(&self) -> &'static str {
+        match self.operator {
+            Operator::Ours(_) | Operator::OursScaleSet(_) => runnerpool::runner::RUNNER_ID_LABEL,
+            Operator::Arc { .. } => arc::RUNNER_POD_LABEL,
+            Operator::ArcScaleSet { .. } => arc_scale_set::RUNNER_POD_LABEL,
+        }
+    }
+
+    /// Whether jobs go to a scale set by its name (not by labels).
+    fn scale_sets(&self) -> bool {
+        matches!(
+            self.operator,
+            Operator::OursScaleSet(_) | Operator::ArcScaleSet { .. }
+        )
+    }
+
+    /// An ARC AutoscalingRunnerSet for the repository (its scope from the
+    /// config URL: GHES paths on the fake, as ARC derives them for a host
+    /// that is not github.com).
+    fn arc_scale_set_yaml(&self, name: &str, min: u32, max: u32) -> String {
+        let url = format!("{}/{REPO}", self.fake.base_url().trim_end_matches('/'));
+        arc_scale_set::autoscaling_runner_set_yaml(name, &url, min, max)
+    }
+
+    /// Waits until the scale set of pool `pool` has a message session (on
+    /// the scale-set sides; at once on the others).
+    async fn wait_for_session(&self, pool: &str) {
+        if !self.scale_sets() {
+            return;
+        }
+        time_until(Instant::now(), PHASE_TIMEOUT, || async {
+            let ids: BTreeSet<u64> = self
+                .fake
+                .scale_sets()
+                .into_iter()
+                .filter(|s| s.name == pool)
+                .map(|s| s.id)
+                .collect();
+            self.fake
+                .sessions()
+                .iter()
+                .any(|s| ids.contains(&s.scale_set_id))
+        })
+        .await;
     }
 
     fn rss_kib(&self) -> u64 {
@@ -190,6 +273,7 @@ impl Side {
                 env.operator.rss_kib().unwrap_or(0)
             }
             Operator::Arc { controller, .. } => controller.rss_kib(),
+            Operator::ArcScaleSet { controller, .. } => controller.rss_kib(),
         }
     }
 
@@ -259,6 +343,9 @@ impl Side {
                 );
                 self.kubectl_apply(&format!("{rd}---\n{hra}"));
             }
+            Operator::ArcScaleSet { .. } => {
+                self.kubectl_apply(&self.arc_scale_set_yaml(name, 0, max));
+            }
         }
     }
 
@@ -275,6 +362,9 @@ impl Side {
                     Some(replicas),
                 ));
             }
+            Operator::ArcScaleSet { .. } => {
+                self.kubectl_apply(&self.arc_scale_set_yaml(name, replicas, replicas));
+            }
         }
     }
 
@@ -285,6 +375,7 @@ impl Side {
                 format!("runnerdeployment/{name}"),
                 format!("horizontalrunnerautoscaler/{name}"),
             ],
+            Operator::ArcScaleSet { .. } => vec![format!("autoscalingrunnerset/{name}")],
         };
         let mut args = vec![
             "delete",
@@ -309,12 +400,16 @@ impl Side {
             Operator::Arc { .. } => {
                 "each runner registers itself with the scope's shared registration token (in the pod's environment, cached ~30 min by ARC)"
             }
+            Operator::ArcScaleSet { .. } => {
+                "none: each runner's JIT config is minted by ARC's EphemeralRunner controller from the scale set (`generatejitconfig`, counted above)"
+            }
         }
     }
 
-    /// Pods not being deleted and not finished.
+    /// Runner pods not being deleted and not finished.
     async fn live_pods(&self) -> usize {
-        let Ok(list) = self.pods().list(&ListParams::default()).await else {
+        let runners = ListParams::default().labels(self.runner_pod_label());
+        let Ok(list) = self.pods().list(&runners).await else {
             return usize::MAX;
         };
         list.items
@@ -327,6 +422,7 @@ impl Side {
             .count()
     }
 
+    /// Every pod, ARC's listener pods included.
     async fn all_pods(&self) -> usize {
         self.pods()
             .list(&ListParams::default())
@@ -355,9 +451,10 @@ impl Side {
     /// Queues `n` jobs for pool `pool`: by labels, or on the scale-set
     /// side by the scale set's name.
     fn queue(&self, pool: &str, n: usize) -> Vec<u64> {
-        let labels: &[&str] = match self.operator {
-            Operator::OursScaleSet(_) => &[pool],
-            _ => JOB_LABELS,
+        let labels: &[&str] = if self.scale_sets() {
+            &[pool]
+        } else {
+            JOB_LABELS
         };
         (0..n)
             .map(|_| self.fake.queue_job(REPO, labels).expect("queue a job"))
@@ -387,7 +484,9 @@ impl Side {
     /// Deletes the namespace; ARC's finalizers need ARC running until it is gone.
     async fn shutdown(self) {
         let _ = cluster::kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
-        if let Operator::Arc { simulator, .. } = &self.operator {
+        if let Operator::Arc { simulator, .. } | Operator::ArcScaleSet { simulator, .. } =
+            &self.operator
+        {
             let _ = cluster::kubectl(&[
                 "wait",
                 "--for=delete",
@@ -440,6 +539,49 @@ fn watch_for_killed_busy_runners(side: &Side) -> (Arc<AtomicUsize>, tokio::task:
     (killed, task)
 }
 
+/// Records the runner pods seen and the runners seen online (both by name:
+/// every side names a runner after its pod) until aborted; a runner that
+/// came and went between two looks is known by the job it ran
+/// ([`SeenRunners::never_online`]).
+fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) {
+    let seen = SeenRunners::default();
+    let pods = side.pods();
+    let runners = ListParams::default().labels(side.runner_pod_label());
+    let fake = side.fake.clone();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&runners).await {
+                let mut seen = record.0.lock().unwrap();
+                seen.0
+                    .extend(list.items.into_iter().filter_map(|p| p.metadata.name));
+                seen.1.extend(
+                    fake.all_runners()
+                        .into_iter()
+                        .filter(|r| r.status == RunnerStatus::Online)
+                        .map(|r| r.name),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    (seen, task)
+}
+
+/// Runner pod names seen, runner names seen online.
+#[derive(Clone, Default)]
+struct SeenRunners(Arc<std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>>);
+
+impl SeenRunners {
+    /// Runner pods seen whose runner was never seen online and ran no job.
+    fn never_online(&self, fake: &FakeGitHub) -> usize {
+        let mut seen = self.0.lock().unwrap();
+        seen.1
+            .extend(fake.jobs().into_iter().filter_map(|j| j.runner_name));
+        seen.0.difference(&seen.1).count()
+    }
+}
+
 #[derive(Default)]
 struct Results {
     registration: &'static str,
@@ -458,6 +600,7 @@ struct Results {
     leftover_pods: usize,
     delete_killed: usize,
     busy_delete_refused: u64,
+    never_online: usize,
     jobs: usize,
     calls: BTreeMap<String, u64>,
 }
@@ -469,15 +612,17 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     };
     side.fake.set_rate_limit(1_000_000);
     let before = side.fake.counters();
+    let (seen, seen_task) = watch_runner_pods(side);
 
     // 1. Scale from zero on webhooks.
     side.apply_autoscaling("auto", sizes.burst as u32).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
+    side.wait_for_session("auto").await;
     time_until(Instant::now(), PHASE_TIMEOUT, || async {
         side.live_pods().await == 0
     })
     .await;
-    let mut added = operator::pod_additions(side.pods());
+    let mut added = operator::pod_additions_matching(side.pods(), Some(side.runner_pod_label()));
     for _ in 0..sizes.singles {
         while added.try_recv().is_ok() {}
         let queued = Instant::now();
@@ -584,6 +729,8 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     r.leftover_registrations += side.registrations("fixed").len();
     r.leftover_pods += side.all_pods().await;
 
+    seen_task.abort();
+    r.never_online = seen.never_online(&side.fake);
     let after = side.fake.counters();
     r.calls = after
         .by_endpoint
@@ -684,24 +831,40 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
         "leftovers after both deletions (registrations + pods)",
         &|r| format!("{} + {}", r.leftover_registrations, r.leftover_pods),
     );
+    row("runner pods whose runner never came online", &|r| {
+        r.never_online.to_string()
+    });
     row("busy runners killed: scale-down / deletion", &|r| {
         format!("{} / {}", r.down_killed, r.delete_killed)
     });
-    row("DELETE of a busy runner refused (422)", &|r| {
-        r.busy_delete_refused.to_string()
-    });
+    row(
+        "removal of a busy runner refused (REST 422, Actions service 400)",
+        &|r| r.busy_delete_refused.to_string(),
+    );
     row(
         &format!("operator RSS at {} runners", sizes.runners),
         &|r| format!("{:.1} MiB", r.rss_kib as f64 / 1024.0),
     );
-    row("GitHub REST calls per job (controller's token)", &|r| {
-        let total: u64 = r.calls.values().sum();
-        format!(
-            "{:.2} ({} jobs)",
-            total as f64 / r.jobs.max(1) as f64,
-            r.jobs
-        )
-    });
+    let per_job = |r: &Results, service: bool| {
+        let calls: u64 = r
+            .calls
+            .iter()
+            .filter(|(e, _)| actions_service(e) == service)
+            .map(|(_, n)| n)
+            .sum();
+        calls as f64 / r.jobs.max(1) as f64
+    };
+    row(
+        "GitHub calls per job: REST + Actions service (every request the fake answered)",
+        &|r| {
+            format!(
+                "{:.2} + {:.2} ({} jobs)",
+                per_job(r, false),
+                per_job(r, true),
+                r.jobs
+            )
+        },
+    );
     let endpoints: BTreeSet<&String> = sides.iter().flat_map(|(_, r)| r.calls.keys()).collect();
     for e in endpoints {
         row(&format!("… `{e}`"), &|r| {
@@ -711,9 +874,21 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
             )
         });
     }
-    row("runner registration outside REST", &|r| {
+    row("runner registration outside the calls counted", &|r| {
         r.registration.to_string()
     });
+    println!(
+        "\nGitHub calls are the controllers' (ARC's listener included); the runners are \
+         simulated, so their own traffic (session, job acquisition, logs) is neither made nor \
+         counted, on every side."
+    );
+}
+
+/// Whether `endpoint` (the fake's name of it) is one of the Actions service's
+/// (scale sets, their sessions and message queues, and the registration
+/// that yields the service's admin token), not GitHub's REST API.
+fn actions_service(endpoint: &str) -> bool {
+    endpoint.contains(" /_apis/") || endpoint.ends_with(" /actions/runner-registration")
 }
 
 fn date() -> String {
@@ -740,7 +915,7 @@ async fn main() {
     let only = |what: &str| {
         let picked: Vec<&String> = args
             .iter()
-            .filter(|a| ["ours", "scale-set", "arc"].contains(&a.as_str()))
+            .filter(|a| ["ours", "scale-set", "arc", "arc-scale-set"].contains(&a.as_str()))
             .collect();
         picked.is_empty() || picked.iter().any(|a| *a == what)
     };
@@ -759,6 +934,12 @@ async fn main() {
     }
     if only("arc") {
         let side = Side::arc().await;
+        let r = run(&side, &sizes).await;
+        results.push((side.name(), r));
+        side.shutdown().await;
+    }
+    if only("arc-scale-set") {
+        let side = Side::arc_scale_set().await;
         let r = run(&side, &sizes).await;
         results.push((side.name(), r));
         side.shutdown().await;

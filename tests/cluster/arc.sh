@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# actions-runner-controller (ARC, legacy RunnerDeployment mode), built from the
-# pinned wrapper module go/arc with the rig's flags, for `make bench-vs-arc`.
-# Never part of `make test`. See README.md.
+# actions-runner-controller (ARC: legacy RunnerDeployment mode and scale-set
+# mode), built from the pinned wrapper module go/arc with the rig's flags, for
+# `make bench-vs-arc`. Never part of `make test`. See README.md.
 #
-#   arc.sh build          build the manager and githubwebhookserver if missing; prints their dir
-#   arc.sh crd-dir        print the directory of ARC's CRDs (config/crd/bases in the module)
+#   arc.sh build          build the manager, githubwebhookserver and
+#                         githubrunnerscalesetlistener if missing; prints their dir
+#   arc.sh crd-dir        print the directory of ARC's CRDs (config/crd/bases in the
+#                         module: both modes' CRDs)
 #   arc.sh serving-cert DIR   write a self-signed tls.crt/tls.key for 127.0.0.1 into DIR
 #
 # Stdout carries only the answer (a path); progress goes to stderr.
@@ -23,8 +25,17 @@ module=github.com/actions/actions-runner-controller
 log() { printf 'arc.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The manager runs either mode (`--auto-scaling-runner-set-only` for scale
+# sets); the webhook server serves legacy mode, the listener scale-set mode.
+binaries=(manager githubwebhookserver githubrunnerscalesetlistener)
+
+built() {
+  local b
+  for b in "${binaries[@]}"; do [[ -x $bin_dir/$b ]] || return 1; done
+}
+
 build() {
-  if [[ -x $bin_dir/manager && -x $bin_dir/githubwebhookserver ]]; then
+  if built; then
     echo "$bin_dir"
     return 0
   fi
@@ -32,17 +43,21 @@ build() {
   # One build at a time per cache, shared with cluster.sh and tools.sh.
   exec 9>"$cache_root/build.lock"
   flock 9
-  if [[ ! -x $bin_dir/manager || ! -x $bin_dir/githubwebhookserver ]]; then
+  if ! built; then
     use_local_go "actions-runner-controller"
     local tmp start=$SECONDS
     tmp=$(mktemp -d "$cache_root/tmp.arc.XXXXXX")
-    log "building actions-runner-controller $ARC_VERSION (manager, githubwebhookserver) ..."
-    go_build arc "$tmp" "-X $module/build.Version=$ARC_VERSION" "$module" "$module/cmd/githubwebhookserver"
+    log "building actions-runner-controller $ARC_VERSION (${binaries[*]}) ..."
+    go_build arc "$tmp" "-X $module/build.Version=$ARC_VERSION" "$module" \
+      "$module/cmd/githubwebhookserver" "$module/cmd/githubrunnerscalesetlistener"
     # go names the module's root main package after the module's last element.
     mv -f "$tmp/actions-runner-controller" "$tmp/manager"
-    [[ -x $tmp/manager && -x $tmp/githubwebhookserver ]] || die "the build of ARC produced no binaries"
+    local b
+    for b in "${binaries[@]}"; do
+      [[ -x $tmp/$b ]] || die "the build of ARC produced no $b"
+    done
     mkdir -p "$bin_dir"
-    mv -f "$tmp/manager" "$tmp/githubwebhookserver" "$bin_dir/"
+    for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$bin_dir/"; done
     rm -rf "$tmp"
     log "built ARC in $((SECONDS - start))s"
   fi

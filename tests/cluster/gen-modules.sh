@@ -105,6 +105,7 @@ require github.com/actions/actions-runner-controller ${ARC_VERSION}
 
 tool (
 	github.com/actions/actions-runner-controller
+	github.com/actions/actions-runner-controller/cmd/githubrunnerscalesetlistener
 	github.com/actions/actions-runner-controller/cmd/githubwebhookserver
 )
 

@@ -7,4 +7,4 @@ KUBE_SCORE_VERSION=v1.20.0
 TOOLS_BUILD_REVISION=1
 # actions-runner-controller, only for `make bench-vs-arc` (arc.sh; go/arc).
 ARC_VERSION=v0.27.6
-ARC_BUILD_REVISION=1
+ARC_BUILD_REVISION=2

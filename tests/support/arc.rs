@@ -24,7 +24,7 @@ use super::simulator::COMPLETE_ANNOTATION;
 pub const RUNNER_POD_LABEL: &str = "actions-runner";
 
 /// Runs `tests/cluster/arc.sh ARGS` and returns its answer (a path).
-fn arc_sh(args: &[&str]) -> PathBuf {
+pub fn arc_sh(args: &[&str]) -> PathBuf {
     let out = Command::new(cluster::repo_path("tests/cluster/arc.sh"))
         .args(args)
         .stderr(Stdio::inherit())
@@ -34,8 +34,8 @@ fn arc_sh(args: &[&str]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// Builds ARC if missing and applies its CRDs (server-side: they are too
-/// large for a client-side apply's annotation).
+/// Builds ARC if missing and applies its CRDs, both modes' (server-side:
+/// they are too large for a client-side apply's annotation).
 pub fn install_arc() -> PathBuf {
     let bin = arc_sh(&["build"]);
     let crds = arc_sh(&["crd-dir"]);
@@ -49,6 +49,10 @@ pub fn install_arc() -> PathBuf {
         "horizontalrunnerautoscalers.actions.summerwind.dev",
         "runnerreplicasets.actions.summerwind.dev",
         "runners.actions.summerwind.dev",
+        "autoscalingrunnersets.actions.github.com",
+        "ephemeralrunnersets.actions.github.com",
+        "ephemeralrunners.actions.github.com",
+        "autoscalinglisteners.actions.github.com",
     ] {
         cluster::expect_success(
             "waiting for ARC's CRDs",
@@ -63,7 +67,60 @@ pub fn install_arc() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+/// Where the ARC processes of namespace `ns` log, with their TMPDIR:
+/// controller-runtime reads its serving certificate from
+/// $TMPDIR/k8s-webhook-server/serving-certs, and a private TMPDIR (with a
+/// fresh self-signed certificate) keeps it apart from anything else on the
+/// machine.
+pub fn log_dir(ns: &str) -> PathBuf {
+    let logs = cluster::repo_root()
+        .join("target/test-logs")
+        .join(format!("arc-{ns}"));
+    arc_sh(&[
+        "serving-cert",
+        logs.join("tmp/k8s-webhook-server/serving-certs")
+            .to_str()
+            .expect("utf-8 path"),
+    ]);
+    logs
+}
+
+/// Starts ARC's binary `name` from `bin` with the rig's kubeconfig and the
+/// TMPDIR of `logs` ([`log_dir`]), logging to `logs/NAME.log`.
+pub fn spawn(
+    bin: &Path,
+    name: &str,
+    logs: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Child {
+    let tmp = logs.join("tmp");
+    let file = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
+    Command::new(bin.join(name))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("KUBECONFIG", &cluster::test_cluster().kubeconfig)
+        .env("TMPDIR", &tmp)
+        .env_remove("GITHUB_ENTERPRISE_URL")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting ARC's {name}: {e}"))
+}
+
+/// Resident memory of the processes `pids`, in KiB (Linux).
+pub fn rss_kib(pids: impl IntoIterator<Item = u32>) -> u64 {
+    pids.into_iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -84,58 +141,39 @@ impl ArcController {
     /// Starts both processes. `github_url` is the fake's github.com-style
     /// API base; `secret` the webhook secret.
     pub fn start(bin: &Path, ns: &str, github_url: &str, token: &str, secret: &str) -> Self {
-        let logs = cluster::repo_root()
-            .join("target/test-logs")
-            .join(format!("arc-{ns}"));
-        std::fs::create_dir_all(&logs).expect("log dir");
-        // controller-runtime reads its serving certificate from
-        // $TMPDIR/k8s-webhook-server/serving-certs: a private TMPDIR keeps
-        // this one apart from anything else on the machine.
-        let tmp = logs.join("tmp");
-        arc_sh(&[
-            "serving-cert",
-            tmp.join("k8s-webhook-server/serving-certs")
-                .to_str()
-                .expect("utf-8 path"),
-        ]);
-        let kubeconfig = cluster::test_cluster().kubeconfig.clone();
-        let spawn = |name: &str, args: &[String]| {
-            let file = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
-            Command::new(bin.join(name))
-                .args(args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("TMPDIR", &tmp)
-                .env("GITHUB_TOKEN", token)
-                .env(
-                    "GITHUB_URL",
-                    format!("{}/", github_url.trim_end_matches('/')),
-                )
-                .env("GITHUB_WEBHOOK_SECRET_TOKEN", secret)
-                .env_remove("GITHUB_ENTERPRISE_URL")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("log file"))
-                .stderr(file)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting ARC's {name}: {e}"))
-        };
+        let logs = log_dir(ns);
+        let env = [
+            ("GITHUB_TOKEN", token.to_string()),
+            (
+                "GITHUB_URL",
+                format!("{}/", github_url.trim_end_matches('/')),
+            ),
+            ("GITHUB_WEBHOOK_SECRET_TOKEN", secret.to_string()),
+        ];
         // Metrics off ("0"); the admission webhook (always started; nothing
         // calls it) on a free port. Everything else: ARC's defaults.
         let manager = spawn(
+            bin,
             "manager",
+            &logs,
             &[
                 "--metrics-addr=0".into(),
                 format!("--port={}", free_port()),
                 format!("--watch-namespace={ns}"),
             ],
+            &env,
         );
         let port = free_port();
         let webhook_server = spawn(
+            bin,
             "githubwebhookserver",
+            &logs,
             &[
                 "--metrics-addr=0".into(),
                 format!("--webhook-addr=127.0.0.1:{port}"),
                 format!("--watch-namespace={ns}"),
             ],
+            &env,
         );
         ArcController {
             manager,
@@ -147,14 +185,7 @@ impl ArcController {
 
     /// Resident memory of both processes, in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
-        [self.manager.id(), self.webhook_server.id()]
-            .iter()
-            .filter_map(|pid| {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
-            })
-            .sum()
+        rss_kib([self.manager.id(), self.webhook_server.id()])
     }
 
     /// Both processes still run.

@@ -1,5 +1,6 @@
 //! Shared support for the integration tests (`mod support;` in a test file).
 pub mod arc;
+pub mod arc_scale_set;
 pub mod bench;
 pub mod cluster;
 pub mod operator;

@@ -871,12 +871,25 @@ pub fn operator_build() -> String {
 
 /// When each new pod of `pods` is first seen in a watch (any operator's pods).
 pub fn pod_additions(pods: Api<Pod>) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
+    pod_additions_matching(pods, None)
+}
+
+/// When each new pod of `pods` matching the label `selector` (all without
+/// one) is first seen in a watch.
+pub fn pod_additions_matching(
+    pods: Api<Pod>,
+    selector: Option<&str>,
+) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant> {
     use futures::StreamExt;
     use kube::runtime::watcher;
     let (added_tx, added) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = watcher::Config::default();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
     tokio::spawn(async move {
         let mut seen = BTreeSet::new();
-        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+        let mut events = std::pin::pin!(watcher(pods, config));
         while let Some(Ok(event)) = events.next().await {
             if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event {
                 let pod: Pod = pod;

@@ -369,7 +369,8 @@ async fn jit_runners_are_runners_of_the_scope() {
         .await;
     assert_eq!(s, 404);
 
-    // Statistics count it; removal is 204, then AgentNotFoundException.
+    // Statistics count it; removal is 204, then AgentNotFoundException (a
+    // second removal is 204 again: see `removing_a_runner_again_succeeds`).
     assert_eq!(fake.scale_set_statistics(id).total_registered_runners, 1);
     fake.set_online(runner_id, true).unwrap();
     assert_eq!(fake.scale_set_statistics(id).total_idle_runners, 1);
@@ -414,7 +415,32 @@ async fn a_busy_runner_cannot_be_removed() {
     // The job ends: the ephemeral runner is gone, as on GitHub.
     fake.finish_job(job).unwrap();
     assert!(fake.runner(runner_id).is_none());
-    assert_eq!(svc.delete(&path).await.0, 404);
+    assert_eq!(svc.delete(&path).await.0, 204);
+    fake.shutdown().await;
+}
+
+/// actions-runner-controller v0.27.6 scales down by removing an idle runner
+/// (its EphemeralRunnerSet) and then again (the EphemeralRunner's finalizer),
+/// and fails on anything but 204: the second removal, and one of a runner
+/// the scope never had, succeed without touching any runner.
+#[tokio::test]
+async fn removing_a_runner_again_succeeds() {
+    let fake = start().await;
+    let svc = Service::connect(&fake).await;
+    let id = svc.create_scale_set("twice-set", 1).await["id"]
+        .as_u64()
+        .unwrap();
+    let (gone, _) = svc.jit(id, "twice-1").await;
+    let (kept, _) = svc.jit(id, "twice-2").await;
+    let path = |r: u64| format!("_apis/distributedtask/pools/0/agents/{r}");
+    assert_eq!(svc.delete(&path(gone)).await.0, 204);
+    assert!(fake.runner(gone).is_none());
+    assert_eq!(svc.delete(&path(gone)).await.0, 204);
+    assert_eq!(svc.delete(&path(999_999)).await.0, 204);
+    assert!(fake.runner(kept).is_some());
+    assert_eq!(fake.scale_set_statistics(id).total_registered_runners, 1);
+    // Looking one up still tells it is gone.
+    assert_eq!(svc.get(&path(gone)).await.0, 404);
     fake.shutdown().await;
 }
 
