@@ -185,34 +185,11 @@ async fn enterprise_runners_come_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_app_credentials_and_named_runner_group() {
     let env = Env::start("app").await;
-    let key = std::process::Command::new("openssl")
-        .args(["genrsa", "2048"])
-        .output()
-        .expect("openssl genrsa");
-    let pem = String::from_utf8(key.stdout).unwrap();
-    env.fake
-        .add_app(fake_github::AppSpec {
-            app_id: 4242,
-            client_id: None,
-            key_pem: pem.clone(),
-            installations: vec![fake_github::InstallationSpec::new(77, Some("acme"))],
-        })
-        .unwrap();
+    support::operator::app_credentials(&env, "app", 4242, 77).await;
     let group = env
         .fake
         .create_group(&fake_github::Scope::org("acme"), "linux-builders")
         .unwrap();
-    create_secret(
-        &env.client,
-        &env.ns,
-        "app",
-        &[
-            ("appId", "4242"),
-            ("installationId", "77"),
-            ("privateKey", &pem),
-        ],
-    )
-    .await;
     let yaml = pool_yaml(
         "ci",
         "organization: acme",

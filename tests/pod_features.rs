@@ -274,7 +274,10 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
         },
     )
     .await;
-    assert!(env.live_pods("ci").await.is_empty());
+    wait_for("the runner's pod to go too", T, || async {
+        env.live_pods("ci").await.is_empty().then_some(())
+    })
+    .await;
     support::operator::delete_pvs(&env.client, &class).await;
 }
 

@@ -335,34 +335,11 @@ async fn the_leader_alone_holds_the_session_and_a_successor_takes_it_over() {
 async fn ghes_with_app_credentials_and_a_named_group() {
     let env = Env::start("ss-ghes").await;
     env.fake.set_acquire_mode(true);
-    let key = std::process::Command::new("openssl")
-        .args(["genrsa", "2048"])
-        .output()
-        .expect("openssl genrsa");
-    let pem = String::from_utf8(key.stdout).unwrap();
-    env.fake
-        .add_app(fake_github::AppSpec {
-            app_id: 4343,
-            client_id: None,
-            key_pem: pem.clone(),
-            installations: vec![fake_github::InstallationSpec::new(78, Some("acme"))],
-        })
-        .unwrap();
+    support::operator::app_credentials(&env, "app", 4343, 78).await;
     let group = env
         .fake
         .create_group(&fake_github::Scope::org("acme"), "builders")
         .unwrap();
-    support::operator::create_secret(
-        &env.client,
-        &env.ns,
-        "app",
-        &[
-            ("appId", "4343"),
-            ("installationId", "78"),
-            ("privateKey", &pem),
-        ],
-    )
-    .await;
     let yaml = autoscaling(
         &pool_yaml(
             "ghes",

@@ -604,6 +604,39 @@ pub fn install_crd() {
     });
 }
 
+/// A GitHub App of id `app_id` installed (`installation`) on organization
+/// `acme` of the fake, and a credentials Secret `name` in `env`'s namespace
+/// holding its private key.
+pub async fn app_credentials(env: &Env, name: &str, app_id: u64, installation: u64) {
+    let key = std::process::Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .expect("openssl genrsa");
+    let pem = String::from_utf8(key.stdout).unwrap();
+    env.fake
+        .add_app(fake_github::AppSpec {
+            app_id,
+            client_id: None,
+            key_pem: pem.clone(),
+            installations: vec![fake_github::InstallationSpec::new(
+                installation,
+                Some("acme"),
+            )],
+        })
+        .unwrap();
+    create_secret(
+        &env.client,
+        &env.ns,
+        name,
+        &[
+            ("appId", &app_id.to_string()),
+            ("installationId", &installation.to_string()),
+            ("privateKey", &pem),
+        ],
+    )
+    .await;
+}
+
 pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, pairs: &[(&str, &str)]) {
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
