@@ -822,7 +822,7 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         ),
     ];
     for (yaml, expected) in cases {
-        let stderr = apply_refused(&env, &yaml);
+        let stderr = env.apply_refused(&yaml);
         assert!(
             stderr.contains(expected),
             "expected {expected:?} in:\n{stderr}"
@@ -842,25 +842,6 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         ))
         .await;
     }
-}
-
-/// Applies `yaml` with kubectl (server-side) and returns the API server's
-/// refusal; panics if it was accepted.
-fn apply_refused(env: &Env, yaml: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
-    std::fs::write(&path, yaml).unwrap();
-    let out = kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-n",
-        &env.ns,
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&path);
-    assert!(!out.status.success(), "accepted:\n{yaml}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runners live in the scope and on the host they registered with: changing
@@ -884,7 +865,7 @@ async fn the_scope_and_api_url_of_a_live_pool_cannot_change() {
         ),
     ];
     for (yaml, expected) in cases {
-        let stderr = apply_refused(&env, &yaml);
+        let stderr = env.apply_refused(&yaml);
         assert!(
             stderr.contains(expected),
             "expected {expected:?} in:\n{stderr}"

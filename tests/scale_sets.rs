@@ -466,24 +466,6 @@ async fn lost_answers_and_server_errors_leak_nothing() {
     .await;
 }
 
-/// `kubectl apply` of `yaml`, expected to be refused; returns the message.
-fn apply_refused(env: &Env, yaml: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{}.yaml", env.ns, rand::random::<u32>()));
-    std::fs::write(&path, yaml).unwrap();
-    let out = support::cluster::kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-n",
-        &env.ns,
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&path);
-    assert!(!out.status.success(), "accepted:\n{yaml}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// What a scale set fixes at creation cannot change on a live pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mode_name_and_labels_of_a_scale_set_pool_cannot_change() {
@@ -533,7 +515,7 @@ async fn the_mode_name_and_labels_of_a_scale_set_pool_cannot_change() {
         ),
     ];
     for (yaml, expected) in cases {
-        let stderr = apply_refused(&env, &yaml);
+        let stderr = env.apply_refused(&yaml);
         assert!(
             stderr.contains(expected),
             "expected {expected:?} in:\n{stderr}"
@@ -557,10 +539,8 @@ async fn the_mode_name_and_labels_of_a_scale_set_pool_cannot_change() {
     // And a webhook pool cannot become a scale set.
     env.apply_pool(&pool("", &["linux"]).replace("name: ci\n", "name: plain\n"))
         .await;
-    let stderr = apply_refused(
-        &env,
-        &pool("  scaleSet: {}", &["linux"]).replace("name: ci\n", "name: plain\n"),
-    );
+    let stderr = env
+        .apply_refused(&pool("  scaleSet: {}", &["linux"]).replace("name: ci\n", "name: plain\n"));
     assert!(
         stderr.contains("scaleSet cannot be added to or removed from a live pool"),
         "{stderr}"

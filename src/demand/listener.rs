@@ -30,7 +30,6 @@ use crate::kit::retry::{backoff, jittered};
 use crate::metrics::Metrics;
 use crate::mutex::lock;
 use crate::pod::job;
-use crate::runner::RUNNER_ID_LABEL;
 use crate::scaleset::{ActionsService, JobMessage, Message, ScaleSetError, Session};
 
 /// The field manager of `status.scaleSet`: the listener and the reconcile
@@ -217,13 +216,26 @@ impl Listener {
         }
         for j in &message.jobs {
             match j {
-                JobMessage::Started { runner_id, job, .. } => {
+                JobMessage::Started {
+                    runner_id,
+                    runner_name,
+                    job,
+                    ..
+                } => {
                     lock(&self.observed).busy.insert(*runner_id);
                     self.inventory.busy(*runner_id);
-                    self.record_on_pod(*runner_id, job::started_annotations(job));
+                    let annotations = job::started_annotations(job);
+                    job::record_on_pod(
+                        &self.client,
+                        &self.pods,
+                        *runner_id,
+                        Some(runner_name.as_str()).filter(|n| !n.is_empty()),
+                        annotations,
+                    );
                 }
                 JobMessage::Completed {
                     runner_id: Some(runner_id),
+                    runner_name,
                     result,
                     job,
                     ..
@@ -232,7 +244,14 @@ impl Listener {
                     // removes the ephemeral runner and its process exits,
                     // so scaling in never picks (and deletes on GitHub) a
                     // runner that is already going.
-                    self.record_on_pod(*runner_id, job::completed_annotations(job, result));
+                    let annotations = job::completed_annotations(job, result);
+                    job::record_on_pod(
+                        &self.client,
+                        &self.pods,
+                        *runner_id,
+                        Some(runner_name.as_str()).filter(|n| !n.is_empty()),
+                        annotations,
+                    );
                 }
                 _ => {}
             }
@@ -260,25 +279,6 @@ impl Listener {
         );
         self.metrics
             .set_scale_set(&namespace, &name, o.statistics.as_ref(), o.healthy);
-    }
-
-    fn record_on_pod(
-        &self,
-        runner_id: u64,
-        annotations: std::collections::BTreeMap<String, String>,
-    ) {
-        let Some(pod) = self.pods.state().into_iter().find(|p| {
-            p.labels().get(RUNNER_ID_LABEL).map(String::as_str) == Some(&runner_id.to_string())
-        }) else {
-            return;
-        };
-        let client = self.client.clone();
-        let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-        tokio::spawn(async move {
-            if let Err(e) = job::annotate(&client, &namespace, &name, &annotations).await {
-                debug!(pod = %name, error = %e, "could not record the job on its runner's pod");
-            }
-        });
     }
 
     async fn announce(&self, type_: EventType, reason: &str, note: String) {

@@ -25,7 +25,7 @@ use crate::controller::observe::inventory_of;
 use crate::controller::plan::Scaling;
 use crate::controller::scaling::scaling;
 use crate::pod::job;
-use crate::runner::{self, POOL_LABEL};
+use crate::runner;
 use crate::webhook::payload::{JobAction, JobEvent};
 use crate::webhook::recovery::DeliveryLog;
 
@@ -140,23 +140,18 @@ pub fn wake(
     }
 }
 
-/// Records the job on its runner's pod (see [`crate::pod::job`]), on a task
-/// of its own: routing never waits for the API server.
+/// Records the job on its runner's pod (see [`crate::pod::job`]).
 fn record_on_pod(event: &JobEvent, pods: &Store<Pod>, ctx: &Arc<Context>) {
-    let Some(pod) = event
-        .runner_id
-        .and_then(|id| runner_pod(pods, id, event.runner_name.as_deref()))
-    else {
-        return;
-    };
-    let annotations = job::job_annotations(event, Timestamp::now());
-    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-    let client = ctx.client.clone();
-    tokio::spawn(async move {
-        if let Err(e) = job::annotate(&client, &namespace, &name, &annotations).await {
-            debug!(pod = %name, error = %e, "could not record the job on its runner's pod");
-        }
-    });
+    if let Some(id) = event.runner_id {
+        let annotations = job::job_annotations(event, Timestamp::now());
+        job::record_on_pod(
+            &ctx.client,
+            pods,
+            id,
+            event.runner_name.as_deref(),
+            annotations,
+        );
+    }
 }
 
 /// The pool a queued job goes to, by the rule in [`matching`]; `None` (and
@@ -235,7 +230,7 @@ fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candida
 /// The UID of the pool whose pod runs runner `id` (named `name`): its
 /// pool-UID label, or the ownerReference of pods made before that label.
 fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String> {
-    let pod = runner_pod(pods, id, name)?;
+    let pod = job::runner_pod(pods, id, name)?;
     if let Some(pool_uid) = runner::pool_uid_of(pod.as_ref()) {
         return Some(pool_uid.to_string());
     }
@@ -245,13 +240,4 @@ fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String>
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "RunnerPool")
         .map(|o| o.uid.clone())
-}
-
-/// The pod of runner `id` (named `name`), from the pod cache.
-fn runner_pod(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<Arc<Pod>> {
-    pods.state().into_iter().find(|p| {
-        runner::runner_id_of(p.as_ref()) == Some(id)
-            && name.is_none_or(|n| p.name_any() == n)
-            && p.labels().contains_key(POOL_LABEL)
-    })
 }

@@ -5,12 +5,16 @@
 //! without GitHub's UI. Best effort: a pod already gone is not an error.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use tracing::debug;
 
+use crate::runner::{self, POOL_LABEL};
 use crate::scaleset::JobInfo;
 use crate::webhook::payload::{JobAction, JobEvent};
 
@@ -98,6 +102,36 @@ fn annotations<const N: usize>(values: [(&str, Option<String>); N]) -> BTreeMap<
         .into_iter()
         .filter_map(|(key, value)| Some((format!("{PREFIX}{key}"), value?)))
         .collect()
+}
+
+/// The pod of runner `id` (named `name`, when known), from the pod cache.
+pub fn runner_pod(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<Arc<Pod>> {
+    pods.state().into_iter().find(|p| {
+        runner::runner_id_of(p.as_ref()) == Some(id)
+            && name.is_none_or(|n| p.name_any() == n)
+            && p.labels().contains_key(POOL_LABEL)
+    })
+}
+
+/// Records `annotations` on the pod of runner `id` (named `name`), on a task
+/// of its own: whoever learnt of the job never waits for the API server.
+pub fn record_on_pod(
+    client: &kube::Client,
+    pods: &Store<Pod>,
+    id: u64,
+    name: Option<&str>,
+    annotations: BTreeMap<String, String>,
+) {
+    let Some(pod) = runner_pod(pods, id, name) else {
+        return;
+    };
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = annotate(&client, &namespace, &name, &annotations).await {
+            debug!(pod = %name, error = %e, "could not record the job on its runner's pod");
+        }
+    });
 }
 
 /// Merges `annotations` into pod `name`'s; a pod already gone is fine.

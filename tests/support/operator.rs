@@ -336,6 +336,26 @@ impl Env {
         )
     }
 
+    /// Applies `yaml` in the namespace (server-side) and expects the API
+    /// server to refuse it; returns what it answered.
+    #[allow(dead_code)]
+    pub fn apply_refused(&self, yaml: &str) -> String {
+        let path = std::env::temp_dir().join(format!("{}-{}.yaml", self.ns, rand::random::<u32>()));
+        std::fs::write(&path, yaml).unwrap();
+        let out = cluster::kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-n",
+            &self.ns,
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(&path);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Waits until a deleted pool's object is gone (its finalizer released).
     pub async fn wait_for_pool_released(&self, name: &str, timeout: Duration) {
         let what = format!("pool {name} to be gone");
