@@ -173,26 +173,6 @@ async fn a_hundred_jobs_on_ten_runners_are_all_served() {
     assert_eq!(jobs.len(), JOBS);
 }
 
-/// A token that may read organization `acme`'s hook log, in a directory as
-/// the chart mounts the Secret; returns the flags that read that log.
-fn delivery_log_flags(env: &Env, name: &str) -> Vec<String> {
-    const HOOK_TOKEN: &str = "ghp_hooklog000000000000000000000000000000";
-    env.fake.add_token(HOOK_TOKEN, &["admin:org_hook"]);
-    let dir = support::cluster::repo_root()
-        .join("target/test-logs")
-        .join(format!("delivery-log-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), format!("{HOOK_TOKEN}\n")).unwrap();
-    vec![
-        "--webhook-delivery-log".into(),
-        "orgs/acme/hooks/1".into(),
-        "--webhook-delivery-log-credentials".into(),
-        dir.display().to_string(),
-        "--webhook-delivery-log-api-url".into(),
-        env.api_url(Base::Root),
-    ]
-}
-
 fn strs(flags: &[String]) -> Vec<&str> {
     flags.iter().map(String::as_str).collect()
 }
@@ -204,7 +184,7 @@ fn strs(flags: &[String]) -> Vec<&str> {
 async fn dropped_deliveries_get_runners_within_one_sync_interval() {
     const SYNC: Duration = Duration::from_secs(5);
     let (mut env, _) = Env::start_with_webhooks("dropped", SECRET, "5", &[]).await;
-    let flags = delivery_log_flags(&env, "dropped");
+    let flags = env.delivery_log_flags("dropped");
     env.operator.restart_with(&strs(&flags));
     follow_the_listener(&env, 2).await;
     env.apply_pool(&pool(&env, "ci", 0, 10, 0)).await;
@@ -260,7 +240,7 @@ async fn every_job_gets_a_runner_across_a_leader_failover() {
     let mut first_flags: Vec<&str> = lease.clone();
     first_flags.extend(["--leader-election-identity", "first"]);
     let (mut env, _) = Env::start_with_webhooks("failover", SECRET, "5", &first_flags).await;
-    let flags = delivery_log_flags(&env, "failover");
+    let flags = env.delivery_log_flags("failover");
     env.operator.restart_with(&strs(&flags));
     follow_the_listener(&env, 2).await;
     env.apply_pool(&pool(&env, "ci", 0, 10, 0)).await;

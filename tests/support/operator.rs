@@ -270,6 +270,27 @@ impl Env {
         .await;
     }
 
+    /// A token that may read organization `acme`'s hook log, in a directory
+    /// as the chart mounts the Secret; returns the flags that read that log
+    /// (hook 1, the fake's webhook).
+    pub fn delivery_log_flags(&self, name: &str) -> Vec<String> {
+        const HOOK_TOKEN: &str = "ghp_hooklog000000000000000000000000000000";
+        self.fake.add_token(HOOK_TOKEN, &["admin:org_hook"]);
+        let dir = super::cluster::repo_root()
+            .join("target/test-logs")
+            .join(format!("delivery-log-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the hook token");
+        std::fs::write(dir.join("token"), format!("{HOOK_TOKEN}\n")).expect("the hook token");
+        vec![
+            "--webhook-delivery-log".into(),
+            "orgs/acme/hooks/1".into(),
+            "--webhook-delivery-log-credentials".into(),
+            dir.display().to_string(),
+            "--webhook-delivery-log-api-url".into(),
+            self.api_url(Base::Root),
+        ]
+    }
+
     pub fn api_url(&self, base: Base) -> String {
         match base {
             Base::Root => self.fake.base_url(),

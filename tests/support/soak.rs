@@ -9,10 +9,10 @@
 //!
 //! The soak runs on a cluster of its own (`target/soak-cluster`): restarting
 //! the API server would disturb other tests sharing a cluster. The operator
-//! runs with the production sync interval (120 s): a job whose webhooks were
-//! lost is served by a warm idle runner, and the pool learns the runner is
-//! busy from the next delivery or list, so the sync interval is part of what
-//! is being tested.
+//! runs with the production sync interval (120 s) and reads the webhook's
+//! delivery log (`--webhook-delivery-log`): a job whose webhooks were lost is
+//! served by a warm idle runner or found in the log by the next process or
+//! sync, so the sync interval is part of what is being tested.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,6 +279,18 @@ pub async fn run(soak: &Soak) -> Report {
     // A GitHub App installation's budget (15,000 an hour): 2,000 jobs in
     // half an hour with retries would use up a personal token's 5,000.
     env.fake.set_rate_limit(15_000);
+    // As the README advises for production: deliveries that never reached
+    // the operator (dropped, or sent while it restarted) are read back from
+    // the webhook's delivery log.
+    let mut chaos = Chaos::new(soak);
+    chaos.listener_from = Some(
+        std::fs::metadata(&env.operator.log)
+            .map(|m| m.len())
+            .unwrap_or(0),
+    );
+    let flags = env.delivery_log_flags("soak");
+    env.operator
+        .restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     env.fake
         .reset_rate_limit(&env.fake.token_key(super::operator::TOKEN));
     for (name, label) in POOLS {
@@ -314,7 +326,6 @@ pub async fn run(soak: &Soak) -> Report {
     }
     env.fake.set_webhook_drop_rate(soak.webhook_drop_rate);
 
-    let mut chaos = Chaos::new(soak);
     let mut jobs: BTreeMap<u64, SoakJob> = BTreeMap::new();
     let mut evicted: BTreeSet<u64> = BTreeSet::new();
     let mut rng = rand::rng();
