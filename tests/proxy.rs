@@ -36,15 +36,17 @@ async fn github_and_actions_service_calls_go_through_the_proxy_and_no_proxy_host
     let via_proxy = format!("http://{hidden}");
     // A REST-mode pool and a scale-set pool behind the proxy; a pool of
     // another scope at `localhost`, which NO_PROXY lists.
-    env.apply_pool(&pool_yaml(
-        "rest",
-        "organization: acme",
-        &via_proxy,
-        2,
-        &["linux"],
-        "",
-    ))
-    .await;
+    let rest_pool = |replicas| {
+        pool_yaml(
+            "rest",
+            "organization: acme",
+            &via_proxy,
+            replicas,
+            &["linux"],
+            "",
+        )
+    };
+    env.apply_pool(&rest_pool(2)).await;
     env.apply_pool(&autoscaling(
         &pool_yaml(
             "ss",
@@ -80,15 +82,7 @@ async fn github_and_actions_service_calls_go_through_the_proxy_and_no_proxy_host
     })
     .await;
     // Removal goes through the proxy too.
-    env.apply_pool(&pool_yaml(
-        "rest",
-        "organization: acme",
-        &via_proxy,
-        0,
-        &["linux"],
-        "",
-    ))
-    .await;
+    env.apply_pool(&rest_pool(0)).await;
     wait_for("the REST pool's runners to be deleted", T, || async {
         let carried = proxy.carried();
         let deletes = carried
