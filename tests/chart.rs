@@ -282,6 +282,75 @@ fn the_webhook_listener_is_exposed_on_its_own_port_when_enabled() {
     assert_eq!(paths[0].path.as_deref(), Some("/webhook"));
 }
 
+/// The outbound proxy (issue 23): `proxy.*` become the operator's
+/// HTTPS_PROXY, HTTP_PROXY and NO_PROXY, from values or from an existing
+/// Secret, and nothing is set without a proxy.
+#[test]
+fn the_proxy_values_become_the_operator_s_proxy_variables() {
+    let env = |values: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec!["template", "rp", "--show-only", "templates/deployment.yaml"];
+        let chart = chart();
+        args.insert(2, &chart);
+        args.extend_from_slice(values);
+        let out = expect_success("helm template", &helm(&args));
+        let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| e.name.ends_with("PROXY"))
+            .map(|e| {
+                let from = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|f| f.secret_key_ref.as_ref());
+                let shown = match (&e.value, from) {
+                    (Some(value), _) => value.clone(),
+                    (None, Some(key)) => format!("secret {}/{}", key.name, key.key),
+                    (None, None) => String::new(),
+                };
+                (e.name.clone(), shown)
+            })
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(env(&[]), pairs(&[]), "no proxy by default");
+    let defaults = "localhost,127.0.0.1,::1,.svc,.cluster.local";
+    assert_eq!(
+        env(&["--set", "proxy.https=http://proxy.corp:3128"]),
+        pairs(&[
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("NO_PROXY", defaults)
+        ])
+    );
+    assert_eq!(
+        env(&[
+            "--set",
+            "proxy.https=http://a:3128,proxy.http=http://b:3128",
+            "--set-string",
+            "proxy.noProxy=ghes.internal\\,10.0.0.0/8",
+        ]),
+        pairs(&[
+            ("HTTPS_PROXY", "http://a:3128"),
+            ("HTTP_PROXY", "http://b:3128"),
+            ("NO_PROXY", "ghes.internal,10.0.0.0/8"),
+        ])
+    );
+    assert_eq!(
+        env(&["--set", "proxy.secretName=corp-proxy"]),
+        pairs(&[
+            ("HTTPS_PROXY", "secret corp-proxy/HTTPS_PROXY"),
+            ("HTTP_PROXY", "secret corp-proxy/HTTP_PROXY"),
+            ("NO_PROXY", defaults),
+        ])
+    );
+}
+
 /// The webhook's delivery log (issue 20): its hooks, API and credentials
 /// (an existing Secret mounted as files) reach the operator's flags; hooks
 /// without a Secret, and a hook that names none, are refused.
@@ -449,6 +518,11 @@ fn bad_values_are_refused_by_the_schema() {
         (
             &["--set", "containerModes.docker.enabled=true"],
             "'docker' not allowed",
+        ),
+        (&["--set", "proxy.https=proxy corp:3128"], "/proxy/https"),
+        (
+            &["--set", "proxy.secretName=px,proxy.http=http://p:3128"],
+            "proxy.secretName replaces proxy.https and proxy.http",
         ),
     ];
     for (args, expected) in cases {

@@ -274,7 +274,7 @@ fn proxy(
     proxy.finish(notes);
     notes.note(
         "proxy: set on the runner container as HTTP_PROXY/HTTPS_PROXY/NO_PROXY; the operator \
-         itself reaches GitHub through its own environment (the chart's env values)",
+         itself reaches GitHub through its own proxy variables (the chart's proxy values)",
     );
     let runner = template
         .spec

@@ -26,7 +26,7 @@ use futures::FutureExt;
 use tracing::info;
 
 use crate::controller::Settings;
-use crate::github::client::{CachingConnector, ClientOptions, WriteGate};
+use crate::github::client::{CachingConnector, ClientOptions, OutboundProxy, WriteGate};
 use crate::leader::LeaderElector;
 use crate::metrics::{GitHubRequestLabels, Metrics};
 use crate::scaleset::HttpSettings;
@@ -37,7 +37,7 @@ use config::Config;
 async fn kube_config(
     kubeconfig: Option<&PathBuf>,
 ) -> Result<kube::Config, Box<dyn std::error::Error>> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(
@@ -48,6 +48,10 @@ async fn kube_config(
         }
         None => kube::Config::infer().await?,
     };
+    // The Kubernetes API is reached directly, whatever the proxy variables
+    // say: kube-rs takes HTTPS_PROXY (ignoring NO_PROXY) for a kubeconfig,
+    // though never in a pod, and this build carries no proxy connector for it.
+    config.proxy_url = None;
     Ok(config)
 }
 
@@ -88,6 +92,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let taking = Arc::new(AtomicBool::new(!config.leader_elect));
     // First, so a missing webhook secret is the error reported, whatever else.
     let mut feed = servers::start_webhook_listener(&config, &metrics, &taking).await?;
+    // Before any client: a malformed proxy URL stops the operator rather
+    // than letting GitHub calls go direct.
+    let proxy = OutboundProxy::from_env()?;
+    if proxy.is_set() {
+        info!(%proxy, "GitHub and Actions service calls go through a proxy");
+    }
     let kube = kube_config(config.kubeconfig.as_ref()).await?;
     // Validated with or without leader election: the reconcile bound derives from it.
     let timings = config.lease_config(|name| std::env::var(name).ok())?;

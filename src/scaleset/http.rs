@@ -102,7 +102,7 @@ pub(super) struct Transport {
 }
 
 impl Transport {
-    /// Built for the REST API at `api_base`, whose host decides the proxy rule.
+    /// Built for the REST API at `api_base`, with its CA bundle.
     pub(super) fn new(api_base: &Url, settings: HttpSettings) -> Result<Self, ScaleSetError> {
         let endpoint = Endpoint {
             api_base: api_base.clone(),

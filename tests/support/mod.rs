@@ -4,5 +4,6 @@ pub mod arc_scale_set;
 pub mod bench;
 pub mod cluster;
 pub mod operator;
+pub mod proxy;
 pub mod simulator;
 pub mod soak;

@@ -54,7 +54,22 @@ pub struct Operator {
     child: Option<Child>,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Environment variables set on the process (the proxy variables of
+    /// the test run itself are never passed on).
+    env: Vec<(String, String)>,
 }
+
+/// The variables that send the operator's GitHub calls through a proxy.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 impl Operator {
     /// The operator with the cluster's admin credentials.
@@ -95,6 +110,7 @@ impl Operator {
             child: None,
             log,
             args,
+            env: Vec::new(),
         };
         operator.spawn();
         operator
@@ -107,9 +123,14 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .expect("operator log file");
-        let child = Command::new(operator_binary())
+        let mut command = Command::new(operator_binary());
+        for name in PROXY_VARIABLES {
+            command.env_remove(name);
+        }
+        let child = command
             .args(&self.args)
             .env_remove("KUBECONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
@@ -129,6 +150,31 @@ impl Operator {
         }
         self.args.extend(extra.iter().map(|s| s.to_string()));
         self.spawn();
+    }
+
+    /// Kills the process and starts it again with the environment variables `env`.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill();
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.spawn();
+    }
+
+    /// How the process ended, once it has within `timeout`; `None` while it runs.
+    pub async fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Kills the process (no graceful shutdown) and starts it again.

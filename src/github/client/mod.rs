@@ -25,6 +25,7 @@
 //! - `requests`: [`GitHubClient`] and its request loop;
 //! - `runners` and `groups`: the runner and runner-group endpoints;
 //! - `jobs`: the workflow-job read; `deliveries`: a webhook's delivery log;
+//! - `proxy`: [`OutboundProxy`], the proxy every client goes through;
 //! - `connector`: [`CachingConnector`].
 
 mod connector;
@@ -33,6 +34,7 @@ pub mod endpoints;
 mod groups;
 mod jobs;
 mod options;
+mod proxy;
 mod requests;
 mod runners;
 mod wire;
@@ -43,6 +45,7 @@ pub use options::{
     ClientOptions, CredentialFingerprint, RequestObserver, RequestRecord, WriteGate, is_loopback,
     validate_api_base,
 };
+pub use proxy::{OutboundProxy, ProxyError};
 pub use requests::GitHubClient;
 pub use wire::{API_VERSION, failure_kind, http_client_builder};
 

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::options::{ClientOptions, is_loopback};
+use super::options::ClientOptions;
+use super::proxy::OutboundProxy;
 use crate::github::{Endpoint, GitHubError, Result, Runner, RunnerGroup, RunnerLabel};
 
 /// The API version every request pins, so GitHub does not change shapes under us.
@@ -109,8 +110,8 @@ pub(super) fn build_http_client(
 
 /// The HTTP setup every client of a GitHub host shares, the REST client and
 /// the Actions service client alike: user agent, timeouts, redirects, the
-/// endpoint's extra CAs, and no proxy for loopback hosts. Callers add their
-/// own default headers and build it.
+/// endpoint's extra CAs, and the [`OutboundProxy`] of the environment.
+/// Callers add their own default headers and build it.
 pub fn http_client_builder(
     endpoint: &Endpoint,
     options: &ClientOptions,
@@ -134,15 +135,12 @@ pub fn http_client_builder(
             builder = builder.add_root_certificate(certificate);
         }
     }
-    if endpoint
-        .api_base
-        .host()
-        .is_some_and(|host| is_loopback(&host))
-    {
-        // A proxy from the environment must not intercept loopback test traffic.
-        builder = builder.no_proxy();
-    }
-    Ok(builder)
+    let proxy = OutboundProxy::from_env()
+        .map_err(|error| GitHubError::InvalidEndpoint(error.to_string()))?;
+    proxy.apply(builder).map_err(|error| {
+        // Without the URL, which could be the proxy's with its credentials.
+        GitHubError::InvalidEndpoint(format!("cannot set up the proxy: {}", error.without_url()))
+    })
 }
 
 pub(super) fn bearer_header(bearer: &str) -> Result<HeaderValue> {
