@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fake_github::JobStatus;
 use support::cluster::{expect_success, kubectl, wait_for};
-use support::metrics::{samples, sum};
+use support::metrics::{samples, sum, values};
 use support::operator::{Base, Env, autoscaling, pool_yaml};
 
 const T: Duration = Duration::from_secs(40);
@@ -51,15 +51,7 @@ fn from_metrics(metrics: &str, ns: &str, pool: &str) -> BTreeMap<String, String>
     let of = |name: &str, extra: &[(&str, &str)]| {
         let mut with = vec![("namespace", ns), ("pool", pool)];
         with.extend_from_slice(extra);
-        let found = samples(metrics, name)
-            .into_iter()
-            .filter(|(labels, _)| {
-                with.iter()
-                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, v)| v)
-            .next();
-        found
+        values(metrics, name, &with).first().copied()
     };
     let count = |name: &str, extra: &[(&str, &str)]| {
         of(name, extra).map_or("<absent>".to_string(), |v| (v as i64).to_string())
@@ -194,6 +186,13 @@ async fn pool_gauges_match_kubectl_and_each_job_is_counted_once() {
             1.0,
             "{m}"
         );
+    }
+    // Every series on the page is one the registry lists (what the chart's
+    // dashboard and alerts are checked against).
+    let listed = runnerpool::metrics::Metrics::default().series_names();
+    for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        assert!(listed.contains(name), "{name} is not in {listed:?}");
     }
     // GitHub's created_at → started_at: both jobs started within the test.
     let waited = sum(&m, "runnerpool_job_queue_wait_seconds_sum", &pool);

@@ -22,8 +22,8 @@ use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
+use super::registrar::Registrar;
 use crate::kit::recent::Recent;
 use crate::mutex::lock;
 
@@ -149,7 +149,7 @@ pub struct JobMetrics {
 }
 
 impl JobMetrics {
-    pub fn register(registry: &mut Registry, options: JobMetricsOptions) -> Self {
+    pub fn register(registry: &mut Registrar, options: JobMetricsOptions) -> Self {
         let queue_wait = Histograms::new_with_constructor(histogram);
         registry.register(
             "job_queue_wait_seconds",
@@ -296,15 +296,15 @@ mod tests {
         }
     }
 
-    fn metrics(options: JobMetricsOptions) -> (Registry, JobMetrics) {
-        let mut registry = Registry::with_prefix("runnerpool");
+    fn metrics(options: JobMetricsOptions) -> (Registrar, JobMetrics) {
+        let mut registry = Registrar::new();
         let jobs = JobMetrics::register(&mut registry, options);
         (registry, jobs)
     }
 
-    fn text(registry: &Registry) -> String {
+    fn text(registry: &Registrar) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        prometheus_client::encoding::text::encode(&mut out, &registry.registry).unwrap();
         out
     }
 

@@ -7,6 +7,7 @@
 //! [`jobs`].
 
 pub mod jobs;
+pub mod registrar;
 
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 use self::jobs::{JobMetrics, JobMetricsOptions};
+use self::registrar::Registrar;
 use crate::crd::RunnerPoolStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,7 +69,7 @@ pub struct CredentialLabels {
 }
 
 pub struct Metrics {
-    pub registry: Registry,
+    pub registry: Registrar,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<CategoryLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -109,7 +110,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new(job_options: JobMetricsOptions) -> Self {
-        let mut registry = Registry::with_prefix("runnerpool");
+        let mut registry = Registrar::new();
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -278,10 +279,15 @@ impl Metrics {
         }
     }
 
+    /// Every series name the `/metrics` page can hold.
+    pub fn series_names(&self) -> std::collections::BTreeSet<String> {
+        self.registry.series_names()
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.registry);
         out
     }
 

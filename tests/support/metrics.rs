@@ -33,8 +33,8 @@ pub fn samples(metrics: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)
         .collect()
 }
 
-/// The sum of the samples of `name` whose labels include all of `with`.
-pub fn sum(metrics: &str, name: &str, with: &[(&str, &str)]) -> f64 {
+/// The values of the samples of `name` whose labels include all of `with`.
+pub fn values(metrics: &str, name: &str, with: &[(&str, &str)]) -> Vec<f64> {
     samples(metrics, name)
         .into_iter()
         .filter(|(labels, _)| {
@@ -42,7 +42,12 @@ pub fn sum(metrics: &str, name: &str, with: &[(&str, &str)]) -> f64 {
                 .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, value)| value)
-        .sum()
+        .collect()
+}
+
+/// The sum of the samples of `name` whose labels include all of `with`.
+pub fn sum(metrics: &str, name: &str, with: &[(&str, &str)]) -> f64 {
+    values(metrics, name, with).into_iter().sum()
 }
 
 /// `a="x",b="y"` (values without escaped quotes, as the operator's are).
