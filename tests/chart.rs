@@ -111,7 +111,7 @@ fn helm_lint_passes() {
             "--set",
             "watchNamespace=team-a,replicaCount=3,leaderElection.enabled=true",
             "--set",
-            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.enabled=true,metrics.dashboard.enabled=true,metrics.prometheusRule.enabled=true",
         ]),
     );
 }
@@ -523,6 +523,29 @@ fn bad_values_are_refused_by_the_schema() {
         (
             &["--set", "proxy.secretName=px,proxy.http=http://p:3128"],
             "proxy.secretName replaces proxy.https and proxy.http",
+        ),
+        (
+            &["--set", "metrics.prometheusRule.jobsWaitingMinutes=0"],
+            "/metrics/prometheusRule/jobsWaitingMinutes",
+        ),
+        (
+            &[
+                "--set-json",
+                "metrics.prometheusRule.rateLimitRemainingRatio=1.5",
+            ],
+            "/metrics/prometheusRule/rateLimitRemainingRatio",
+        ),
+        (
+            &["--set", "metrics.prometheusRule.stalledFor=ten minutes"],
+            "/metrics/prometheusRule/stalledFor",
+        ),
+        (
+            &["--set", "metrics.dashboard.label=not a label"],
+            "/metrics/dashboard/label",
+        ),
+        (
+            &["--set", "metrics.jobs.maxRepositories=0"],
+            "/metrics/jobs/maxRepositories",
         ),
     ];
     for (args, expected) in cases {
@@ -981,4 +1004,352 @@ fn the_network_policy_admits_only_the_admin_and_webhook_ports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ----- dashboards and alerts -------------------------------------------------
+
+/// Every series name the operator exports, as its registry lists them
+/// (tests/metrics.rs checks the live `/metrics` page against the same list).
+fn exported_series() -> BTreeSet<String> {
+    let names = runnerpool::metrics::Metrics::default().series_names();
+    assert!(
+        names.contains("runnerpool_jobs_completed_total"),
+        "{names:?}"
+    );
+    names
+}
+
+/// The metric names a PromQL expression selects: identifiers outside label
+/// matchers, strings and ranges that are not functions, keywords,
+/// aggregations or grouping labels.
+fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+    // Besides GROUPING.
+    const KEYWORDS: &[&str] = &[
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+        "inf",
+        "nan",
+    ];
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    // Label matchers, ranges and strings name no metric.
+    let mut plain = String::new();
+    let mut closing: Vec<char> = Vec::new();
+    let mut quote: Option<char> = None;
+    for c in expr.chars() {
+        match (quote, closing.last()) {
+            (Some(q), _) => {
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            (None, _) if c == '"' || c == '\'' || c == '`' => {
+                quote = Some(c);
+                continue;
+            }
+            (None, Some(&end)) => {
+                if c == end {
+                    closing.pop();
+                }
+                plain.push(' ');
+                continue;
+            }
+            (None, None) => {}
+        }
+        match c {
+            '{' => closing.push('}'),
+            '[' => closing.push(']'),
+            _ => plain.push(c),
+        }
+    }
+    assert!(quote.is_none() && closing.is_empty(), "unbalanced: {expr}");
+    let chars: Vec<char> = plain.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    let mut skip_group = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '(' && skip_group {
+            // `by (a, b)`: label names.
+            while i < chars.len() && chars[i] != ')' {
+                i += 1;
+            }
+            skip_group = false;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let preceded_by_digit = start > 0 && chars[start - 1].is_ascii_digit();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let lower = word.to_ascii_lowercase();
+            if GROUPING.contains(&lower.as_str()) {
+                skip_group = true;
+            } else if !(preceded_by_digit
+                || next == Some(&'(')
+                || KEYWORDS.contains(&lower.as_str())
+                || word.starts_with('$'))
+            {
+                names.insert(word);
+            }
+            continue;
+        }
+        if c == '$' {
+            // A Grafana variable outside a matcher.
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    names
+}
+
+#[test]
+fn promql_names_are_read_as_prometheus_reads_them() {
+    assert_eq!(
+        promql_metric_names(
+            r#"histogram_quantile(0.95, sum by (le) (rate(a_bucket{pool=~"$pool", x="y{z}"}[$__rate_interval])))"#
+        ),
+        BTreeSet::from(["a_bucket".to_string()])
+    );
+    assert_eq!(
+        promql_metric_names(
+            "min_over_time((b{s=\"x\"} - ignoring(s) c)[15m:1m]) > 0 or (time() - d) > 1e3"
+        ),
+        BTreeSet::from(["b".into(), "c".into(), "d".into()])
+    );
+}
+
+/// Every PromQL expression of the dashboard: its panels' targets and its
+/// variables' queries (`label_values(selector, label)` reads the selector).
+fn dashboard_expressions(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    fn walk(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr", serde_json::Value::String(expr)) => found.push(expr.clone()),
+                        ("query", serde_json::Value::String(q))
+                            if q.starts_with("label_values(") =>
+                        {
+                            let inner = &q["label_values(".len()
+                                ..q.rfind(',').expect("label_values(selector, label)")];
+                            found.push(inner.to_string());
+                        }
+                        _ => walk(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    walk(dashboard, &mut found);
+    found
+}
+
+/// Each expression names at least one metric, and only exported ones.
+fn assert_names_exported(
+    what: &str,
+    expressions: &[String],
+    exported: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    for expr in expressions {
+        let names = promql_metric_names(expr);
+        assert!(!names.is_empty(), "{what}: no metric in {expr:?}");
+        let unknown: Vec<&String> = names.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what}: {unknown:?} in {expr:?} is not a metric the operator exports"
+        );
+        used.extend(names);
+    }
+    used
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_operator_exports() {
+    let file = repo_path(format!("{CHART}/dashboards/runnerpool.json"));
+    let text = std::fs::read_to_string(&file).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "runnerpool-operator");
+    let exported = exported_series();
+    let expressions = dashboard_expressions(&dashboard);
+    let used = assert_names_exported("dashboard", &expressions, &exported);
+    // What it is for: demand, runners by state, queue wait, job results,
+    // GitHub's rate limit and calls.
+    for name in [
+        "runnerpool_desired_runners",
+        "runnerpool_queued_jobs",
+        "runnerpool_runners",
+        "runnerpool_job_queue_wait_seconds_bucket",
+        "runnerpool_jobs_completed_total",
+        "runnerpool_github_rate_limit_remaining",
+        "runnerpool_github_requests_total",
+    ] {
+        assert!(used.contains(name), "the dashboard does not show {name}");
+    }
+    // Every panel has a title, a unique id and a place on the grid.
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let ids: BTreeSet<u64> = panels
+        .iter()
+        .map(|p| p["id"].as_u64().expect("an id"))
+        .collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for panel in panels {
+        assert!(
+            panel["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{panel}"
+        );
+        assert!(panel["gridPos"]["w"].as_u64().is_some(), "{panel}");
+    }
+}
+
+/// The chart rendered with `set`, as YAML documents.
+fn rendered_objects(set: &[&str]) -> Vec<serde_yaml::Value> {
+    let rendered = render_release(set);
+    serde_yaml::Deserializer::from_str(&rendered)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [serde_yaml::Value], kind: &str) -> Vec<&'a serde_yaml::Value> {
+    objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some(kind))
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_alerts_are_rendered_when_asked_for() {
+    let off = rendered_objects(&[]);
+    assert!(
+        of_kind(&off, "PrometheusRule").is_empty() && of_kind(&off, "ServiceMonitor").is_empty()
+    );
+    assert!(of_kind(&off, "ConfigMap").is_empty(), "all opt-in");
+
+    let on = rendered_objects(&[
+        "--set",
+        "metrics.dashboard.enabled=true,metrics.dashboard.label=dashboards,metrics.dashboard.labelValue=grafana",
+        "--set",
+        "metrics.dashboard.namespace=monitoring,metrics.dashboard.annotations.grafana_folder=CI",
+        "--set",
+        "metrics.prometheusRule.enabled=true,metrics.prometheusRule.jobsWaitingMinutes=30,metrics.prometheusRule.labels.release=kube-prometheus",
+        "--set-json",
+        "metrics.prometheusRule.rateLimitRemainingRatio=0.2",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]);
+    let [dashboard] = of_kind(&on, "ConfigMap")[..] else {
+        panic!("one dashboard ConfigMap: {on:?}");
+    };
+    assert_eq!(
+        dashboard["metadata"]["namespace"].as_str(),
+        Some("monitoring")
+    );
+    assert_eq!(
+        dashboard["metadata"]["labels"]["dashboards"].as_str(),
+        Some("grafana")
+    );
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"].as_str(),
+        Some("CI")
+    );
+    let shipped: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["runnerpool.json"]
+            .as_str()
+            .expect("the dashboard's JSON"),
+    )
+    .expect("valid JSON in the ConfigMap");
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path(format!("{CHART}/dashboards/runnerpool.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        shipped, file,
+        "the ConfigMap holds dashboards/runnerpool.json"
+    );
+    assert_eq!(of_kind(&on, "ServiceMonitor").len(), 1);
+
+    let [rule] = of_kind(&on, "PrometheusRule")[..] else {
+        panic!("one PrometheusRule: {on:?}");
+    };
+    assert_eq!(
+        rule["metadata"]["labels"]["release"].as_str(),
+        Some("kube-prometheus")
+    );
+    let rules: Vec<&serde_yaml::Value> = rule["spec"]["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules"))
+        .collect();
+    let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        alerts,
+        BTreeSet::from([
+            "RunnerPoolStalled",
+            "RunnerPoolJobsWaiting",
+            "RunnerVersionOutdated",
+            "GitHubRateLimitNearlySpent",
+        ])
+    );
+    let expressions: Vec<String> = rules
+        .iter()
+        .map(|r| r["expr"].as_str().expect("an expr").to_string())
+        .collect();
+    assert_names_exported("alerts", &expressions, &exported_series());
+    let expr = |alert: &str| {
+        rules
+            .iter()
+            .find(|r| r["alert"].as_str() == Some(alert))
+            .and_then(|r| r["expr"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let waiting = expr("RunnerPoolJobsWaiting");
+    assert!(
+        waiting.contains("> 1800") && waiting.contains("[30m:1m]"),
+        "{waiting}"
+    );
+    assert!(expr("GitHubRateLimitNearlySpent").ends_with("< 0.2"));
+    for r in &rules {
+        assert_eq!(r["labels"]["severity"].as_str(), Some("warning"));
+        let summary = r["annotations"]["summary"].as_str().unwrap_or_default();
+        assert!(!summary.is_empty(), "{r:?}");
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use fake_github::JobStatus;
 use support::cluster::wait_for;
+use support::metrics::sum;
 use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
 const T: Duration = Duration::from_secs(40);
@@ -105,18 +106,35 @@ async fn queued_jobs_get_runners_from_the_scale_set_and_the_pool_scales_back() {
     })
     .await;
 
-    for job in &jobs {
-        env.fake.finish_job(*job).unwrap();
+    for (n, job) in jobs.iter().enumerate() {
+        let conclusion = if n < 3 { "success" } else { "failure" };
+        env.fake.finish_job_with(*job, conclusion).unwrap();
     }
     wait_for_pods(&env, "ci", 0).await;
     env.wait_for_a_fresh_pass("ci").await;
     assert!(env.live_pods("ci").await.is_empty(), "and it stays there");
-    let m = env.metrics().await;
+    let pool = [("namespace", env.ns.as_str()), ("pool", "ci")];
+    let m = wait_for("the 5 jobs counted", T, || async {
+        let m = env.metrics().await;
+        (sum(&m, "runnerpool_jobs_completed_total", &pool) >= 5.0).then_some(m)
+    })
+    .await;
     assert!(
         m.contains("runnerpool_scale_set_session_up{namespace=")
             && m.contains("runnerpool_scale_set_jobs{"),
         "{m}"
     );
+    // Each job once, from the JobStarted and JobCompleted messages.
+    for (name, n) in [
+        ("runnerpool_job_queue_wait_seconds_count", 5.0),
+        ("runnerpool_job_duration_seconds_count", 5.0),
+    ] {
+        assert_eq!(sum(&m, name, &pool), n, "{name}\n{m}");
+    }
+    for (result, n) in [("success", 3.0), ("failure", 2.0)] {
+        let with = [pool[0], pool[1], ("result", result)];
+        assert_eq!(sum(&m, "runnerpool_jobs_completed_total", &with), n, "{m}");
+    }
     env.assert_no_secret_leaked().await;
 }
 

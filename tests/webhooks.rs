@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fake_github::signature_256;
 use support::cluster::wait_for;
+use support::metrics::sample;
 use support::operator::{Base, Env, autoscaling, pool_yaml, staying_offline};
 
 const T: Duration = Duration::from_secs(40);
@@ -34,15 +35,6 @@ fn autoscaling_pool(env: &Env, name: &str, labels: &[&str], min: u32, idle: u32)
         10,
         idle,
     )
-}
-
-/// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn queued_jobs_status(env: &Env, pool: &str) -> i32 {

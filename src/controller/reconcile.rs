@@ -181,16 +181,6 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
             })
     });
     let counts = plan.counts;
-    ctx.metrics.set_runner_counts(
-        &pool.namespace().unwrap_or_default(),
-        &pool.name_any(),
-        &counts,
-    );
-    ctx.metrics.set_queued_jobs(
-        &pool.namespace().unwrap_or_default(),
-        &pool.name_any(),
-        counts.queued,
-    );
     match problem {
         Some(unreachable) => {
             degraded(

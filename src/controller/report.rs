@@ -66,7 +66,8 @@ pub async fn degraded(
     ))
 }
 
-/// Writes status through server-side apply, only when it changed. Without
+/// Writes status through server-side apply, only when it changed, and sets
+/// the pool's gauges from it (so they agree with `kubectl get rp`). Without
 /// a runner version assessment, the last one shown stays.
 pub async fn write_status(
     pool: &RunnerPool,
@@ -99,7 +100,13 @@ pub async fn write_status(
         new.waiting_jobs = jobs;
     }
     let shown = pool.status.as_ref().map(status::reconciled_part);
-    apply_status(&ctx.client, pool, shown.as_ref(), &new).await
+    apply_status(&ctx.client, pool, shown.as_ref(), &new).await?;
+    ctx.metrics.set_pool_status(
+        &pool.namespace().unwrap_or_default(),
+        &pool.name_any(),
+        &new,
+    );
+    Ok(())
 }
 
 /// Requeue after about `next`, and never after the next opening or closing

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -28,6 +29,7 @@ use crate::crd::ScaleSetStatus;
 use crate::inventory::ScopeInventory;
 use crate::kit::retry::{backoff, jittered};
 use crate::metrics::Metrics;
+use crate::metrics::jobs::{Job, Source};
 use crate::mutex::lock;
 use crate::pod::job;
 use crate::scaleset::{ActionsService, JobMessage, Message, ScaleSetError, Session};
@@ -215,6 +217,7 @@ impl Listener {
             warn!(pool = %self.pool.name_any(), error = %e, jobs = offered.len(), "could not acquire offered jobs; the service offers them again");
         }
         for j in &message.jobs {
+            self.count_job(j);
             match j {
                 JobMessage::Started {
                     runner_id,
@@ -257,6 +260,41 @@ impl Listener {
             }
         }
         self.changed().await;
+    }
+
+    /// Counts a started or completed job in the pool's job metrics. A job
+    /// no runner took is not counted: the service ends a job it offers again
+    /// the same way (`canceled`, no runner).
+    fn count_job(&self, message: &JobMessage) {
+        let (namespace, name) = (
+            self.pool.namespace().unwrap_or_default(),
+            self.pool.name_any(),
+        );
+        let info = message.job();
+        let job = Job {
+            source: Source::ScaleSet,
+            id: &info.job_id,
+            namespace: &namespace,
+            pool: &name,
+            repository: &info.repository,
+        };
+        match message {
+            JobMessage::Started { .. } => self.metrics.jobs.started(
+                &job,
+                info.queue_time,
+                info.runner_assign_time.unwrap_or_else(Timestamp::now),
+            ),
+            JobMessage::Completed {
+                runner_id: Some(_),
+                result,
+                ..
+            } => self.metrics.jobs.completed(
+                &job,
+                Some(result),
+                info.runner_assign_time.zip(info.finish_time),
+            ),
+            _ => {}
+        }
     }
 
     /// The figures changed: status, metrics and an immediate reconcile.

@@ -24,6 +24,7 @@ use crate::controller::context::{Context, store_ready, uid};
 use crate::controller::observe::inventory_of;
 use crate::controller::plan::Scaling;
 use crate::controller::scaling::scaling;
+use crate::metrics::jobs::{Job, Source};
 use crate::pod::job;
 use crate::runner;
 use crate::webhook::payload::{JobAction, JobEvent};
@@ -82,6 +83,12 @@ pub async fn route_jobs(
                     runner.as_ref().map(|(id, pool)| (*id, pool.as_str())),
                     now,
                 );
+                count_job(
+                    &event,
+                    &pools,
+                    &ctx,
+                    runner.as_ref().map(|(_, p)| p.as_str()),
+                );
                 runner
                     .map(|(_, p)| p)
                     .into_iter()
@@ -90,7 +97,18 @@ pub async fn route_jobs(
             }
             JobAction::Completed => {
                 record_on_pod(&event, &pods, &ctx);
-                demand.completed(event.job_id, event.runner_id, now)
+                let ran_on = event
+                    .runner_id
+                    .and_then(|id| runner_pool(&pods, id, event.runner_name.as_deref()));
+                let touched = demand.completed(event.job_id, event.runner_id, now);
+                // The runner's pool, else the pool it was busy or queued in.
+                count_job(
+                    &event,
+                    &pools,
+                    &ctx,
+                    ran_on.as_deref().or(touched.first().map(String::as_str)),
+                );
+                touched
             }
         };
         wake(&pools, &trigger, touched);
@@ -151,6 +169,45 @@ fn record_on_pod(event: &JobEvent, pods: &Store<Pod>, ctx: &Arc<Context>) {
             event.runner_name.as_deref(),
             annotations,
         );
+    }
+}
+
+/// Counts a started or completed job in the job metrics of pool `pool_uid`
+/// (none: not a job of this operator's pools).
+fn count_job(event: &JobEvent, pools: &Store<RunnerPool>, ctx: &Context, pool_uid: Option<&str>) {
+    let Some(pool) = pool_uid.and_then(|key| pools.state().into_iter().find(|p| uid(p) == key))
+    else {
+        return;
+    };
+    let (namespace, name, id) = (
+        pool.namespace().unwrap_or_default(),
+        pool.name_any(),
+        event.job_id.to_string(),
+    );
+    let job = Job {
+        source: Source::Webhook,
+        id: &id,
+        namespace: &namespace,
+        pool: &name,
+        repository: &event.repository,
+    };
+    let times = event.times;
+    match event.action {
+        JobAction::InProgress => ctx.metrics.jobs.started(
+            &job,
+            times.created_at,
+            times.started_at.unwrap_or_else(Timestamp::now),
+        ),
+        JobAction::Completed => {
+            // Only a job that reached a runner ran.
+            let ran = event
+                .runner_id
+                .and(times.started_at)
+                .zip(times.completed_at);
+            let conclusion = event.details.conclusion.as_deref();
+            ctx.metrics.jobs.completed(&job, conclusion, ran);
+        }
+        JobAction::Queued | JobAction::Waiting => {}
     }
 }
 

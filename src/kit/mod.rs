@@ -20,6 +20,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod problem;
+pub mod recent;
 pub mod retry;
 pub mod status;
 

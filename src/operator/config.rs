@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use crate::controller::Settings;
 use crate::github::deliveries::HookRef;
 use crate::leader::LeaseConfig;
+use crate::metrics::jobs::JobMetricsOptions;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -183,6 +184,20 @@ pub struct Config {
     )]
     pub webhook_delivery_log_api_url: String,
 
+    /// Label the job metrics (queue wait, duration, results) with the job's
+    /// repository too. Off: per pool only.
+    #[arg(long, env = "RUNNERPOOL_JOB_METRICS_REPOSITORY_LABEL")]
+    pub job_metrics_repository_label: bool,
+
+    /// With --job-metrics-repository-label, the most repositories labelled
+    /// by name; jobs of any other repository are labelled `other`.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_JOB_METRICS_MAX_REPOSITORIES",
+        default_value_t = JobMetricsOptions::default().max_repositories
+    )]
+    pub job_metrics_max_repositories: usize,
+
     /// Log format.
     #[arg(
         long,
@@ -198,6 +213,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the job metrics are labelled with.
+    pub fn job_metrics(&self) -> JobMetricsOptions {
+        JobMetricsOptions {
+            repository_label: self.job_metrics_repository_label,
+            max_repositories: self.job_metrics_max_repositories,
+        }
+    }
+
     /// The controllers' settings; every reconcile is bounded by
     /// `reconcile_timeout`. `env` reads the pod's `POD_NAMESPACE`.
     pub fn settings(

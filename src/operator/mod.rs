@@ -83,7 +83,7 @@ fn github_options(
 
 /// Runs the operator until SIGTERM, or until this replica loses the Lease.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.job_metrics()));
     let synced = Arc::new(AtomicBool::new(false));
     // Whether this replica takes webhook deliveries: it does from the moment
     // it acts (at once, or once it leads), before its caches are synced,

@@ -1,6 +1,7 @@
 //! The few fields of a `workflow_job` delivery the operator reads. Everything
 //! else in GitHub's (large) payload is ignored, so new fields never break it.
 
+use jiff::Timestamp;
 use serde::Deserialize;
 
 /// What happened to the job.
@@ -30,6 +31,8 @@ pub struct JobEvent {
     pub runner_name: Option<String>,
     /// What a person reads about the job (shown on its runner's pod).
     pub details: JobDetails,
+    /// When GitHub queued, started and completed the job.
+    pub times: JobTimes,
     /// Taken from GitHub's delivery log rather than received (see
     /// [`super::recovery`]).
     pub recovered: bool,
@@ -46,6 +49,15 @@ pub struct JobDetails {
     pub url: Option<String>,
     /// `success`, `failure`, `cancelled`, ... once completed.
     pub conclusion: Option<String>,
+}
+
+/// The job's `created_at`, `started_at` and `completed_at`, by GitHub's
+/// clock; `None` when absent or unreadable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobTimes {
+    pub created_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
 }
 
 /// The longest detail kept from a payload.
@@ -97,6 +109,12 @@ struct WireJob {
     html_url: Option<String>,
     #[serde(default)]
     conclusion: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    completed_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,9 +160,16 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<JobEvent, PayloadError> {
         url: cut(&job.html_url).filter(|u: &String| u.starts_with("https://")),
         conclusion: cut(&job.conclusion),
     };
+    let time = |t: &Option<String>| t.as_deref()?.parse::<Timestamp>().ok();
+    let times = JobTimes {
+        created_at: time(&job.created_at),
+        started_at: time(&job.started_at),
+        completed_at: time(&job.completed_at),
+    };
     Ok(JobEvent {
         action,
         details,
+        times,
         job_id: wire.workflow_job.id,
         labels: wire.workflow_job.labels,
         repository: wire.repository.full_name,
@@ -196,6 +221,9 @@ pub(crate) mod tests {
                 "html_url": "https://github.com/acme/app/actions/runs/7/job/42",
                 "runner_id": if action == "queued" { serde_json::Value::Null } else { 9.into() },
                 "runner_name": if action == "queued" { serde_json::Value::Null } else { "ci-abcde".into() },
+                "created_at": "2026-01-02T03:04:05Z",
+                "started_at": "2026-01-02T03:05:35Z",
+                "completed_at": if action == "completed" { "2026-01-02T03:15:35Z".into() } else { serde_json::Value::Null },
                 "steps": [],
             },
             "repository": { "id": 1, "name": "app", "full_name": "acme/app", "owner": { "login": "acme", "id": 2 } },
@@ -226,6 +254,11 @@ pub(crate) mod tests {
                     name: Some("build".into()),
                     url: Some("https://github.com/acme/app/actions/runs/7/job/42".into()),
                     conclusion: None,
+                },
+                times: JobTimes {
+                    created_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+                    started_at: Some("2026-01-02T03:05:35Z".parse().unwrap()),
+                    completed_at: None,
                 },
                 recovered: false,
             }

@@ -9,7 +9,6 @@
 //! (a standby, or overloaded): GitHub shows that as a failed delivery, which
 //! it does not redeliver by itself.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +22,7 @@ use tracing::{debug, warn};
 
 use super::payload::{JobEvent, PayloadError, parse_workflow_job};
 use super::signature;
+use crate::kit::recent::Recent;
 use crate::metrics::Metrics;
 use crate::mutex::lock;
 
@@ -32,36 +32,6 @@ pub const MAX_BODY: usize = 1 << 20;
 /// How many delivery ids and job transitions are remembered to spot duplicates.
 const RECENT_CAPACITY: usize = 16_384;
 
-/// A bounded set that forgets its oldest entries first.
-struct Recent {
-    order: VecDeque<String>,
-    seen: HashSet<String>,
-}
-
-impl Recent {
-    fn new() -> Self {
-        Recent {
-            order: VecDeque::new(),
-            seen: HashSet::new(),
-        }
-    }
-
-    /// True when `key` was not seen recently (and remembers it).
-    fn insert(&mut self, key: String) -> bool {
-        if self.seen.contains(&key) {
-            return false;
-        }
-        if self.order.len() >= RECENT_CAPACITY
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        self.seen.insert(key.clone());
-        self.order.push_back(key);
-        true
-    }
-}
-
 #[derive(Clone)]
 pub struct ReceiverState {
     secret: Arc<[u8]>,
@@ -69,7 +39,7 @@ pub struct ReceiverState {
     /// leads when leader election is on (the readiness signal).
     taking: Arc<AtomicBool>,
     events: mpsc::Sender<JobEvent>,
-    recent: Arc<Mutex<Recent>>,
+    recent: Arc<Mutex<Recent<String>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -84,13 +54,13 @@ impl ReceiverState {
             secret: secret.into(),
             taking,
             events,
-            recent: Arc::new(Mutex::new(Recent::new())),
+            recent: Arc::new(Mutex::new(Recent::new(RECENT_CAPACITY))),
             metrics,
         }
     }
 
     fn seen(&self, key: &str) -> bool {
-        lock(&self.recent).seen.contains(key)
+        lock(&self.recent).contains(key)
     }
 
     fn remember(&self, key: String) {
@@ -228,18 +198,5 @@ mod tests {
         assert_eq!((event.job_id, event.action), (42, JobAction::Queued));
         assert_eq!(post(&url, "a", &body).await, 202);
         assert!(events.try_recv().is_err(), "a duplicate is not handed over");
-    }
-
-    #[test]
-    fn recent_forgets_the_oldest_beyond_its_capacity() {
-        let mut recent = Recent::new();
-        assert!(recent.insert("a".into()));
-        assert!(!recent.insert("a".into()));
-        for i in 0..RECENT_CAPACITY {
-            recent.insert(i.to_string());
-        }
-        assert_eq!(recent.order.len(), RECENT_CAPACITY);
-        assert_eq!(recent.seen.len(), RECENT_CAPACITY);
-        assert!(recent.insert("a".into()), "a was forgotten");
     }
 }

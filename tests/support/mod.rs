@@ -3,6 +3,7 @@ pub mod arc;
 pub mod arc_scale_set;
 pub mod bench;
 pub mod cluster;
+pub mod metrics;
 pub mod operator;
 pub mod proxy;
 pub mod simulator;

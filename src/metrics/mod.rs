@@ -2,6 +2,12 @@
 //!
 //! Label values are bounded: error categories and removal reasons are fixed
 //! sets, endpoints are route templates, pools are the pools that exist.
+//! A pool's gauges are set from the status it shows, when that status is
+//! written, so they agree with `kubectl get rp`; its job metrics are in
+//! [`jobs`].
+
+pub mod jobs;
+pub mod registrar;
 
 use std::time::Duration;
 
@@ -10,7 +16,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+
+use self::jobs::{JobMetrics, JobMetricsOptions};
+use self::registrar::Registrar;
+use crate::crd::RunnerPoolStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -36,6 +45,13 @@ pub struct PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolConditionLabels {
+    pub namespace: String,
+    pub pool: String,
+    pub condition: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -53,7 +69,7 @@ pub struct CredentialLabels {
 }
 
 pub struct Metrics {
-    pub registry: Registry,
+    pub registry: Registrar,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<CategoryLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -74,11 +90,27 @@ pub struct Metrics {
     pub runner_version_outdated: Family<PoolLabels, Gauge>,
     pub scale_set_jobs: Family<PoolStateLabels, Gauge>,
     pub scale_set_session_up: Family<PoolLabels, Gauge>,
+    pub desired_runners: Family<PoolLabels, Gauge>,
+    pub pool_condition: Family<PoolConditionLabels, Gauge>,
+    pub oldest_queued_job: Family<PoolLabels, Gauge>,
+    pub jobs: JobMetrics,
 }
+
+/// The pool conditions exported as `runnerpool_pool_condition`.
+pub const POOL_CONDITIONS: [&str; 4] = ["Ready", "Degraded", "Stalled", "Reconciling"];
+
+/// The runner states of `runnerpool_runners`, as the pool's status counts them.
+const RUNNER_STATES: [&str; 4] = ["pending", "idle", "busy", "failed"];
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("runnerpool");
+        Metrics::new(JobMetricsOptions::default())
+    }
+}
+
+impl Metrics {
+    pub fn new(job_options: JobMetricsOptions) -> Self {
+        let mut registry = Registrar::new();
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -199,8 +231,31 @@ impl Default for Metrics {
             "1 while a scale-set pool's message session is open and polled, else 0",
             scale_set_session_up.clone(),
         );
+        let desired_runners = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "desired_runners",
+            "Runners a pool wants (status.desiredRunners, the Desired column of kubectl get rp)",
+            desired_runners.clone(),
+        );
+        let pool_condition = Family::<PoolConditionLabels, Gauge>::default();
+        registry.register(
+            "pool_condition",
+            "1 when a pool's condition (Ready, Degraded, Stalled, Reconciling) is True, 0 when False; absent while Unknown",
+            pool_condition.clone(),
+        );
+        let oldest_queued_job = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "oldest_queued_job_timestamp_seconds",
+            "When the longest-waiting job a webhook pool holds as demand was queued (Unix time); absent when none waits",
+            oldest_queued_job.clone(),
+        );
+        let jobs = JobMetrics::register(&mut registry, job_options);
         Metrics {
             registry,
+            desired_runners,
+            pool_condition,
+            oldest_queued_job,
+            jobs,
             scale_set_jobs,
             scale_set_session_up,
             runner_version_outdated,
@@ -223,13 +278,16 @@ impl Default for Metrics {
             rate_limit_reset,
         }
     }
-}
 
-impl Metrics {
+    /// Every series name the `/metrics` page can hold.
+    pub fn series_names(&self) -> std::collections::BTreeSet<String> {
+        self.registry.series_names()
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.registry);
         out
     }
 
@@ -250,25 +308,68 @@ impl Metrics {
         }
     }
 
-    pub fn set_runner_counts(
-        &self,
-        namespace: &str,
-        pool: &str,
-        counts: &crate::controller::plan::Counts,
-    ) {
-        for (state, value) in [
-            ("pending", counts.pending),
-            ("idle", counts.idle),
-            ("busy", counts.busy),
-            ("failed", counts.failed),
-        ] {
+    /// A pool's gauges from the status it shows: its runners by state,
+    /// desired runners, queued jobs, conditions and oldest queued job.
+    pub fn set_pool_status(&self, namespace: &str, pool: &str, status: &RunnerPoolStatus) {
+        let labels = pool_labels(namespace, pool);
+        for (state, value) in RUNNER_STATES.into_iter().zip([
+            status.pending_runners,
+            status.idle_runners,
+            status.busy_runners,
+            status.failed_runners,
+        ]) {
             self.runners
                 .get_or_create(&PoolStateLabels {
                     namespace: namespace.to_string(),
                     pool: pool.to_string(),
                     state,
                 })
-                .set(value as i64);
+                .set(value.into());
+        }
+        self.desired_runners
+            .get_or_create(&labels)
+            .set(status.desired_runners.into());
+        self.queued_jobs
+            .get_or_create(&labels)
+            .set(status.queued_jobs.into());
+        for condition in POOL_CONDITIONS {
+            let series = PoolConditionLabels {
+                namespace: namespace.to_string(),
+                pool: pool.to_string(),
+                condition,
+            };
+            let value = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition)
+                .and_then(|c| match c.status.as_str() {
+                    "True" => Some(1),
+                    "False" => Some(0),
+                    _ => None,
+                });
+            match value {
+                Some(value) => {
+                    self.pool_condition.get_or_create(&series).set(value);
+                }
+                None => {
+                    self.pool_condition.remove(&series);
+                }
+            }
+        }
+        let oldest = status
+            .waiting_jobs
+            .iter()
+            .filter_map(|j| j.queued_at.parse::<jiff::Timestamp>().ok())
+            .min();
+        match oldest {
+            Some(at) => {
+                self.oldest_queued_job
+                    .get_or_create(&labels)
+                    .set(at.as_second());
+            }
+            None => {
+                self.oldest_queued_job.remove(&labels);
+            }
         }
     }
 
@@ -278,21 +379,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_queued_jobs(&self, namespace: &str, pool: &str, queued: u32) {
-        self.queued_jobs
-            .get_or_create(&PoolLabels {
-                namespace: namespace.to_string(),
-                pool: pool.to_string(),
-            })
-            .set(queued as i64);
-    }
-
     /// 1 or 0 for an outdated or current pool; no series while unknown.
     pub fn set_runner_version_outdated(&self, namespace: &str, pool: &str, outdated: Option<bool>) {
-        let labels = PoolLabels {
-            namespace: namespace.to_string(),
-            pool: pool.to_string(),
-        };
+        let labels = pool_labels(namespace, pool);
         match outdated {
             Some(outdated) => {
                 self.runner_version_outdated
@@ -313,10 +402,7 @@ impl Metrics {
         statistics: Option<&crate::scaleset::Statistics>,
         session_up: bool,
     ) {
-        let labels = PoolLabels {
-            namespace: namespace.to_string(),
-            pool: pool.to_string(),
-        };
+        let labels = pool_labels(namespace, pool);
         self.scale_set_session_up
             .get_or_create(&labels)
             .set(session_up as i64);
@@ -338,10 +424,7 @@ impl Metrics {
     }
 
     pub fn forget_pool(&self, namespace: &str, pool: &str) {
-        let labels = PoolLabels {
-            namespace: namespace.to_string(),
-            pool: pool.to_string(),
-        };
+        let labels = pool_labels(namespace, pool);
         self.scale_set_session_up.remove(&labels);
         for state in ["available", "acquired", "assigned", "running"] {
             self.scale_set_jobs.remove(&PoolStateLabels {
@@ -352,12 +435,29 @@ impl Metrics {
         }
         self.queued_jobs.remove(&labels);
         self.runner_version_outdated.remove(&labels);
-        for state in ["pending", "idle", "busy", "failed"] {
+        self.desired_runners.remove(&labels);
+        self.oldest_queued_job.remove(&labels);
+        for state in RUNNER_STATES {
             self.runners.remove(&PoolStateLabels {
                 namespace: namespace.to_string(),
                 pool: pool.to_string(),
                 state,
             });
         }
+        for condition in POOL_CONDITIONS {
+            self.pool_condition.remove(&PoolConditionLabels {
+                namespace: namespace.to_string(),
+                pool: pool.to_string(),
+                condition,
+            });
+        }
+        self.jobs.forget_pool(namespace, pool);
+    }
+}
+
+fn pool_labels(namespace: &str, pool: &str) -> PoolLabels {
+    PoolLabels {
+        namespace: namespace.to_string(),
+        pool: pool.to_string(),
     }
 }
