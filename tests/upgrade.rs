@@ -307,6 +307,16 @@ fn jobs_in(fake: &FakeGitHub, status: JobStatus) -> usize {
     fake.jobs().iter().filter(|j| j.status == status).count()
 }
 
+/// Deletes the test's namespace when dropped, as `Env` does: its runner
+/// pods go with it, and nothing is left for later tests' operators.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
 async fn lease_holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     leases.get_opt(name).await.ok()??.spec?.holder_identity
 }
@@ -316,6 +326,7 @@ async fn a_helm_upgrade_from_the_previous_release_loses_no_job_and_disrupts_no_r
     support::operator::install_crd();
     let client = cluster::client().await;
     let ns = cluster::fresh_namespace(&client, "upgrade").await;
+    let _cleanup = Namespace(ns.clone());
     let release = format!("up-{:08x}", rand::random::<u32>());
     let full = format!("{release}-runnerpool-operator");
     let fake = support::operator::start_fake().await;
@@ -411,6 +422,18 @@ async fn a_helm_upgrade_from_the_previous_release_loses_no_job_and_disrupts_no_r
     expect_success(
         "kubectl apply (pool)",
         &kubectl(&["apply", "-n", &ns, "-f", file.to_str().unwrap()]),
+    );
+    // Queued once the leader knows the pool (else no pool matches the job).
+    expect_success(
+        "the pool to be Ready",
+        &kubectl(&[
+            "wait",
+            "-n",
+            &ns,
+            "--for=condition=Ready",
+            "--timeout=60s",
+            "runnerpool/ci",
+        ]),
     );
     let busy_job = fake.queue_job("acme/app", &["linux"]).unwrap();
     let busy_runner = wait_for("the first job to run", T, || async {
@@ -520,7 +543,8 @@ async fn a_helm_upgrade_from_the_previous_release_loses_no_job_and_disrupts_no_r
         .map(|r| r.ready.len())
         .max()
         .unwrap_or(0);
-    let refused = routed.iter().filter(|r| r.status != 202).count();
+    let refused = |routed: &[Routed]| routed.iter().filter(|r| r.status != 202).count();
+    let (before, after) = routed.split_at(upgraded_at);
     let mut taken_by: BTreeMap<String, usize> = BTreeMap::new();
     for r in routed.iter().filter(|r| r.status == 202) {
         *taken_by
@@ -528,10 +552,13 @@ async fn a_helm_upgrade_from_the_previous_release_loses_no_job_and_disrupts_no_r
             .or_default() += 1;
     }
     println!(
-        "helm upgrade, leader {first_leader} -> {new_leader}: rollout done in {:.1} s, every one of {queued} jobs running after {:.1} s; {refused} of {} deliveries refused during the handover (recovered from the delivery log); taken by {taken_by:?}",
+        "helm upgrade, leader {first_leader} -> {new_leader}: rollout done in {:.1} s, every one of {queued} jobs running after {:.1} s; deliveries refused (then recovered from the delivery log): {} of {} before the upgrade (the previous chart's Service routes to the standby too), {} of {} from then on; taken by {taken_by:?}",
         rolled.as_secs_f64(),
         all_running.as_secs_f64(),
-        routed.len()
+        refused(before),
+        before.len(),
+        refused(after),
+        after.len()
     );
     assert_ne!(first_leader, new_leader, "the pods rolled");
     assert!(
