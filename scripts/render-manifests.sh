@@ -9,5 +9,5 @@ helm="$(tests/cluster/cluster.sh bin-dir)/helm"
 {
   echo "# Rendered by scripts/render-manifests.sh from charts/runnerpool-operator. Do not edit."
   "$helm" template runnerpool-operator charts/runnerpool-operator \
-    --namespace runnerpool-system --include-crds
+    --namespace runnerpool-system
 } > deploy/runnerpool-operator.yaml

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use runnerpool::RunnerPool;
@@ -297,6 +297,14 @@ async fn relabel_and_wait(env: &Env, timeout: Duration) {
     .await;
 }
 
+fn without_pod_patch(rules: &mut Option<Vec<k8s_openapi::api::rbac::v1::PolicyRule>>) {
+    for rule in rules.iter_mut().flatten() {
+        if rule.resources.iter().flatten().any(|r| r == "pods") {
+            rule.verbs.retain(|v| v != "patch");
+        }
+    }
+}
+
 /// An API server that refuses the relabelled pods' annotation (a role without
 /// pods/patch) is reported as a Warning event, not swallowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,13 +315,19 @@ async fn a_refused_pod_patch_is_reported() {
     let roles: Api<ClusterRole> = Api::all(env.client.clone());
     let name = format!("{}-runnerpool-operator", rbac.release);
     let mut role = roles.get(&name).await.unwrap();
-    for rule in role.rules.iter_mut().flatten() {
-        if rule.resources.iter().flatten().any(|r| r == "pods") {
-            rule.verbs.retain(|v| v != "patch");
-        }
-    }
+    without_pod_patch(&mut role.rules);
     roles
         .replace(&name, &PostParams::default(), &role)
+        .await
+        .unwrap();
+    // The release namespace is the pool's here: the leader-election Role
+    // grants pods/patch there too (for the leader's own pod).
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), &env.ns);
+    let election = format!("{name}-leader-election");
+    let mut role = roles.get(&election).await.unwrap();
+    without_pod_patch(&mut role.rules);
+    roles
+        .replace(&election, &PostParams::default(), &role)
         .await
         .unwrap();
     relabel(&env).await;

@@ -298,6 +298,8 @@ async fn the_packaged_chart_installs_with_the_image_the_release_publishes() {
             &ns,
             "--set",
             "installId=release-test",
+            // The CRDs exist already (the other tests apply them).
+            "--take-ownership",
         ]),
     );
     let full = format!("{release}-runnerpool-operator");

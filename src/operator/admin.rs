@@ -1,6 +1,7 @@
-//! The admin listener: `/healthz` (the process serves), `/readyz` (this
-//! replica acts: always without leader election, while it leads with it) and
-//! `/metrics` (Prometheus text format).
+//! The admin listener: `/healthz` (the process serves), `/readyz` (the
+//! process serves, as the leader or a standby: its body says which; a
+//! Service that must reach the leader only selects its pod's leader mark)
+//! and `/metrics` (Prometheus text format).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +18,8 @@ use crate::metrics::{CredentialLabels, Metrics};
 #[derive(Clone)]
 pub struct AdminState {
     /// This replica acts: at once without leader election, from the moment
-    /// it leads with it (before its caches sync: deliveries are held until
-    /// they can be routed, so the webhook Service must reach it at once).
-    pub ready: Arc<AtomicBool>,
+    /// it leads with it, until SIGTERM.
+    pub acting: Arc<AtomicBool>,
     /// The watch caches hold their first full list (shown, not required).
     pub synced: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
@@ -35,14 +35,15 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        match state.synced.load(Ordering::Relaxed) {
-            true => (StatusCode::OK, "ready"),
-            false => (StatusCode::OK, "ready, caches syncing"),
-        }
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
+    let body = match (
+        state.acting.load(Ordering::Relaxed),
+        state.synced.load(Ordering::Relaxed),
+    ) {
+        (true, true) => "ready, acting",
+        (true, false) => "ready, acting, caches syncing",
+        (false, _) => "ready, standing by",
+    };
+    (StatusCode::OK, body)
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

@@ -86,7 +86,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
 
     /// Elect a leader through a coordination.k8s.io Lease: only the leader
-    /// reconciles, other replicas stand by (and report not ready).
+    /// reconciles and takes webhook deliveries, other replicas stand by (and
+    /// report ready). In a pod ($POD_NAME, $POD_NAMESPACE) the leader labels
+    /// it actions.runnerpool.dev/leader=<Lease name> while it leads.
     #[arg(long, env = "RUNNERPOOL_LEADER_ELECT")]
     pub leader_elect: bool,
 

@@ -4,13 +4,20 @@
 //! are dropped with every reconcile in flight, and the fence already refuses
 //! their writes; the process then exits (its pod restarts as a candidate).
 //! On an ordinary shutdown the Lease is released only after the controllers
-//! stopped, so a successor takes over at once.
+//! stopped, so a successor takes over at once. While leading, the pod is
+//! marked as the leader's (see [`super::leader_pod`]); the mark goes when
+//! leading ends, however it ends.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::leader_pod::LeaderPod;
 use crate::leader::{self, Fence, FenceLayer, LeaderElector};
+
+/// How long clearing the pod's leader mark may hold up a start or a stop.
+pub const UNMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client the controllers act with: with a fence, every write is refused
 /// once this replica may no longer act as the leader.
@@ -38,10 +45,19 @@ pub enum Ended {
 
 /// Runs `work` (the controllers, already bounded by the shutdown grace)
 /// while holding the Lease, renewing it on a task of its own so the
-/// controllers never slow the renewals. Returns once the work ended (and
-/// the Lease was released), or at once when the Lease was lost.
-pub async fn lead(mut elector: LeaderElector, work: impl Future<Output = ()>) -> Result<(), Ended> {
+/// controllers never slow the renewals, and with `pod` marked as the
+/// leader's. Returns once the work ended (and the Lease was released), or
+/// at once when the Lease was lost.
+pub async fn lead(
+    mut elector: LeaderElector,
+    work: impl Future<Output = ()>,
+    pod: Option<LeaderPod>,
+) -> Result<(), Ended> {
     let identity = elector.config().identity.clone();
+    let retry = elector.config().retry_period;
+    let marking = pod
+        .clone()
+        .map(|pod| tokio::spawn(pod.mark_until_done(retry)));
     let (stop_holding, holding) = tokio::sync::oneshot::channel::<()>();
     let mut holder = tokio::spawn(async move {
         let held = elector
@@ -53,19 +69,29 @@ pub async fn lead(mut elector: LeaderElector, work: impl Future<Output = ()>) ->
     });
     let lost = tokio::select! {
         _ = work => None,
-        joined = &mut holder => Some(joined.map_err(Ended::Holder)?),
+        joined = &mut holder => Some(joined),
     };
+    if let Some(marking) = marking {
+        marking.abort();
+    }
     let (mut elector, held) = match lost {
-        Some((_, Err(lost))) => {
+        Some(Err(failed)) => {
+            unmark(pod.as_ref()).await;
+            return Err(Ended::Holder(failed));
+        }
+        Some(Ok((_, Err(lost)))) => {
             warn!(identity = %identity, error = %lost, "leadership lost: stopped acting at once, reconciles in flight abandoned");
+            unmark(pod.as_ref()).await;
             return Err(Ended::Lost(lost));
         }
-        Some(done) => done,
+        Some(Ok(done)) => done,
         None => {
             let _ = stop_holding.send(());
             holder.await.map_err(Ended::Holder)?
         }
     };
+    // Before the release: the successor marks its own pod once it leads.
+    unmark(pod.as_ref()).await;
     info!("controller stopped");
     match held {
         Ok(()) => {
@@ -73,5 +99,11 @@ pub async fn lead(mut elector: LeaderElector, work: impl Future<Output = ()>) ->
             Ok(())
         }
         Err(e) => Err(Ended::Lost(e)),
+    }
+}
+
+async fn unmark(pod: Option<&LeaderPod>) {
+    if let Some(pod) = pod {
+        pod.unmark(UNMARK_TIMEOUT).await;
     }
 }

@@ -5,14 +5,21 @@
 //! - [`servers`]: the admin listener and the webhook receiver;
 //! - [`leadership`]: the fenced client and holding the Lease while acting;
 //! - [`shutdown`]: SIGTERM, and the bounded wait for reconciles in flight;
-//! - [`admin`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`admin`]: `/healthz`, `/readyz` and `/metrics`;
+//! - [`leader_pod`]: the leader's mark on its own pod (the webhook Service
+//!   selects it).
 //!
-//! With leader election, a replica takes webhook deliveries, reconciles and
-//! is ready only once it holds the Lease (ready at once, before its caches
-//! synced: deliveries wait for them in the receiver's queue).
+//! With leader election, a replica takes webhook deliveries and reconciles
+//! only once it holds the Lease, and marks its pod from that moment (before
+//! its caches synced: deliveries wait for them in the receiver's queue).
+//! Every replica that serves is ready, standbys included, so a rolling
+//! update proceeds. From SIGTERM on, deliveries are refused (503): the
+//! controllers stopping would never keep them, and a successor recovers
+//! them from the delivery log.
 
 pub mod admin;
 pub mod config;
+pub mod leader_pod;
 pub mod leadership;
 pub mod servers;
 pub mod shutdown;
@@ -33,6 +40,7 @@ use crate::scaleset::HttpSettings;
 use crate::{controller, groups};
 use admin::AdminState;
 use config::Config;
+use leader_pod::LeaderPod;
 
 async fn kube_config(
     kubeconfig: Option<&PathBuf>,
@@ -103,15 +111,19 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let timings = config.lease_config(|name| std::env::var(name).ok())?;
     // The Lease is written with a client of its own: the fence must never
     // stop the elector itself.
+    let plain = kube::Client::try_from(kube.clone())?;
     let mut elector = match config.leader_elect {
-        true => Some(LeaderElector::new(
-            kube::Client::try_from(kube.clone())?,
-            timings.clone(),
-        )),
+        true => Some(LeaderElector::new(plain.clone(), timings.clone())),
         false => None,
     };
     let fence = elector.as_ref().map(LeaderElector::fence);
     let client = leadership::acting_client(kube, fence.as_ref())?;
+    let leader_pod = match config.leader_elect {
+        true => LeaderPod::from_env(&plain, &client, &timings.name, |name| {
+            std::env::var(name).ok()
+        }),
+        false => None,
+    };
     let may_write = fence
         .clone()
         .map(|fence| -> WriteGate { Arc::new(move || fence.may_act()) });
@@ -123,7 +135,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         feed.delivery_log = delivery_log;
     }
     let admin_state = AdminState {
-        ready: taking.clone(),
+        acting: taking.clone(),
         synced: synced.clone(),
         metrics: metrics.clone(),
         github: github.clone(),
@@ -131,7 +143,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     servers::start_admin(config.admin_listen, admin_state).await?;
 
     let shutdown = shutdown::signal().boxed().shared();
+    tokio::spawn(shutdown::stop_taking_on(shutdown.clone(), taking.clone()));
     if let Some(elector) = elector.as_mut() {
+        // A mark left from before this process (its container restarted).
+        if let Some(pod) = &leader_pod {
+            pod.unmark(leadership::UNMARK_TIMEOUT).await;
+        }
         tokio::select! {
             _ = elector.acquire() => {}
             _ = shutdown.clone() => return Ok(()),
@@ -177,7 +194,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         info!("controller stopped");
         return Ok(());
     };
-    let led = leadership::lead(elector, bounded).await;
+    let led = leadership::lead(elector, bounded, leader_pod).await;
     taking.store(false, Ordering::Relaxed);
     synced.store(false, Ordering::Relaxed);
     Ok(led?)

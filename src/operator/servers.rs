@@ -179,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn the_admin_listener_serves_health_on_its_port() {
         let state = AdminState {
-            ready: Default::default(),
+            acting: Default::default(),
             synced: Default::default(),
             metrics: Default::default(),
             github: Default::default(),

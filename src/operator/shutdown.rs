@@ -3,6 +3,8 @@
 //! shutdown waits a little longer than that bound, never more.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing::warn;
@@ -27,6 +29,14 @@ pub async fn signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
+}
+
+/// Stops taking webhook deliveries once `shutdown` resolved: the
+/// controllers are stopping and would never keep what arrives now, so it is
+/// refused (503) for a successor to recover from the delivery log.
+pub async fn stop_taking_on(shutdown: impl Future<Output = ()>, taking: Arc<AtomicBool>) {
+    shutdown.await;
+    taking.store(false, Ordering::Relaxed);
 }
 
 /// The wait a shutdown gives the controllers: the reconcile bound, plus a

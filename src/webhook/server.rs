@@ -121,7 +121,8 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
                 return state.answer("duplicate", StatusCode::ACCEPTED);
             }
             if !state.taking.load(Ordering::Relaxed) {
-                // A standby replica (out of the Service while it is not ready).
+                // A standby (out of the webhook Service: it carries no leader
+                // label), or a replica stopping.
                 debug!(delivery, "webhook refused: not taking events");
                 return state.answer("unavailable", StatusCode::SERVICE_UNAVAILABLE);
             }
