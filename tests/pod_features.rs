@@ -179,7 +179,7 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
 }
 
 /// Issue 21, item 5: a pool's hooks objects are put back when deleted by
-/// hand, stay while a released pool's runner still runs (the garbage
+/// hand, stay (with its job pod template) while a released pool's runner still runs (the garbage
 /// collector, which processed the pool's deletion, does not take them), and
 /// go with its last runner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +202,11 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
     support::operator::create_pvs(&env.client, &class, 2).await;
     let pool = env
         .apply_pool(&connected(
-            &org_pool(&env, 1, &kubernetes_mode(&class)),
+            &org_pool(
+                &env,
+                1,
+                &format!("{}{}", kubernetes_mode(&class), job_pod_template("1")),
+            ),
             &env.ns,
         ))
         .await;
@@ -259,6 +263,14 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
             && bindings.get_opt(account).await.unwrap().is_some(),
         "the hooks objects were taken from a runner that still runs"
     );
+    // So is the job pod template the busy runner reads.
+    let template =
+        env.live_pods("ci").await[0].annotations()["actions.runnerpool.dev/job-pod-template"]
+            .clone();
+    assert!(
+        configmaps.get_opt(&template).await.unwrap().is_some(),
+        "the job pod template was taken from a runner that still runs"
+    );
 
     // GitHub is back and the job ends: the sweep removes the runner, then them.
     env.fake.set_unavailable(false);
@@ -269,7 +281,8 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
         || async {
             let gone = accounts.get_opt(account).await.ok()?.is_none()
                 && roles.get_opt(account).await.ok()?.is_none()
-                && bindings.get_opt(account).await.ok()?.is_none();
+                && bindings.get_opt(account).await.ok()?.is_none()
+                && configmaps.get_opt(&template).await.ok()?.is_none();
             gone.then_some(())
         },
     )
