@@ -119,8 +119,9 @@ pub fn labels_hash(custom_labels: &[String]) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// Labels shared by a runner's pod and Secret.
-pub fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, String> {
+/// Labels marking an object as the pool's: its runners' pods and Secrets,
+/// and the objects of kubernetes mode (by label, not ownerReference).
+pub fn pool_labels(pool: &RunnerPool) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (POOL_LABEL.to_string(), pool.name_any()),
@@ -128,8 +129,14 @@ pub fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, Stri
             POOL_UID_LABEL.to_string(),
             pool.metadata.uid.clone().unwrap_or_default(),
         ),
-        (RUNNER_ID_LABEL.to_string(), runner_id.to_string()),
     ])
+}
+
+/// Labels shared by a runner's pod and Secret.
+pub fn runner_labels(pool: &RunnerPool, runner_id: u64) -> BTreeMap<String, String> {
+    let mut labels = pool_labels(pool);
+    labels.insert(RUNNER_ID_LABEL.to_string(), runner_id.to_string());
+    labels
 }
 
 /// The label selector that finds every pod and Secret of a pool.

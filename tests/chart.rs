@@ -470,6 +470,7 @@ fn kubernetes_mode_rights_are_granted_only_when_enabled() {
         "pods/exec",
         "pods/log",
         "jobs",
+        "configmaps",
     ];
     for watch in ["watchNamespace=", "watchNamespace=ci"] {
         let default = operator_rule_resources(&[watch]);

@@ -952,7 +952,7 @@ async fn example_pools_are_accepted_by_the_api_server() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 12);
+    assert_eq!(checked, 13);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,7 +179,7 @@ async fn a_kubernetes_mode_runner_gets_its_claim_account_and_role() {
 }
 
 /// Issue 21, item 5: a pool's hooks objects are put back when deleted by
-/// hand, stay while a released pool's runner still runs (the garbage
+/// hand, stay (with its job pod template) while a released pool's runner still runs (the garbage
 /// collector, which processed the pool's deletion, does not take them), and
 /// go with its last runner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +202,11 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
     support::operator::create_pvs(&env.client, &class, 2).await;
     let pool = env
         .apply_pool(&connected(
-            &org_pool(&env, 1, &kubernetes_mode(&class)),
+            &org_pool(
+                &env,
+                1,
+                &format!("{}{}", kubernetes_mode(&class), job_pod_template("1")),
+            ),
             &env.ns,
         ))
         .await;
@@ -259,6 +263,14 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
             && bindings.get_opt(account).await.unwrap().is_some(),
         "the hooks objects were taken from a runner that still runs"
     );
+    // So is the job pod template the busy runner reads.
+    let template =
+        env.live_pods("ci").await[0].annotations()["actions.runnerpool.dev/job-pod-template"]
+            .clone();
+    assert!(
+        configmaps.get_opt(&template).await.unwrap().is_some(),
+        "the job pod template was taken from a runner that still runs"
+    );
 
     // GitHub is back and the job ends: the sweep removes the runner, then them.
     env.fake.set_unavailable(false);
@@ -269,7 +281,8 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
         || async {
             let gone = accounts.get_opt(account).await.ok()?.is_none()
                 && roles.get_opt(account).await.ok()?.is_none()
-                && bindings.get_opt(account).await.ok()?.is_none();
+                && bindings.get_opt(account).await.ok()?.is_none()
+                && configmaps.get_opt(&template).await.ok()?.is_none();
             gone.then_some(())
         },
     )
@@ -278,6 +291,191 @@ async fn the_hooks_account_is_put_back_and_outlives_a_released_pool_while_its_ru
         env.live_pods("ci").await.is_empty().then_some(())
     })
     .await;
+    support::operator::delete_pvs(&env.client, &class).await;
+}
+
+/// `spec.jobPodTemplate` with `$job`'s cpu request `cpu`.
+fn job_pod_template(cpu: &str) -> String {
+    format!(
+        r#"
+  jobPodTemplate:
+    metadata: {{ labels: {{ team: builds }} }}
+    spec:
+      nodeSelector: {{ pool: jobs }}
+      containers:
+        - name: $job
+          resources: {{ requests: {{ cpu: "{cpu}" }} }}
+          volumeMounts: [{{ name: cache, mountPath: /cache }}]
+      volumes: [{{ name: cache, emptyDir: {{}} }}]"#
+    )
+}
+
+/// The job pod template ConfigMap a runner pod mounts, checked against what
+/// the hooks are told: the variable names the mounted file, whose content
+/// parses as the pool's template.
+async fn job_pod_template_of(
+    env: &Env,
+    pod: &Pod,
+    pool: &runnerpool::RunnerPool,
+) -> k8s_openapi::api::core::v1::ConfigMap {
+    use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec};
+    let name = pod.annotations()["actions.runnerpool.dev/job-pod-template"].clone();
+    let spec = pod.spec.as_ref().unwrap();
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.config_map.as_ref().is_some_and(|c| c.name == name))
+        .expect("the ConfigMap as a volume");
+    let runner = container(Some(&spec.containers), RUNNER_CONTAINER);
+    let mount = runner
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == volume.name)
+        .expect("mounted into the runner");
+    let file = runner
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE")
+        .and_then(|e| e.value.clone())
+        .expect("the hooks' variable");
+    let key = file
+        .strip_prefix(&format!("{}/", mount.mount_path))
+        .expect("a file in the mounted directory");
+    let map = kube::Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
+        .get(&name)
+        .await
+        .expect("the job pod template ConfigMap");
+    assert_eq!(map.immutable, Some(true));
+    let labels = map.metadata.labels.as_ref().unwrap();
+    assert_eq!(
+        labels.get(runnerpool::runner::POOL_UID_LABEL),
+        pool.metadata.uid.as_ref()
+    );
+    assert!(map.metadata.owner_references.is_none());
+    let parsed: PodTemplateSpec =
+        serde_yaml::from_str(&map.data.as_ref().unwrap()[key]).expect("a pod template");
+    assert_eq!(Some(&parsed), pool.spec.job_pod_template.as_ref());
+    map
+}
+
+/// Issue 23, item 6: a kubernetes-mode pool's job pod template reaches its
+/// runners as the file the container hooks read; a changed template reaches
+/// new runners while a busy runner keeps the one it started with; one no
+/// runner uses any more is deleted, and the rest go with the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_pod_template_reaches_new_runners_and_leaves_a_busy_one_alone() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+    let (env, _) = Env::start_connected("job-pod", &["--github-sync-interval-seconds", "3"]).await;
+    let class = format!("job-pod-{}", env.ns);
+    support::operator::create_pvs(&env.client, &class, 4).await;
+    let manifest = |replicas: u32, cpu: &str| {
+        let extra = format!("{}{}", kubernetes_mode(&class), job_pod_template(cpu));
+        connected(&org_pool(&env, replicas, &extra), &env.ns)
+    };
+    let pool = env.apply_pool(&manifest(1, "2")).await;
+    env.wait_for_online_runners("ci", 1, T).await;
+    let first = wait_for_running_pod(&env).await;
+    let first_template = job_pod_template_of(&env, &first, &pool).await;
+
+    // The runner takes a job; the template changes and a second runner is
+    // wanted: it gets the new template, the busy one keeps its own.
+    let job = env.fake.queue_job("acme/app", &["linux"]).unwrap();
+    wait_for("the job to start", T, || async {
+        env.fake.job(job)?.runner_id
+    })
+    .await;
+    let changed = env.apply_pool(&manifest(2, "3")).await;
+    let second = wait_for("a second runner pod", T, || async {
+        env.live_pods("ci").await.into_iter().find(|p| {
+            p.metadata.uid != first.metadata.uid
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+    })
+    .await;
+    let second_template = job_pod_template_of(&env, &second, &changed).await;
+    assert_ne!(second_template.metadata.name, first_template.metadata.name);
+
+    // A ConfigMap of the pool's that no runner names is deleted (proof that
+    // the operator looked); the busy runner's stays, unchanged, as its pod.
+    let configmaps = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns);
+    let mut unused = first_template.clone();
+    unused.metadata = kube::api::ObjectMeta {
+        name: Some("ci-job-pod-unused".to_string()),
+        labels: first_template.metadata.labels.clone(),
+        ..Default::default()
+    };
+    configmaps
+        .create(&PostParams::default(), &unused)
+        .await
+        .unwrap();
+    support::cluster::wait_for_gone("the unused ConfigMap", &configmaps, "ci-job-pod-unused", T)
+        .await;
+    let kept = configmaps
+        .get(&first_template.name_any())
+        .await
+        .expect("the busy runner's template");
+    assert_eq!(kept.data, first_template.data);
+    let busy = env
+        .pods()
+        .get(&first.name_any())
+        .await
+        .expect("the busy runner's pod");
+    assert_eq!(busy.metadata.uid, first.metadata.uid);
+    assert!(busy.metadata.deletion_timestamp.is_none());
+
+    // The job ends: its runner is replaced, and its template goes.
+    env.fake.finish_job(job).unwrap();
+    support::cluster::wait_for_gone(
+        "the finished runner's template",
+        &configmaps,
+        &first_template.name_any(),
+        T,
+    )
+    .await;
+
+    // The rest goes with the pool.
+    env.pools()
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for_pool_gone("ci", T).await;
+    let selector = format!(
+        "{}={}",
+        runnerpool::runner::POOL_UID_LABEL,
+        pool.metadata.uid.clone().unwrap()
+    );
+    wait_for("the pool's template ConfigMaps to go", T, || async {
+        let left = configmaps
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        left.items.is_empty().then_some(())
+    })
+    .await;
+
+    // A runner container naming a template file of its own would hide the
+    // pool's from the hooks: refused, with no runner.
+    let own = manifest(1, "2").replacen(
+        "image: ghcr.io/actions/actions-runner:latest",
+        "image: ghcr.io/actions/actions-runner:latest\n          env: [{ name: ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE, value: /mine.yaml }]",
+        1,
+    );
+    env.apply_pool(&own).await;
+    let (reason, message) = wait_for("the pool Stalled", T, || async {
+        env.true_condition("ci", "Stalled").await
+    })
+    .await;
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(
+        message.contains("ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE"),
+        "{message}"
+    );
+    assert!(env.live_pods("ci").await.is_empty());
     support::operator::delete_pvs(&env.client, &class).await;
 }
 
@@ -383,7 +581,37 @@ async fn invalid_pod_features_are_refused_with_clear_messages() {
             "  workVolumeClaimTemplate: { size: lots }".to_string(),
             "workVolumeClaimTemplate.size",
         ),
+        (
+            format!("  cacheVolumes:\n    - {{ name: job-pod-template, mountPath: /a, {pvc} }}"),
+            "are the operator's own volumes",
+        ),
+        (
+            "  jobPodTemplate: { spec: { nodeSelector: { a: b } } }".to_string(),
+            "jobPodTemplate applies to containerMode kubernetes only",
+        ),
     ];
+    let kube =
+        "  containerMode: kubernetes\n  workVolumeClaimTemplate: { size: 1Gi }\n  jobPodTemplate:";
+    let job_pod_cases = [
+        (
+            "{ metadata: { name: mine } }",
+            "only labels and annotations reach the job pods",
+        ),
+        (
+            "{ spec: { containers: [{ name: $job }, { name: sidecar }] } }",
+            "a container of any other name is added to the job pod as is and needs an image",
+        ),
+        (
+            "{ spec: { volumes: [{ name: work, emptyDir: {} }] } }",
+            "the container hooks' own volumes",
+        ),
+        (
+            "{ spec: { restartPolicy: Always } }",
+            "restartPolicy must be Never or unset",
+        ),
+        ("{ spec: { nodeName: node-1 } }", "nodeName cannot be set"),
+    ]
+    .map(|(template, expected)| (format!("{kube} {template}"), expected));
     let window =
         |w: &str| format!("  autoscaling:\n    maxRunners: 5\n    schedules:\n      - {w}");
     let schedule_cases = [
@@ -412,7 +640,7 @@ async fn invalid_pod_features_are_refused_with_clear_messages() {
             "days",
         ),
     ];
-    let cases = cases.into_iter().chain(schedule_cases);
+    let cases = cases.into_iter().chain(job_pod_cases).chain(schedule_cases);
     for (extra, expected) in cases {
         let yaml = org_pool(&env, 1, &extra);
         let yaml = if extra.contains("autoscaling") {

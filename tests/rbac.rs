@@ -505,13 +505,25 @@ async fn the_chart_role_can_set_up_kubernetes_mode() {
     env.use_connection().await;
     let class = format!("rbac-{}", env.ns);
     support::operator::create_pvs(&env.client, &class, 2).await;
-    env.apply_pool(&kube_pool(&env, "ci", &class)).await;
+    // With a job pod template: its ConfigMap is applied (and the pool's
+    // listed for unused ones) with the chart's rights too.
+    let with_template = kube_pool(&env, "ci", &class).replace(
+        "\n  template:\n",
+        "\n  jobPodTemplate: { spec: { nodeSelector: { pool: jobs } } }\n  template:\n",
+    );
+    env.apply_pool(&with_template).await;
     env.wait_for_online_runners("ci", 1, T).await;
     assert_nothing_was_forbidden(&env);
     Api::<Role>::namespaced(env.client.clone(), &env.ns)
         .get("ci-container-hooks")
         .await
         .expect("the pool's hooks Role");
+    let pod = env.live_pods("ci").await.remove(0);
+    let template = &pod.annotations()["actions.runnerpool.dev/job-pod-template"];
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), &env.ns)
+        .get(template)
+        .await
+        .expect("the job pod template's ConfigMap");
 
     // Without pods/exec the operator may not grant it: the API server refuses
     // the Role and the pool shows why, with no runner created.

@@ -60,7 +60,7 @@ pub async fn cleanup(pool: Arc<RunnerPool>, ctx: &Context) -> Result<Action, Err
             info!(pool = %pool.name_any(), "all runners removed");
             if pool.container_mode() == ContainerMode::Kubernetes {
                 let namespace = pool.namespace().unwrap_or_default();
-                hooks::remove(&ctx.client, &namespace, &pool.name_any()).await?;
+                hooks::remove(&ctx.client, &namespace, &pool.name_any(), &pool_uid).await?;
             }
             release(&pool, ctx, false);
             Ok(Action::await_change())

@@ -17,18 +17,23 @@ use crate::github::Scope;
 use crate::kit::credentials;
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
+use crate::pod::job_pod_template;
 
 /// Connects a live pool. A template that would hand the credentials to
 /// every job, or a kubernetes-mode pool keeping them in its namespace, is
-/// refused before anything is registered.
+/// refused before anything is registered, and so is a job pod template the
+/// runner's own variable would hide.
 pub async fn connect_pool(
     pool: &RunnerPool,
     ctx: &Context,
 ) -> Result<Result<Target, Blocked>, Error> {
-    match credentials_within_reach(pool, &ctx.settings.connections_namespace) {
-        Some(refusal) => Ok(Err(refusal)),
-        None => connect(pool, ctx).await,
+    if let Some(refusal) = credentials_within_reach(pool, &ctx.settings.connections_namespace) {
+        return Ok(Err(refusal));
     }
+    if let Some(hidden) = job_pod_template::hidden_by_the_template(pool) {
+        return Ok(Err(Blocked::new(Problem::InvalidSpec, hidden)));
+    }
+    connect(pool, ctx).await
 }
 
 /// Reads the pool's credentials Secret and connects with it. `Ok(Err(_))`

@@ -25,46 +25,51 @@ use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
 
 /// The pool's pods and Secrets, from the watch caches.
 pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretView>) {
-    let namespace = pool.namespace();
+    let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
-    let pool_uid = uid(pool);
-    // By the pool-UID label: a new pool of the same name never adopts the
-    // runners of a deleted one. Pods made before that label existed are
-    // recognised by their ownerReference.
-    let mine = |meta: &kube::api::ObjectMeta| {
-        let labels = meta.labels.as_ref();
-        meta.namespace == namespace
-            && match labels.and_then(|l| l.get(POOL_UID_LABEL)) {
-                Some(owner) => *owner == pool_uid,
-                None => {
-                    labels.and_then(|l| l.get(POOL_LABEL)) == Some(&name)
-                        && meta
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .any(|o| o.uid == pool_uid && o.controller == Some(true))
-                }
-            }
-    };
+    let pods = pool_pods(pool, ctx).iter().map(|p| pod_view(p)).collect();
     // Through the per-pool indexes: O(the pool's objects), not the cache's.
-    let ns = namespace.clone().unwrap_or_default();
-    let pods = ctx
-        .pod_index
-        .names(&ns, &name)
-        .into_iter()
-        .filter_map(|n| ctx.pods.get(&ObjectRef::new(&n).within(&ns)))
-        .filter(|p| mine(&p.metadata))
-        .map(|p| pod_view(&p))
-        .collect();
     let secrets = ctx
         .secret_index
         .names(&ns, &name)
         .into_iter()
         .filter_map(|n| ctx.secrets.get(&ObjectRef::new(&n).within(&ns)))
-        .filter(|s| mine(&s.metadata))
+        .filter(|s| is_pools(pool, &s.metadata))
         .map(|s| secret_view(&s))
         .collect();
     (pods, secrets)
+}
+
+/// The pool's pods in the watch cache (trimmed: metadata and a few status
+/// fields), through the per-pool index.
+pub fn pool_pods(pool: &RunnerPool, ctx: &Context) -> Vec<Arc<Pod>> {
+    let ns = pool.namespace().unwrap_or_default();
+    ctx.pod_index
+        .names(&ns, &pool.name_any())
+        .into_iter()
+        .filter_map(|n| ctx.pods.get(&ObjectRef::new(&n).within(&ns)))
+        .filter(|p| is_pools(pool, &p.metadata))
+        .collect()
+}
+
+/// Whether an object is the pool's: by the pool-UID label, so that a new
+/// pool of the same name never adopts the runners of a deleted one. Pods
+/// made before that label existed are recognised by their ownerReference.
+fn is_pools(pool: &RunnerPool, meta: &kube::api::ObjectMeta) -> bool {
+    let pool_uid = uid(pool);
+    let labels = meta.labels.as_ref();
+    meta.namespace == pool.namespace()
+        && match labels.and_then(|l| l.get(POOL_UID_LABEL)) {
+            Some(owner) => *owner == pool_uid,
+            None => {
+                labels.and_then(|l| l.get(POOL_LABEL)) == Some(&pool.name_any())
+                    && meta
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == pool_uid && o.controller == Some(true))
+            }
+        }
 }
 
 /// What the planner needs of a runner pod.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::instrument;
+use tracing::{instrument, warn};
 
 use super::confirm::confirm_removals;
 use super::connect::connect_pool;
@@ -19,7 +19,7 @@ use super::context::{Context, uid};
 use super::create::create_runners;
 use super::hold::hold_creations;
 use super::isolation::warn_if_shared;
-use super::observe::{inventory_of, make_plan};
+use super::observe::{inventory_of, make_plan, pool_pods};
 use super::relabel::relabel_runners;
 use super::remove::{release_consumed_secrets, remove_finished_runners, remove_runners};
 use super::report::{self, degraded, requeue, write_status};
@@ -30,7 +30,7 @@ use crate::connection::Target;
 use crate::github::GitHubError;
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
-use crate::pod::hooks;
+use crate::pod::{hooks, job_pod_template};
 use crate::runner;
 
 #[instrument(skip_all, fields(pool = %pool.name_any()))]
@@ -112,6 +112,9 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
             ctx.memory.with(&pool_uid, |m| m.hooks_not_applied());
             plan.create = 0;
             hooks_problem = Some(refused);
+        }
+        if due && hooks_problem.is_none() {
+            delete_unused_job_pod_templates(&pool, ctx).await;
         }
     }
     let failing = hold_creations(&pool, ctx, &mut plan, &desired_hash).await?;
@@ -212,6 +215,26 @@ pub async fn apply(pool: Arc<RunnerPool>, ctx: &Arc<Context>) -> Result<Action, 
             }
             Ok(requeue(&pool, next))
         }
+    }
+}
+
+/// Deletes the pool's job pod template ConfigMaps that neither the pool's
+/// template as it is now nor any of its runner pods names. Not while a
+/// runner creation is under way or its pod not yet in the cache: that pod
+/// may name one of them. A failure is logged; the next interval tries again.
+async fn delete_unused_job_pod_templates(pool: &RunnerPool, ctx: &Context) {
+    let pending = ctx.memory.with(&uid(pool), |m| m.creations_pending());
+    if pending > 0 {
+        return;
+    }
+    let pods = pool_pods(pool, ctx);
+    let mut keep = job_pod_template::in_use(pods.iter().map(|p| p.as_ref()));
+    keep.extend(job_pod_template::config_map_name(pool));
+    let namespace = pool.namespace().unwrap_or_default();
+    if let Err(e) =
+        job_pod_template::delete_unused(&ctx.client, &namespace, &uid(pool), &keep).await
+    {
+        warn!(pool = %pool.name_any(), error = %e, "cannot delete unused job pod template ConfigMaps");
     }
 }
 

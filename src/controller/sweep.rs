@@ -80,7 +80,7 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             continue;
         }
         if let Some((namespace, pool)) = &leftover.hooks
-            && let Err(e) = hooks::remove(&ctx.client, namespace, pool).await
+            && let Err(e) = hooks::remove(&ctx.client, namespace, pool, &uid).await
         {
             warn!(pool_uid = %uid, error = %e, "sweep: cannot remove the container hooks' account yet");
             continue;

@@ -11,6 +11,7 @@ use crate::crd::{ContainerMode, VolumeClaimSpec};
 use crate::pod::container_mode::{
     DIND_CONTAINER, DIND_EXTERNALS_INIT, DIND_EXTERNALS_VOLUME, DIND_SOCKET_VOLUME, WORK_VOLUME,
 };
+use crate::pod::job_pod_template::HOOK_TEMPLATE_ENV;
 use crate::runner::RUNNER_CONTAINER;
 
 use super::draft::Notes;
@@ -63,6 +64,7 @@ pub fn convert_template(
             env.retain(|e| !KUBERNETES_MODE_ENV.contains(&e.name.as_str()));
         }
         work_claim = take_work_claim(spec, path, notes);
+        note_hook_template(spec, path, notes);
     }
     if let Some(account) = spec.service_account_name.as_deref()
         && (account.ends_with("-gha-rs-no-permission") || account.ends_with("-gha-rs-kube-mode"))
@@ -204,6 +206,27 @@ fn take_work_claim(spec: &mut PodSpec, path: &str, notes: &mut Notes) -> Option<
     Some(claim)
 }
 
+/// ARC's way to shape job pods, a hook template file on a ConfigMap volume,
+/// works unchanged (the template's variable wins); the operator's own is
+/// `spec.jobPodTemplate`, whose content the converter cannot read.
+fn note_hook_template(spec: &PodSpec, path: &str, notes: &mut Notes) {
+    let Some(file) = spec
+        .containers
+        .iter()
+        .filter(|c| c.name == RUNNER_CONTAINER)
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == HOOK_TEMPLATE_ENV)
+        .and_then(|e| e.value.as_deref())
+    else {
+        return;
+    };
+    notes.note(format!(
+        "{path}: the runner's {HOOK_TEMPLATE_ENV} ({file}) and its volume are kept as they are; \
+         to have the operator manage the job pods' template, put that file's content into \
+         spec.jobPodTemplate and remove the variable and the volume"
+    ));
+}
+
 /// Removes the volumes `matches` picks; returns their names.
 fn remove_volumes(spec: &mut PodSpec, matches: impl Fn(&Volume) -> bool) -> Vec<String> {
     let Some(volumes) = spec.volumes.as_mut() else {
@@ -304,5 +327,42 @@ mod tests {
         let spec = converted.template.spec.unwrap();
         assert!(spec.volumes.is_none() && spec.service_account_name.is_none());
         assert!(spec.containers[0].env.is_none() && spec.containers[0].volume_mounts.is_none());
+        assert!(
+            notes.lines().iter().all(|n| !n.contains("jobPodTemplate")),
+            "{:?}",
+            notes.lines()
+        );
+    }
+
+    #[test]
+    fn a_hook_template_file_is_kept_and_the_job_pod_template_named() {
+        let template = json!({"spec": {
+            "containers": [{"name": "runner", "image": "ghcr.io/actions/actions-runner:latest",
+                "env": [{"name": "ACTIONS_RUNNER_CONTAINER_HOOKS", "value": "/home/runner/k8s/index.js"},
+                        {"name": "ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE", "value": "/home/runner/pod-templates/default.yaml"}],
+                "volumeMounts": [{"name": "work", "mountPath": "/home/runner/_work"},
+                                 {"name": "pod-templates", "mountPath": "/home/runner/pod-templates"}]}],
+            "volumes": [{"name": "work", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                "resources": {"requests": {"storage": "1Gi"}}}}}},
+                {"name": "pod-templates", "configMap": {"name": "hook-template"}}]
+        }});
+        let mut notes = Notes::default();
+        let converted = convert_template("t", Some(template), &mut notes).unwrap();
+        assert_eq!(converted.mode, ContainerMode::Kubernetes);
+        let spec = converted.template.spec.unwrap();
+        let kept = spec.volumes.as_deref().unwrap_or_default();
+        assert!(
+            kept.len() == 1 && kept[0].name == "pod-templates",
+            "{kept:?}"
+        );
+        let env = spec.containers[0].env.as_ref().unwrap();
+        assert_eq!(env[0].name, HOOK_TEMPLATE_ENV);
+        assert_eq!(notes.lines().len(), 1);
+        assert!(
+            notes.lines()[0].contains("/home/runner/pod-templates/default.yaml")
+                && notes.lines()[0].contains("spec.jobPodTemplate"),
+            "{:?}",
+            notes.lines()
+        );
     }
 }

@@ -6,26 +6,37 @@ use super::github_connection::GitHubConnection;
 use super::runner_group::RunnerGroup;
 use super::runner_pool::RunnerPool;
 
-/// The CRD to install. The pod template's schema is Kubernetes' own
-/// PodTemplateSpec with its descriptions dropped: with them the CRD is over
+/// The CRD to install. The pod templates' schemas are Kubernetes' own
+/// PodTemplateSpec with their descriptions dropped: with them the CRD is over
 /// 500 KB, too large for client-side `kubectl apply`, and `kubectl explain pod`
-/// documents those fields already.
+/// documents those fields already. A job pod template needs no containers:
+/// the container hooks make them.
 pub fn custom_resource_definition()
 -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut crd = RunnerPool::crd();
     for version in &mut crd.spec.versions {
-        let template = version
+        let Some(spec) = version
             .schema
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
             .and_then(|root| root.properties.as_mut())
             .and_then(|p| p.get_mut("spec"))
             .and_then(|spec| spec.properties.as_mut())
-            .and_then(|p| p.get_mut("template"));
-        if let Some(template) = template {
+        else {
+            continue;
+        };
+        for (name, template) in spec.iter_mut() {
+            if name != "template" && name != "jobPodTemplate" {
+                continue;
+            }
             for property in template.properties.iter_mut().flat_map(|p| p.values_mut()) {
                 strip_descriptions(property);
+            }
+            if name == "jobPodTemplate"
+                && let Some(pod) = template.properties.as_mut().and_then(|p| p.get_mut("spec"))
+            {
+                pod.required = None;
             }
         }
     }

@@ -47,6 +47,7 @@ pub const MAX_NAME_PREFIX: usize = 52;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
 #[x_kube(validation = Rule::new("!has(self.containerMode) || self.containerMode != 'kubernetes' || has(self.workVolumeClaimTemplate)").message("containerMode kubernetes needs workVolumeClaimTemplate (e.g. { size: 10Gi }): the job pods share the runner's work directory through that volume claim"))]
+#[x_kube(validation = Rule::new("!has(self.jobPodTemplate) || (has(self.containerMode) && self.containerMode == 'kubernetes')").message("jobPodTemplate applies to containerMode kubernetes only: it is the template of the pods the container hooks create for jobs"))]
 #[x_kube(validation = Rule::new("!(has(self.runnerGroup) && has(self.runnerGroupId))").message("set either runnerGroup or runnerGroupId, not both"))]
 #[x_kube(validation = Rule::new("!has(self.github.repository) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("runnerGroup and runnerGroupId apply to organization and enterprise runners only: repository runners have no runner groups"))]
 #[x_kube(validation = Rule::new("!has(self.runnerGroupRef) || !(has(self.runnerGroup) || has(self.runnerGroupId))").message("set one of runnerGroupRef, runnerGroup or runnerGroupId"))]
@@ -164,7 +165,7 @@ pub struct RunnerPoolSpec {
     ///   Role and RoleBinding with the rights the hooks need in its namespace
     ///   (the operator's chart grants it those rights only with
     ///   `containerModes.kubernetes.enabled`). The runner pod gets the
-    ///   restricted settings as with `none`.
+    ///   restricted settings as with `none`; jobPodTemplate shapes the job pods.
     ///
     /// Containers, volumes and settings the template already defines under
     /// the same names win over what a mode adds.
@@ -177,6 +178,25 @@ pub struct RunnerPoolSpec {
     /// the same claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_volume_claim_template: Option<VolumeClaimSpec>,
+
+    /// containerMode `kubernetes` only: the template of the pods the container
+    /// hooks create for jobs and container steps (node selector,
+    /// tolerations, resources, volumes, labels…), handed to them as the file
+    /// `ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE` names. The hooks merge it into
+    /// each pod they make: metadata labels and annotations are added; the
+    /// container `$job` extends the job container and `$<name>` the service
+    /// container `<name>` (their env, volumeMounts and ports are appended,
+    /// other fields replace the hooks'; name and image are ignored); a
+    /// container of any other name is added as is; volumes are appended;
+    /// every other pod field replaces the hooks' own. A change reaches new
+    /// runners; a runner keeps the template it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!has(self.metadata) || !(has(self.metadata.name) || has(self.metadata.generateName) || has(self.metadata.namespace))").message("jobPodTemplate.metadata: only labels and annotations reach the job pods; the container hooks name them and create them in the runner's namespace"))]
+    #[x_kube(validation = Rule::new("!has(self.spec) || !has(self.spec.containers) || self.spec.containers.all(c, c.name.startsWith('$') || (has(c.image) && size(c.image) > 0))").message("jobPodTemplate.spec.containers: $job extends the job container and $<name> the service container <name>; a container of any other name is added to the job pod as is and needs an image"))]
+    #[x_kube(validation = Rule::new("!has(self.spec) || !has(self.spec.volumes) || self.spec.volumes.all(v, !(v.name in ['work', 'externals', 'github']))").message("jobPodTemplate.spec.volumes: work, externals and github are the container hooks' own volumes of a job pod; give yours other names"))]
+    #[x_kube(validation = Rule::new("!has(self.spec) || !has(self.spec.restartPolicy) || self.spec.restartPolicy == 'Never'").message("jobPodTemplate.spec.restartPolicy must be Never or unset: a job pod runs its job once"))]
+    #[x_kube(validation = Rule::new("!has(self.spec) || !has(self.spec.nodeName)").message("jobPodTemplate.spec.nodeName cannot be set: the container hooks put a job pod on its runner's node, where the runner's work volume claim is mounted"))]
+    pub job_pod_template: Option<PodTemplateSpec>,
 
     /// Volumes mounted into the `runner` container, e.g. a shared
     /// ReadOnlyMany claim with a tool cache, or a claim made for each runner
@@ -240,7 +260,7 @@ pub struct VolumeClaimSpec {
 /// A volume mounted into the `runner` container.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(self.name in ['work', 'dind-sock', 'dind-storage', 'dind-externals'])").message("cacheVolumes: the names work, dind-sock, dind-storage and dind-externals are the operator's own volumes"))]
+#[x_kube(validation = Rule::new("!(self.name in ['work', 'dind-sock', 'dind-storage', 'dind-externals', 'job-pod-template'])").message("cacheVolumes: the names work, dind-sock, dind-storage, dind-externals and job-pod-template are the operator's own volumes"))]
 pub struct CacheVolume {
     /// The volume's name in the pod (a DNS label).
     #[schemars(

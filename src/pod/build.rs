@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::container_mode;
+use super::job_pod_template::{self, JOB_POD_TEMPLATE_ANNOTATION};
 use crate::RunnerPool;
 use crate::github::JitConfig;
 use crate::runner::{
@@ -67,6 +68,9 @@ pub fn runner_pod(pool: &RunnerPool, runner_name: &str, runner_id: u64, labels_h
     labels.extend(runner_labels(pool, runner_id));
     let mut annotations = template_meta.annotations.unwrap_or_default();
     annotations.insert(LABELS_HASH_ANNOTATION.to_string(), labels_hash.to_string());
+    if let Some(template) = job_pod_template::config_map_name(pool) {
+        annotations.insert(JOB_POD_TEMPLATE_ANNOTATION.to_string(), template);
+    }
 
     let mut spec: PodSpec = template.spec.clone().unwrap_or_default();
     // One job, then the pod is done: a restarted container would reuse the config.

@@ -8,16 +8,19 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource, ExecAction,
-    ObjectFieldSelector, PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    EphemeralVolumeSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimTemplate, PersistentVolumeClaimVolumeSource, PodSpec, Probe,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::hooks::hooks_account_name;
+use super::job_pod_template::{
+    self, HOOK_TEMPLATE_ENV, JOB_POD_TEMPLATE_DIR, JOB_POD_TEMPLATE_VOLUME,
+};
 use super::security::{self, DOCKER_GID};
 use crate::RunnerPool;
 use crate::crd::{ContainerMode, VolumeClaimSpec};
@@ -204,6 +207,32 @@ fn expand_kubernetes(pool: &RunnerPool, spec: &mut PodSpec, work: Volume) {
             });
         }
         add_mount(runner, WORK_VOLUME, &work_dir);
+    }
+    add_job_pod_template(pool, spec);
+}
+
+/// The pool's job pod template, from its ConfigMap as it is now, as the
+/// file the hooks read.
+fn add_job_pod_template(pool: &RunnerPool, spec: &mut PodSpec) {
+    let Some(name) = job_pod_template::config_map_name(pool) else {
+        return;
+    };
+    let source = ConfigMapVolumeSource {
+        name,
+        ..Default::default()
+    };
+    let volume = Volume {
+        config_map: Some(source),
+        ..Default::default()
+    };
+    add_volume(spec, JOB_POD_TEMPLATE_VOLUME, volume);
+    if let Some(runner) = runner_container(spec) {
+        add_env(
+            runner,
+            HOOK_TEMPLATE_ENV,
+            &job_pod_template::template_path(),
+        );
+        add_mount(runner, JOB_POD_TEMPLATE_VOLUME, JOB_POD_TEMPLATE_DIR);
     }
 }
 
@@ -398,6 +427,7 @@ mod tests {
     use super::*;
     use crate::pod::build::runner_pod;
     use crate::pod::hooks::{hooks_role, hooks_role_binding, hooks_service_account};
+    use crate::pod::job_pod_template::JOB_POD_TEMPLATE_ANNOTATION;
     use crate::pod::security::is_privileged;
 
     fn pool(mode: &str, template_spec: &str) -> RunnerPool {
@@ -720,6 +750,50 @@ spec:
         let spec = spec_of(&pool(KUBERNETES, &template));
         assert_eq!(spec.service_account_name.as_deref(), Some("mine"));
         assert_eq!(spec.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn a_job_pod_template_reaches_the_hooks_as_a_mounted_file() {
+        let with = format!(
+            "{KUBERNETES}\n  jobPodTemplate:\n    spec: {{ nodeSelector: {{ pool: jobs }} }}"
+        );
+        let p = pool(&with, RUNNER_ONLY);
+        let pod = runner_pod(&p, "ci-abc", 1, "h");
+        let name = job_pod_template::config_map_name(&p).expect("a ConfigMap");
+        assert_eq!(
+            pod.metadata.annotations.as_ref().unwrap()[JOB_POD_TEMPLATE_ANNOTATION],
+            name
+        );
+        let spec = pod.spec.unwrap();
+        let source = volume(&spec, JOB_POD_TEMPLATE_VOLUME)
+            .config_map
+            .as_ref()
+            .expect("a ConfigMap volume");
+        assert_eq!(source.name, name);
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(
+            mount_path(runner, JOB_POD_TEMPLATE_VOLUME),
+            Some(JOB_POD_TEMPLATE_DIR)
+        );
+        assert_eq!(
+            env_value(runner, HOOK_TEMPLATE_ENV),
+            Some("/home/runner/job-pod-template/template.yaml")
+        );
+        assert!(!spec.containers.iter().any(is_privileged));
+
+        // Without a template, none of it.
+        let pod = runner_pod(&pool(KUBERNETES, RUNNER_ONLY), "ci-abc", 1, "h");
+        let annotations = pod.metadata.annotations.unwrap();
+        assert!(!annotations.contains_key(JOB_POD_TEMPLATE_ANNOTATION));
+        let spec = pod.spec.unwrap();
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .all(|v| v.name != JOB_POD_TEMPLATE_VOLUME)
+        );
+        let runner = container(&spec.containers, RUNNER_CONTAINER);
+        assert_eq!(env_value(runner, HOOK_TEMPLATE_ENV), None);
     }
 
     #[test]

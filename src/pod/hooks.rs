@@ -7,8 +7,10 @@
 //! released while runners still run (GitHub unreachable for the cleanup
 //! timeout) must not have the garbage collector take the account from under
 //! them. The operator removes them once the pool's last runner is gone.
+//! The ConfigMaps of the pool's job pod template
+//! ([`super::job_pod_template`]) are applied and removed with them.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -18,10 +20,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde::Serialize;
 use tracing::warn;
 
+use super::job_pod_template::{delete_unused, job_pod_template_config_map};
 use crate::RunnerPool;
 use crate::kit::FIELD_MANAGER;
 use crate::kit::problem::{Blocked, Problem};
-use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL, POOL_UID_LABEL};
+use crate::runner::pool_labels;
 
 /// The name of the ServiceAccount, Role and RoleBinding of a pool in
 /// `kubernetes` mode.
@@ -59,14 +62,7 @@ fn hooks_meta(pool: &RunnerPool) -> ObjectMeta {
     ObjectMeta {
         name: Some(hooks_account_name(pool)),
         namespace: pool.namespace(),
-        labels: Some(BTreeMap::from([
-            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-            (POOL_LABEL.to_string(), pool.name_any()),
-            (
-                POOL_UID_LABEL.to_string(),
-                pool.metadata.uid.clone().unwrap_or_default(),
-            ),
-        ])),
+        labels: Some(pool_labels(pool)),
         ..Default::default()
     }
 }
@@ -106,16 +102,17 @@ pub fn hooks_role_binding(pool: &RunnerPool) -> RoleBinding {
 /// `kubernetes` mode.
 pub const KUBERNETES_MODE_CHART_VALUE: &str = "containerModes.kubernetes.enabled=true";
 
-/// Applies the pool's hooks objects by server-side apply. A refusal is
-/// returned for status: 403 (the operator's own role lacks a right it would
-/// grant, or may not write these objects at all) as
+/// Applies the pool's hooks objects by server-side apply, and the ConfigMap
+/// of its job pod template as it is now (see [`super::job_pod_template`]). A
+/// refusal is returned for status: 403 (the operator's own role lacks a
+/// right it would grant, or may not write these objects at all) as
 /// [`Problem::ContainerModeNotPermitted`] naming the chart value that grants
 /// them, anything else as [`Problem::PodRejected`] with the API server's message.
 pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Blocked> {
     let namespace = pool.namespace().unwrap_or_default();
     let name = hooks_account_name(pool);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let refused = |what: &str, e: kube::Error| refusal(pool, what, e);
+    let refused = |what: &str, e: kube::Error| refusal(pool, what, &name, e);
     apply(
         client,
         &namespace,
@@ -137,15 +134,23 @@ pub async fn ensure(pool: &RunnerPool, client: &kube::Client) -> Result<(), Bloc
     )
     .await
     .map_err(|e| refused("RoleBinding", e))?;
+    if let Some(template) = job_pod_template_config_map(pool) {
+        let name = template.name_any();
+        apply(client, &namespace, &name, &params, &template)
+            .await
+            .map_err(|e| refusal(pool, "ConfigMap", &name, e))?;
+    }
     Ok(())
 }
 
-/// Removes the hooks objects of pool `pool_name` in `namespace` (once its
-/// last runner is gone); those already gone are fine.
+/// Removes the hooks objects and job pod template ConfigMaps of pool
+/// `pool_name` (UID `pool_uid`) in `namespace` (once its last runner is
+/// gone); those already gone are fine.
 pub async fn remove(
     client: &kube::Client,
     namespace: &str,
     pool_name: &str,
+    pool_uid: &str,
 ) -> Result<(), kube::Error> {
     let name = hooks_name(pool_name);
     let params = DeleteParams::background();
@@ -153,6 +158,14 @@ pub async fn remove(
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other,
     };
+    // An operator that may not list ConfigMaps (a chart older than job pod
+    // templates) made none: that is no reason to hold the pool's deletion.
+    match delete_unused(client, namespace, pool_uid, &BTreeSet::new()).await {
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            warn!(%namespace, pool = pool_name, refusal = %status.message, "cannot list the pool's job pod template ConfigMaps");
+        }
+        other => other?,
+    }
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
     gone_ok(bindings.delete(&name, &params).await.map(|_| ()))?;
     let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
@@ -161,9 +174,9 @@ pub async fn remove(
     gone_ok(accounts.delete(&name, &params).await.map(|_| ()))
 }
 
-/// How a refused apply of the hooks object `what` shows in the pool's status.
-fn refusal(pool: &RunnerPool, what: &str, error: kube::Error) -> Blocked {
-    let name = hooks_account_name(pool);
+/// How a refused apply of the hooks object `what` named `name` shows in the
+/// pool's status.
+fn refusal(pool: &RunnerPool, what: &str, name: &str, error: kube::Error) -> Blocked {
     match error {
         kube::Error::Api(status) if status.code == 403 => {
             // The API server's message lists every rule missing: too long
@@ -175,7 +188,7 @@ fn refusal(pool: &RunnerPool, what: &str, error: kube::Error) -> Blocked {
                     "the operator may not set up containerMode kubernetes in namespace {:?}: \
                      the API server refused it the {what} {name:?} (403 Forbidden). Set \
                      {KUBERNETES_MODE_CHART_VALUE} in the operator's Helm chart: it grants the \
-                     operator the rights the container hooks' Role holds",
+                     operator the rights this mode needs, those of the container hooks' Role among them",
                     pool.namespace().unwrap_or_default()
                 ),
             )
@@ -229,7 +242,7 @@ mod tests {
                     .with_code(code),
             ))
         };
-        let forbidden = refusal(&pool, "Role", api(403));
+        let forbidden = refusal(&pool, "Role", "ci-container-hooks", api(403));
         assert_eq!(forbidden.problem, Problem::ContainerModeNotPermitted);
         assert!(forbidden.problem.needs_a_person());
         assert!(
@@ -239,7 +252,7 @@ mod tests {
             "{}",
             forbidden.message
         );
-        let invalid = refusal(&pool, "Role", api(422));
+        let invalid = refusal(&pool, "Role", "ci-container-hooks", api(422));
         assert_eq!(invalid.problem, Problem::PodRejected);
         assert!(
             invalid.message.contains("is forbidden"),

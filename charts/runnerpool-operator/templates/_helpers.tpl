@@ -99,5 +99,10 @@ The rules the operator needs where RunnerPools live, and nothing more:
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "create", "delete"]
+# The ConfigMaps of the pools' job pod templates (spec.jobPodTemplate):
+# applied before runners that mount them, listed and deleted once unused.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end }}
 {{- end }}
