@@ -24,13 +24,15 @@ async fn main() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(30.0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!(
-        "soak: {minutes} minutes, {} build, load at start {}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        "soak: {minutes} minutes, {build} build of the soak, operator {}, load at start {}",
+        std::env::var("RUNNERPOOL_OPERATOR_BIN")
+            .unwrap_or_else(|_| format!("the soak's {build} build")),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

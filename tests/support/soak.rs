@@ -117,6 +117,12 @@ pub struct Report {
     pub queued_to_started_p50: Duration,
     pub queued_to_started_p99: Duration,
     pub queued_to_started_max: Duration,
+    /// The same, for the jobs whose wait did not overlap the API server's
+    /// restart (no operator can create a pod while it is down).
+    pub outside_outage_p50: Duration,
+    pub outside_outage_p99: Duration,
+    pub outside_outage_jobs: usize,
+    pub apiserver_down: Duration,
     pub peak_rss_mib: f64,
     pub kills: usize,
     pub evictions: usize,
@@ -223,6 +229,16 @@ impl Report {
                     ms(self.queued_to_started_p50),
                     ms(self.queued_to_started_p99),
                     ms(self.queued_to_started_max)
+                ),
+            ),
+            (
+                "the same, for jobs whose wait did not overlap the API server restart: jobs / p50 / p99 (the API server was down)",
+                format!(
+                    "{} / {} / {} ({})",
+                    self.outside_outage_jobs,
+                    ms(self.outside_outage_p50),
+                    ms(self.outside_outage_p99),
+                    ms(self.apiserver_down)
                 ),
             ),
             ("operator peak RSS", format!("{:.1} MiB", self.peak_rss_mib)),
@@ -385,6 +401,9 @@ pub async fn run(soak: &Soak) -> Report {
     let fake_jobs: BTreeMap<u64, fake_github::Job> =
         env.fake.jobs().into_iter().map(|j| (j.id, j)).collect();
     let mut latencies = vec![];
+    let mut outside_outage = vec![];
+    let outage = chaos.apiserver_outage();
+    report.apiserver_down = outage.map(|(from, to)| to - from).unwrap_or_default();
     for (id, job) in &jobs {
         let conclusion = fake_jobs.get(id).and_then(|j| j.conclusion.clone());
         match (job.started, conclusion.as_deref()) {
@@ -394,17 +413,23 @@ pub async fn run(soak: &Soak) -> Report {
         }
         if let Some(s) = job.started {
             latencies.push(s - job.queued);
+            if outage.is_none_or(|(from, to)| s < from || job.queued > to) {
+                outside_outage.push(s - job.queued);
+            }
         }
     }
     report.jobs_queued = jobs.len();
     latencies.sort();
-    if !latencies.is_empty() {
-        let at = |p: f64| {
-            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
-        };
-        report.queued_to_started_p50 = at(0.5);
-        report.queued_to_started_p99 = at(0.99);
-        report.queued_to_started_max = *latencies.last().expect("not empty");
+    outside_outage.sort();
+    if let Some(&worst) = latencies.last() {
+        report.queued_to_started_p50 = percentile(&latencies, 0.5);
+        report.queued_to_started_p99 = percentile(&latencies, 0.99);
+        report.queued_to_started_max = worst;
+    }
+    if !outside_outage.is_empty() {
+        report.outside_outage_jobs = outside_outage.len();
+        report.outside_outage_p50 = percentile(&outside_outage, 0.5);
+        report.outside_outage_p99 = percentile(&outside_outage, 0.99);
     }
 
     // Convergence: runners == pods == Secrets, with the chaos over.
@@ -582,6 +607,9 @@ struct Chaos {
     next_rate_limit: Duration,
     apiserver: Option<tokio::task::JoinHandle<()>>,
     apiserver_done: bool,
+    /// When the API server restart began, and when it answered again.
+    apiserver_down_from: Option<Instant>,
+    apiserver_down_to: Option<Instant>,
     /// Where in the operator's log to look for the webhook listener of the
     /// process started last, while it is not known yet.
     listener_from: Option<u64>,
@@ -600,6 +628,8 @@ impl Chaos {
             next_rate_limit: soak.rate_limit_every / 4,
             apiserver: None,
             apiserver_done: false,
+            apiserver_down_from: None,
+            apiserver_down_to: None,
             listener_from: None,
             kills: 0,
             evictions: 0,
@@ -620,6 +650,11 @@ impl Chaos {
             self.next_kill = elapsed + jitter(self.soak.kill_every);
         }
         self.repoint_webhook(env);
+        if self.apiserver.as_ref().is_some_and(|h| h.is_finished())
+            && self.apiserver_down_to.is_none()
+        {
+            self.apiserver_down_to = Some(Instant::now());
+        }
         if elapsed >= self.next_evict {
             self.next_evict = elapsed + jitter(self.soak.evict_every);
             if let Some(id) = self.evict_one(env).await {
@@ -649,6 +684,7 @@ impl Chaos {
             && self.apiserver.is_none()
         {
             let dir = cluster::use_own_cluster(CLUSTER);
+            self.apiserver_down_from = Some(Instant::now());
             self.apiserver = Some(tokio::task::spawn_blocking(move || {
                 let dir = dir.display().to_string();
                 cluster::run_cluster_sh(&["restart-apiserver", &dir]);
@@ -708,9 +744,16 @@ impl Chaos {
         self.repoint_webhook(env);
     }
 
+    /// From the start of the API server's restart to the moment it answered
+    /// again (the restart script waits for that).
+    fn apiserver_outage(&self) -> Option<(Instant, Instant)> {
+        Some((self.apiserver_down_from?, self.apiserver_down_to?))
+    }
+
     async fn finish(&mut self, report: &mut Report) {
         if let Some(handle) = self.apiserver.take() {
             self.apiserver_done = handle.await.is_ok();
+            self.apiserver_down_to.get_or_insert_with(Instant::now);
         }
         report.kills = self.kills;
         report.evictions = self.evictions;
@@ -719,6 +762,11 @@ impl Chaos {
         report.apiserver_restart_failed =
             self.soak.apiserver_restart_at.is_some() && !self.apiserver_done;
     }
+}
+
+/// The `p` quantile of `sorted` (not empty), nearest rank.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// `mean` ±25%, at random.
