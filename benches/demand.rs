@@ -7,11 +7,15 @@
 //!    distribution, and GitHub requests per job.
 //! 2. **pools**: `POOLS` (1,000) fixed pools of `RUNNERS` (5) in one
 //!    organization: time until every runner is online, runner-list requests
-//!    per sync interval, reconcile duration p99 and the operator's RSS.
+//!    per sync interval, reconcile duration p99 and the operator's RSS; then
+//!    the same pools changed to `SCALED_RUNNERS` (10) each, and the
+//!    operator's RSS at start, at both sizes, and from them the bytes a
+//!    runner and a pool cost.
 //!
 //! `cargo bench --bench demand [-- burst|pools]`; the sizes can be lowered
-//! with `RUNNERPOOL_BENCH_BURST_JOBS`, `RUNNERPOOL_BENCH_POOLS` and
-//! `RUNNERPOOL_BENCH_RUNNERS`. Under `cargo test` it does nothing: it
+//! with `RUNNERPOOL_BENCH_BURST_JOBS`, `RUNNERPOOL_BENCH_POOLS`,
+//! `RUNNERPOOL_BENCH_RUNNERS` and `RUNNERPOOL_BENCH_SCALED_RUNNERS` (0 skips
+//! the second size). Under `cargo test` it does nothing: it
 //! measures, it does not assert.
 
 #[path = "../tests/support/mod.rs"]
@@ -97,6 +101,7 @@ async fn main() {
         many_pools(
             size("RUNNERPOOL_BENCH_POOLS", 1000),
             size("RUNNERPOOL_BENCH_RUNNERS", 5),
+            size("RUNNERPOOL_BENCH_SCALED_RUNNERS", 10),
         )
         .await;
     }
@@ -186,7 +191,7 @@ async fn burst(jobs: usize) {
     );
 }
 
-async fn many_pools(pools: usize, runners: usize) {
+async fn many_pools(pools: usize, runners: usize, scaled: usize) {
     const INTERVAL: u64 = 30;
     let env = Env::start_with(
         "pools",
@@ -202,15 +207,108 @@ async fn many_pools(pools: usize, runners: usize) {
     // The rig's three nodes hold 330 pods: add kwok nodes for the rest
     // (removed at the end), and lift the fake's hourly rate limit, since
     // one credential's 5,000 requests an hour cannot register 5,000 runners.
-    let nodes = want_nodes(pools * runners);
+    let nodes = want_nodes(pools * runners.max(scaled));
     set_bench_nodes(nodes, true);
     env.fake.set_rate_limit(1_000_000);
+    // The operator's memory before any pool, once its caches are synced.
+    env.wait_for_log("watch caches synced", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = rss_bytes(&env);
+    let load_idle = load();
+
+    let first = pools_at(&env, &url, pools, runners, INTERVAL).await;
+    println!(
+        "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({}, load {})",
+        support::operator::operator_build(),
+        first.load
+    );
+    println!("| what | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| pools applied (one server-side apply each, from the bench) | {:.1} s |",
+        first.applied.as_secs_f64()
+    );
+    println!(
+        "| first apply → runners online | {} of {} in {:.1} s |",
+        first.reached,
+        pools * runners,
+        first.converged.as_secs_f64()
+    );
+    println!(
+        "| runner-list requests per sync interval (steady) | {:.1} |",
+        first.lists_per_interval
+    );
+    println!(
+        "| reconcile duration p99 (histogram bucket) | ≤ {} |",
+        first
+            .reconcile_p99
+            .map_or("?".into(), |s| format!("{:.0} ms", s * 1e3))
+    );
+    println!("| operator RSS | {} |", mib(first.rss));
+
+    // The same pools with more runners each: the difference is what a
+    // runner costs, and the rest of the first figure what a pool costs.
+    let more = if scaled > runners {
+        Some(pools_at(&env, &url, pools, scaled, INTERVAL).await)
+    } else {
+        None
+    };
+    println!(
+        "\noperator memory: {pools} pools in one organization ({})",
+        support::operator::operator_build()
+    );
+    println!("| operator | runners online | RSS | load |");
+    println!("| --- | --- | --- | --- |");
+    println!("| started, no pool | 0 | {} | {load_idle} |", mib(idle));
+    println!(
+        "| {pools} pools × {runners} runners | {} | {} | {} |",
+        first.reached,
+        mib(first.rss),
+        first.load
+    );
+    if let Some(more) = &more {
+        println!(
+            "| {pools} pools × {scaled} runners (the same pools changed, {:.1} s to online) | {} | {} | {} |",
+            more.converged.as_secs_f64(),
+            more.reached,
+            mib(more.rss),
+            more.load
+        );
+        let added = pools * (scaled - runners);
+        let per_runner = (more.rss as f64 - first.rss as f64) / added as f64;
+        let per_pool =
+            (first.rss as f64 - idle as f64 - per_runner * (pools * runners) as f64) / pools as f64;
+        println!("| per runner (over the {added} runners added) | {per_runner:.0} bytes | | |");
+        println!(
+            "| per pool (the rest of the first size, over {pools} pools) | {per_pool:.0} bytes | | |"
+        );
+    }
+    drop(env);
+    set_bench_nodes(nodes, false);
+}
+
+/// What one size of the many-pools run measured.
+struct PoolsRun {
+    applied: Duration,
+    converged: Duration,
+    reached: usize,
+    lists_per_interval: f64,
+    reconcile_p99: Option<f64>,
+    rss: u64,
+    load: String,
+}
+
+/// Applies `pools` fixed pools of `runners` each (or changes them to that
+/// many), waits until every runner is online, then watches three sync
+/// intervals of steady state before reading the operator's RSS.
+async fn pools_at(env: &Env, url: &str, pools: usize, runners: usize, interval: u64) -> PoolsRun {
     let started = Instant::now();
     for i in 0..pools {
         env.apply_pool(&pool_yaml(
             &format!("p{i:04}"),
             "organization: acme",
-            &url,
+            url,
             runners as u32,
             &["linux"],
             "",
@@ -236,40 +334,26 @@ async fn many_pools(pools: usize, runners: usize) {
 
     // Steady state: list requests over three sync intervals.
     let before = env.calls(LIST);
-    let watched = Duration::from_secs(3 * INTERVAL);
-    tokio::time::sleep(watched).await;
+    tokio::time::sleep(Duration::from_secs(3 * interval)).await;
     let lists = env.calls(LIST) - before;
     let m = env.metrics().await;
-    let p99 = histogram_quantile(&m, "runnerpool_reconcile_duration_seconds", 0.99);
-    println!(
-        "\nmany pools: {pools} pools × {runners} runners in one organization, {INTERVAL} s sync ({}, load {})",
-        support::operator::operator_build(),
-        load()
-    );
-    println!("| what | measured |");
-    println!("| --- | --- |");
-    println!(
-        "| pools applied (one server-side apply each, from the bench) | {:.1} s |",
-        applied.as_secs_f64()
-    );
-    println!(
-        "| first apply → runners online | {reached} of {want} in {:.1} s |",
-        converged.as_secs_f64()
-    );
-    println!(
-        "| runner-list requests per sync interval (steady) | {:.1} |",
-        lists as f64 / 3.0
-    );
-    println!(
-        "| reconcile duration p99 (histogram bucket) | ≤ {} |",
-        p99.map_or("?".into(), |s| format!("{:.0} ms", s * 1e3))
-    );
-    println!(
-        "| operator RSS | {:.1} MiB |",
-        env.operator.rss_kib().unwrap_or(0) as f64 / 1024.0
-    );
-    drop(env);
-    set_bench_nodes(nodes, false);
+    PoolsRun {
+        applied,
+        converged,
+        reached,
+        lists_per_interval: lists as f64 / 3.0,
+        reconcile_p99: histogram_quantile(&m, "runnerpool_reconcile_duration_seconds", 0.99),
+        rss: rss_bytes(env),
+        load: load(),
+    }
+}
+
+fn rss_bytes(env: &Env) -> u64 {
+    env.operator.rss_kib().unwrap_or(0) * 1024
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
 }
 
 /// Extra nodes of 1,000 pods each for `runners` runners.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::demand::scale_set::ScaleSets;
 use crate::scaleset::HttpSettings;
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::runtime::events::{EventType, Recorder};
@@ -27,6 +27,7 @@ use crate::inventory::Inventories;
 use crate::kit::error::Error;
 use crate::kit::retry::Attempts;
 use crate::metrics::Metrics;
+use crate::pod::cached::CachedPod;
 use crate::versions::releases::LatestReleases;
 
 /// Settings of the controllers (from the command line).
@@ -81,7 +82,7 @@ pub struct Context {
     pub client: Client,
     pub github: Arc<dyn GitHubConnector>,
     pub settings: Settings,
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// The caches' pods and Secrets by pool.
     pub pod_index: Arc<PoolIndex>,

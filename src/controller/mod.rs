@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -67,6 +67,7 @@ use crate::kit::bound::finalize_within;
 use crate::kit::error::Error;
 use crate::kit::retry;
 use crate::metrics::Metrics;
+use crate::pod::cached::{self, CachedPod};
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
 use crate::scaleset::HttpSettings;
 use crate::versions::releases::LatestReleases;
@@ -139,7 +140,8 @@ pub async fn run(
 ) {
     let namespace = settings.watch_namespace.clone();
     let pools: Api<RunnerPool> = scoped(&client, namespace.as_deref());
-    let pods: Api<Pod> = scoped(&client, namespace.as_deref());
+    // Pods are read into what the operator keeps of them (see `CachedPod`).
+    let pods: Api<CachedPod> = scoped(&client, namespace.as_deref());
     // Only the Secrets' metadata is watched: the operator never reads JIT configs back.
     let secrets: Api<PartialObjectMeta<Secret>> = match namespace.as_deref() {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -151,8 +153,7 @@ pub async fn run(
     let pod_index = Arc::new(index::PoolIndex::default());
     let pod_events = reflector::reflector(
         pod_writer,
-        // The cache keeps what the operator reads of each pod.
-        watcher(pods, managed.clone()).modify(crate::pod::cached::trim),
+        watcher(pods, managed.clone()).modify(cached::trim),
     )
     .inspect_ok({
         let index = pod_index.clone();
@@ -220,11 +221,18 @@ pub async fn run(
         wake: trigger.clone(),
     });
 
-    let mut controller = Controller::new(pools, watcher::Config::default()).with_config(
+    // Pools are cached without their managed fields: nothing reads them, and
+    // as JSON trees they outweigh the rest of a pool many times over.
+    let (pool_store, pool_writer) = reflector::store();
+    let pool_events = reflector::reflector(
+        pool_writer,
+        watcher(pools, watcher::Config::default()).modify(|p| p.managed_fields_mut().clear()),
+    )
+    .applied_objects();
+    let mut controller = Controller::for_stream(pool_events, pool_store.clone()).with_config(
         kube::runtime::controller::Config::default()
             .concurrency(ctx.settings.reconcile_concurrency),
     );
-    let pool_store = controller.store();
     controller = controller.reconcile_on(triggered);
     // Tasks that act for this controller end with it, also when its future
     // is dropped (leadership lost): nothing keeps writing behind its back.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -21,6 +21,7 @@ use crate::crd::ContainerMode;
 use crate::demand::PoolDemand;
 use crate::github::RunnerStatus;
 use crate::inventory::ScopeInventory;
+use crate::pod::cached::CachedPod;
 use crate::runner::{self, POOL_LABEL, POOL_UID_LABEL};
 
 /// The pool's pods and Secrets, from the watch caches.
@@ -42,7 +43,7 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
 
 /// The pool's pods in the watch cache (trimmed: metadata and a few status
 /// fields), through the per-pool index.
-pub fn pool_pods(pool: &RunnerPool, ctx: &Context) -> Vec<Arc<Pod>> {
+pub fn pool_pods(pool: &RunnerPool, ctx: &Context) -> Vec<Arc<CachedPod>> {
     let ns = pool.namespace().unwrap_or_default();
     ctx.pod_index
         .names(&ns, &pool.name_any())
@@ -73,11 +74,11 @@ fn is_pools(pool: &RunnerPool, meta: &kube::api::ObjectMeta) -> bool {
 }
 
 /// What the planner needs of a runner pod.
-pub fn pod_view(p: &Pod) -> PodView {
+pub fn pod_view(p: &CachedPod) -> PodView {
     PodView {
         name: p.name_any(),
         runner_id: runner::runner_id_of(p),
-        phase: PodPhase::of_runner(p.status.as_ref()),
+        phase: PodPhase::of_runner(&p.status),
         deleting: p.metadata.deletion_timestamp.is_some(),
         created: p
             .metadata
@@ -85,13 +86,7 @@ pub fn pod_view(p: &Pod) -> PodView {
             .as_ref()
             .map(|t| t.0)
             .unwrap_or_else(Timestamp::now),
-        started: p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
-            .and_then(|c| c.last_transition_time.as_ref())
-            .map(|t| t.0),
+        started: p.status.ready_since,
         labels_hash: p.annotations().get(runner::LABELS_HASH_ANNOTATION).cloned(),
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::github::{Runner, RunnerStatus};
 use crate::inventory::GitHubView;
+use crate::pod::cached::RunnerPodStatus;
 
 /// What the planner needs to know of a runner pod.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,18 +51,12 @@ impl PodPhase {
     /// terminated. A sidecar (docker:dind is the common one) keeps the pod
     /// Running after the runner process exits, and a runner that is gone must
     /// be replaced at once rather than after the bootstrap timeout.
-    pub fn of_runner(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Self {
-        let phase = Self::from_status(status.and_then(|s| s.phase.as_deref()));
+    pub fn of_runner(status: &RunnerPodStatus) -> Self {
+        let phase = Self::from_status(status.phase.as_deref());
         if matches!(phase, PodPhase::Succeeded | PodPhase::Failed) {
             return phase;
         }
-        let exit_code = status
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|c| c.iter().find(|c| c.name == crate::runner::RUNNER_CONTAINER))
-            .and_then(|c| c.state.as_ref())
-            .and_then(|state| state.terminated.as_ref())
-            .map(|terminated| terminated.exit_code);
-        match exit_code {
+        match status.runner_exit_code {
             Some(0) => PodPhase::Succeeded,
             Some(_) => PodPhase::Failed,
             None => phase,
@@ -612,8 +607,7 @@ mod tests {
 
     #[test]
     fn a_terminated_runner_container_ends_the_runner_while_a_sidecar_runs() {
-        use k8s_openapi::api::core::v1::PodStatus;
-        let status = |runner_state: &str| -> PodStatus {
+        let status = |runner_state: &str| -> RunnerPodStatus {
             serde_json::from_value(serde_json::json!({
                 "phase": "Running",
                 "containerStatuses": [
@@ -625,7 +619,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let of = |s: &str| PodPhase::of_runner(Some(&status(s)));
+        let of = |s: &str| PodPhase::of_runner(&status(s));
         assert_eq!(of(r#"{"running": {}}"#), PodPhase::Running);
         assert_eq!(
             of(r#"{"terminated": {"exitCode": 0}}"#),
@@ -635,8 +629,11 @@ mod tests {
         assert_eq!(of(r#"{"waiting": {}}"#), PodPhase::Running);
         let mut finished = status(r#"{"running": {}}"#);
         finished.phase = Some("Failed".into());
-        assert_eq!(PodPhase::of_runner(Some(&finished)), PodPhase::Failed);
-        assert_eq!(PodPhase::of_runner(None), PodPhase::Pending);
+        assert_eq!(PodPhase::of_runner(&finished), PodPhase::Failed);
+        assert_eq!(
+            PodPhase::of_runner(&RunnerPodStatus::default()),
+            PodPhase::Pending
+        );
     }
 
     #[test]

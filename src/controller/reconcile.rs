@@ -228,7 +228,7 @@ async fn delete_unused_job_pod_templates(pool: &RunnerPool, ctx: &Context) {
         return;
     }
     let pods = pool_pods(pool, ctx);
-    let mut keep = job_pod_template::in_use(pods.iter().map(|p| p.as_ref()));
+    let mut keep = job_pod_template::in_use(pods.iter().map(|p| &p.metadata));
     keep.extend(job_pod_template::config_map_name(pool));
     let namespace = pool.namespace().unwrap_or_default();
     if let Err(e) =

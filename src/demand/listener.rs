@@ -14,9 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::pod::cached::CachedPod;
 use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -47,7 +47,7 @@ pub struct Listener {
     pub pool: Arc<RunnerPool>,
     /// Sent the pool whenever its figures changed: it is reconciled at once.
     pub wake: UnboundedSender<ObjectRef<RunnerPool>>,
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     /// The scope's shared view of GitHub's runners: a runner a job started
     /// on is busy there at once, until the next list says so itself.
     pub inventory: Arc<ScopeInventory>,

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::pod::cached::CachedPod;
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -49,7 +49,7 @@ pub async fn route_jobs(
     mut events: Receiver<JobEvent>,
     demand: Arc<WebhookDemand>,
     pools: Store<RunnerPool>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     ctx: Arc<Context>,
     trigger: UnboundedSender<ObjectRef<RunnerPool>>,
 ) {
@@ -159,7 +159,7 @@ pub fn wake(
 }
 
 /// Records the job on its runner's pod (see [`crate::pod::job`]).
-fn record_on_pod(event: &JobEvent, pods: &Store<Pod>, ctx: &Arc<Context>) {
+fn record_on_pod(event: &JobEvent, pods: &Store<CachedPod>, ctx: &Arc<Context>) {
     if let Some(id) = event.runner_id {
         let annotations = job::job_annotations(event, Timestamp::now());
         job::record_on_pod(
@@ -286,7 +286,7 @@ fn candidate(pool: &RunnerPool, queued: &HashMap<String, u32>) -> Option<Candida
 
 /// The UID of the pool whose pod runs runner `id` (named `name`): its
 /// pool-UID label, or the ownerReference of pods made before that label.
-fn runner_pool(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<String> {
+fn runner_pool(pods: &Store<CachedPod>, id: u64, name: Option<&str>) -> Option<String> {
     let pod = job::runner_pod(pods, id, name)?;
     if let Some(pool_uid) = runner::pool_uid_of(pod.as_ref()) {
         return Some(pool_uid.to_string());

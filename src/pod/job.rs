@@ -14,6 +14,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use tracing::debug;
 
+use super::cached::CachedPod;
 use crate::runner::{self, POOL_LABEL};
 use crate::scaleset::JobInfo;
 use crate::webhook::payload::{JobAction, JobEvent};
@@ -105,7 +106,7 @@ fn annotations<const N: usize>(values: [(&str, Option<String>); N]) -> BTreeMap<
 }
 
 /// The pod of runner `id` (named `name`, when known), from the pod cache.
-pub fn runner_pod(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<Arc<Pod>> {
+pub fn runner_pod(pods: &Store<CachedPod>, id: u64, name: Option<&str>) -> Option<Arc<CachedPod>> {
     pods.state().into_iter().find(|p| {
         runner::runner_id_of(p.as_ref()) == Some(id)
             && name.is_none_or(|n| p.name_any() == n)
@@ -117,7 +118,7 @@ pub fn runner_pod(pods: &Store<Pod>, id: u64, name: Option<&str>) -> Option<Arc<
 /// of its own: whoever learnt of the job never waits for the API server.
 pub fn record_on_pod(
     client: &kube::Client,
-    pods: &Store<Pod>,
+    pods: &Store<CachedPod>,
     id: u64,
     name: Option<&str>,
     annotations: BTreeMap<String, String>,

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -79,10 +79,16 @@ pub fn job_pod_template_config_map(pool: &RunnerPool) -> Option<ConfigMap> {
     })
 }
 
-/// The template ConfigMaps that `pods` mount, by their annotation.
-pub fn in_use<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet<String> {
+/// The template ConfigMaps that pods mount, by the annotation in their
+/// metadata.
+pub fn in_use<'a>(pods: impl IntoIterator<Item = &'a ObjectMeta>) -> BTreeSet<String> {
     pods.into_iter()
-        .filter_map(|p| p.annotations().get(JOB_POD_TEMPLATE_ANNOTATION).cloned())
+        .filter_map(|p| {
+            p.annotations
+                .as_ref()?
+                .get(JOB_POD_TEMPLATE_ANNOTATION)
+                .cloned()
+        })
         .collect()
 }
 

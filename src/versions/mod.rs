@@ -17,10 +17,10 @@ use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
 
 use crate::crd::RunnerVersionStatus;
 use crate::github::{RunnerDownload, Scope};
+use crate::pod::cached::CachedPod;
 
 pub mod pool;
 pub mod releases;
@@ -138,13 +138,8 @@ pub fn newest_release(downloads: &[RunnerDownload]) -> Option<RunnerVersion> {
 }
 
 /// Whether the pod's `runner` container ended with the "deprecated" exit code.
-pub fn exited_deprecated(pod: &Pod) -> bool {
-    pod.status
-        .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter(|c| c.name == "runner")
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
-        .any(|t| t.exit_code == DEPRECATED_EXIT_CODE)
+pub fn exited_deprecated(pod: &CachedPod) -> bool {
+    pod.status.runner_exit_code == Some(DEPRECATED_EXIT_CODE)
 }
 
 /// A release and when this operator first saw GitHub serve it as the newest.
@@ -377,7 +372,7 @@ mod tests {
 
     #[test]
     fn exit_code_seven_is_deprecated_only_for_the_runner_container() {
-        let pod = |name: &str, code: i32| -> Pod {
+        let pod = |name: &str, code: i32| -> CachedPod {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "p"},
                 "status": {"containerStatuses": [{
@@ -390,7 +385,7 @@ mod tests {
         assert!(exited_deprecated(&pod("runner", 7)));
         assert!(!exited_deprecated(&pod("runner", 1)));
         assert!(!exited_deprecated(&pod("sidecar", 7)));
-        assert!(!exited_deprecated(&Pod::default()));
+        assert!(!exited_deprecated(&CachedPod::default()));
     }
 
     /// A fake GitHub with organization `acme`, and a client for it.
