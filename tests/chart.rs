@@ -405,7 +405,7 @@ fn the_delivery_log_is_read_with_its_mounted_credentials() {
     };
     let webhook = "webhook.enabled=true,webhook.secret.name=gh-webhook";
     let on = format!(
-        "{webhook},webhook.deliveryLog.hooks={{orgs/acme/hooks/12,app}},webhook.deliveryLog.secretName=hook-log,webhook.deliveryLog.apiUrl=https://ghe.example.com/api/v3"
+        "{webhook},webhook.deliveryLog.hooks={{orgs/acme/hooks/12,app}},webhook.deliveryLog.secretName=hook-log,webhook.deliveryLog.apiUrl=https://ghe.example.com/api/v3,webhook.deliveryLog.intervalSeconds=3"
     );
     let out = expect_success("helm template", &template(&on));
     let deployment: Deployment = serde_yaml::from_str(&out).expect("a Deployment");
@@ -415,6 +415,7 @@ fn the_delivery_log_is_read_with_its_mounted_credentials() {
         "--webhook-delivery-log=orgs/acme/hooks/12,app",
         "--webhook-delivery-log-credentials=/etc/runnerpool/delivery-log",
         "--webhook-delivery-log-api-url=https://ghe.example.com/api/v3",
+        "--webhook-delivery-log-interval-seconds=3",
     ] {
         assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
     }

@@ -755,8 +755,13 @@ async fn a_window_scales_the_pool_up_when_it_opens() {
     );
     env.wait_for_online_runners("ci", 1, Duration::from_secs(200))
         .await;
-    let status = env.pools().get("ci").await.unwrap().status.unwrap();
-    let schedule = status.schedule.unwrap();
+    // Status is written at the end of a pass, which on a loaded machine can
+    // come after the runner is online: wait for it, as for the runner.
+    let schedule = wait_for("the open window in status", T, || async {
+        let schedule = env.pools().get("ci").await.ok()?.status?.schedule?;
+        (!schedule.active_windows.is_empty()).then_some(schedule)
+    })
+    .await;
     assert_eq!(schedule.active_windows.len(), 1);
     assert_eq!(schedule.effective_min_runners, 1);
 }

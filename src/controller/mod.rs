@@ -259,11 +259,10 @@ pub async fn run(
     if let Some((log, sender)) = recovery {
         // From the moment this replica acts: what failed while no leader
         // answered is taken first.
-        let every = ctx.settings.github_sync_interval;
         let metrics = ctx.metrics.clone();
-        background.0.push(tokio::spawn(webhook::recovery::run(
-            log, sender, every, metrics,
-        )));
+        background
+            .0
+            .push(tokio::spawn(webhook::recovery::run(log, sender, metrics)));
     }
     background
         .0

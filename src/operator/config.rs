@@ -161,8 +161,8 @@ pub struct Config {
     pub queued_job_check_seconds: u64,
 
     /// Webhooks whose delivery log is read on becoming leader and every
-    /// sync interval, to take the `workflow_job` deliveries that never
-    /// arrived (failed, or sent while no leader answered):
+    /// --webhook-delivery-log-interval-seconds, to take the `workflow_job`
+    /// deliveries that never arrived (failed, or sent while no leader answered):
     /// `orgs/ORG/hooks/ID`, `repos/OWNER/REPO/hooks/ID` or `app` (the GitHub
     /// App's own webhook), comma-separated. Needs --webhook-listen and
     /// --webhook-delivery-log-credentials.
@@ -185,6 +185,18 @@ pub struct Config {
         default_value = "https://api.github.com"
     )]
     pub webhook_delivery_log_api_url: String,
+
+    /// Seconds between two reads of the delivery log: how long a lost
+    /// delivery waits at most. A read whose first page did not change is
+    /// answered 304 and costs no rate limit; while deliveries flow, one
+    /// call per hook per interval.
+    #[arg(
+        long,
+        env = "RUNNERPOOL_WEBHOOK_DELIVERY_LOG_INTERVAL_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_delivery_log_interval_seconds: u64,
 
     /// Label the job metrics (queue wait, duration, results) with the job's
     /// repository too. Off: per pool only.

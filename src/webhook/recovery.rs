@@ -4,8 +4,10 @@
 //! (a restart, a failover, an upgrade, a standby's 503, a network hiccup).
 //!
 //! Each configured hook's log is read when this replica starts leading (back
-//! [`FIRST_LOOKBACK`], GitHub's limit for a job to wait) and then every sync
-//! interval (back to a little before the last pass that succeeded). A
+//! [`FIRST_LOOKBACK`], GitHub's limit for a job to wait) and then every few
+//! seconds (back to a little before the last pass that succeeded). The
+//! first page is read conditionally: while nothing was delivered GitHub
+//! answers 304, which costs no rate limit. A
 //! `workflow_job` delivery whose GUID never got a 2xx answer and that this
 //! process has not taken yet is read (`GET …/deliveries/{id}`) and handed to
 //! routing as if it had just arrived, oldest first. Duplicates are harmless:
@@ -138,6 +140,8 @@ pub struct DeliveryLog {
     pub api: Arc<dyn WebhookDeliveriesApi>,
     pub hooks: Vec<HookRef>,
     pub credentials_dir: PathBuf,
+    /// How often the log is read (--webhook-delivery-log-interval-seconds).
+    pub every: Duration,
 }
 
 /// The GUIDs already taken from the log, bounded (oldest forgotten first).
@@ -190,13 +194,9 @@ fn to_take<'a>(listed: &'a [DeliverySummary], taken: &Taken) -> Vec<&'a Delivery
     take
 }
 
-/// Reads the log every `every` until the task ends (with the controller).
-pub async fn run(
-    log: DeliveryLog,
-    events: Sender<JobEvent>,
-    every: Duration,
-    metrics: Arc<Metrics>,
-) {
+/// Reads the log every `log.every` until the task ends (with the controller).
+pub async fn run(log: DeliveryLog, events: Sender<JobEvent>, metrics: Arc<Metrics>) {
+    let every = log.every;
     let mut taken = Taken::default();
     let mut last_read: Vec<Option<Timestamp>> = vec![None; log.hooks.len()];
     info!(hooks = ?log.hooks.iter().map(ToString::to_string).collect::<Vec<_>>(), credentials = %log.credentials_dir.display(), "reading the webhook delivery log for deliveries that did not arrive");
