@@ -10,9 +10,9 @@
 //! The soak runs on a cluster of its own (`target/soak-cluster`): restarting
 //! the API server would disturb other tests sharing a cluster. The operator
 //! runs with the production sync interval (120 s) and reads the webhook's
-//! delivery log (`--webhook-delivery-log`): a job whose webhooks were lost is
-//! served by a warm idle runner or found in the log by the next process or
-//! sync, so the sync interval is part of what is being tested.
+//! delivery log (`--webhook-delivery-log`, read every 5 s by default): a job
+//! whose webhooks were lost is served by a warm idle runner or found in the
+//! log at its next read, so both intervals are part of what is being tested.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
