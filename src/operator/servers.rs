@@ -127,7 +127,7 @@ pub fn delivery_log(
         api,
         hooks: config.webhook_delivery_log.clone(),
         credentials_dir: dir.to_path_buf(),
-        every: Duration::from_secs(config.webhook_delivery_log_interval_seconds.max(1)),
+        every: Duration::from_secs(config.webhook_delivery_log_interval_seconds),
     }))
 }
 

@@ -641,7 +641,6 @@ struct Chaos {
     listener_from: Option<u64>,
     kills: usize,
     evictions: usize,
-    rate_limit_windows: usize,
     /// When each rate-limit window began and ended.
     rate_limited: Vec<(Instant, Instant)>,
     stopped: bool,
@@ -661,7 +660,6 @@ impl Chaos {
             listener_from: None,
             kills: 0,
             evictions: 0,
-            rate_limit_windows: 0,
             rate_limited: Vec::new(),
             stopped: false,
         }
@@ -699,14 +697,13 @@ impl Chaos {
                 duration_secs: Some(secs as f64),
                 retry_after_secs: secs,
                 // 403 and 429 in turn: GitHub answers both.
-                status: if self.rate_limit_windows.is_multiple_of(2) {
+                status: if self.rate_limited.len().is_multiple_of(2) {
                     403
                 } else {
                     429
                 },
                 ..SecondaryLimit::next_requests(0, secs)
             });
-            self.rate_limit_windows += 1;
             let now = Instant::now();
             self.rate_limited
                 .push((now, now + self.soak.rate_limit_window));
@@ -789,7 +786,7 @@ impl Chaos {
         }
         report.kills = self.kills;
         report.evictions = self.evictions;
-        report.rate_limit_windows = self.rate_limit_windows;
+        report.rate_limit_windows = self.rate_limited.len();
         report.apiserver_restarts = usize::from(self.apiserver_done);
         report.apiserver_restart_failed =
             self.soak.apiserver_restart_at.is_some() && !self.apiserver_done;
