@@ -552,9 +552,11 @@ fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) 
     let task = tokio::spawn(async move {
         loop {
             if let Ok(list) = pods.list(&runners).await {
+                let now = Instant::now();
                 let mut seen = record.0.lock().unwrap();
-                seen.0
-                    .extend(list.items.into_iter().filter_map(|p| p.metadata.name));
+                for name in list.items.into_iter().filter_map(|p| p.metadata.name) {
+                    seen.0.entry(name).or_insert((now, now)).1 = now;
+                }
                 seen.1.extend(
                     fake.all_runners()
                         .into_iter()
@@ -568,17 +570,24 @@ fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) 
     (seen, task)
 }
 
-/// Runner pod names seen, runner names seen online.
+/// Runner pods seen (name → first and last seen), runner names seen online.
 #[derive(Clone, Default)]
-struct SeenRunners(Arc<std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>>);
+struct SeenRunners(Arc<std::sync::Mutex<SeenPods>>);
+
+type SeenPods = (BTreeMap<String, (Instant, Instant)>, BTreeSet<String>);
 
 impl SeenRunners {
-    /// Runner pods seen whose runner was never seen online and ran no job.
-    fn never_online(&self, fake: &FakeGitHub) -> usize {
+    /// Runner pods seen whose runner was never seen online and ran no job:
+    /// name, first and last seen.
+    fn never_online(&self, fake: &FakeGitHub) -> Vec<(String, Instant, Instant)> {
         let mut seen = self.0.lock().unwrap();
         seen.1
             .extend(fake.jobs().into_iter().filter_map(|j| j.runner_name));
-        seen.0.difference(&seen.1).count()
+        seen.0
+            .iter()
+            .filter(|(name, _)| !seen.1.contains(*name))
+            .map(|(name, (first, last))| (name.clone(), *first, *last))
+            .collect()
     }
 }
 
@@ -600,7 +609,9 @@ struct Results {
     leftover_pods: usize,
     delete_killed: usize,
     busy_delete_refused: u64,
-    never_online: usize,
+    never_online: Vec<(String, Instant, Instant)>,
+    /// When each workload began, for placing the pods above.
+    marks: Vec<(&'static str, Instant)>,
     jobs: usize,
     calls: BTreeMap<String, u64>,
 }
@@ -613,6 +624,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     side.fake.set_rate_limit(1_000_000);
     let before = side.fake.counters();
     let (seen, seen_task) = watch_runner_pods(side);
+    r.marks.push(("autoscaling pool applied", Instant::now()));
 
     // 1. Scale from zero on webhooks.
     side.apply_autoscaling("auto", sizes.burst as u32).await;
@@ -647,6 +659,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     }
     while added.try_recv().is_ok() {}
     let queued = Instant::now();
+    r.marks.push(("burst queued", queued));
     let jobs = side.queue("auto", sizes.burst);
     let deadline = queued + PHASE_TIMEOUT;
     while r.burst.len() < sizes.burst {
@@ -668,6 +681,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     .await;
     side.delete("auto");
     let start = Instant::now();
+    r.marks.push(("autoscaling pool deleted", start));
     r.auto_deleted = time_until(start, GONE_TIMEOUT, || async {
         side.all_pods().await == 0 && side.registrations("auto").is_empty()
     })
@@ -678,6 +692,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     // 2. A fixed pool: up, replacements, scale-down, deletion.
     let n = sizes.runners;
     let start = Instant::now();
+    r.marks.push(("fixed pool applied", start));
     side.apply_fixed("fixed", n as u32).await;
     r.up = time_until(start, PHASE_TIMEOUT, || async {
         side.online_idle().len() >= n
@@ -691,6 +706,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     })
     .await;
     let finished = Instant::now();
+    r.marks.push(("fixed pool's jobs finished", finished));
     side.finish(&jobs);
     r.jobs += n;
     r.replaced = time_until(finished, PHASE_TIMEOUT, || async {
@@ -707,6 +723,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     let refused_before = side.fake.busy_delete_attempts();
     let (killed, watcher) = watch_for_killed_busy_runners(side);
     let start = Instant::now();
+    r.marks.push(("scale-down", start));
     side.apply_fixed("fixed", sizes.down_to as u32).await;
     r.down = time_until(start, GONE_TIMEOUT, || async {
         side.live_pods().await == sizes.down_to
@@ -716,6 +733,7 @@ async fn run(side: &Side, sizes: &Sizes) -> Results {
     r.down_killed = killed.load(Ordering::SeqCst);
 
     let start = Instant::now();
+    r.marks.push(("fixed pool deleted", start));
     side.delete("fixed");
     tokio::time::sleep(JOBS_AFTER_DELETE).await;
     side.finish(&busy);
@@ -832,7 +850,7 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
         &|r| format!("{} + {}", r.leftover_registrations, r.leftover_pods),
     );
     row("runner pods whose runner never came online", &|r| {
-        r.never_online.to_string()
+        r.never_online.len().to_string()
     });
     row("busy runners killed: scale-down / deletion", &|r| {
         format!("{} / {}", r.down_killed, r.delete_killed)
@@ -882,6 +900,42 @@ fn table(sides: &[(&str, Results)], sizes: &Sizes) {
          simulated, so their own traffic (session, job acquisition, logs) is neither made nor \
          counted, on every side."
     );
+    for (name, r) in sides {
+        never_online_report(name, r);
+    }
+}
+
+/// Where the runner pods whose runner never came online were in the run:
+/// each with the workload it was first seen in and how long it was seen.
+fn never_online_report(side: &str, r: &Results) {
+    if r.never_online.is_empty() {
+        return;
+    }
+    let Some(&(_, zero)) = r.marks.first() else {
+        return;
+    };
+    let at = |t: Instant| t.saturating_duration_since(zero).as_secs_f64();
+    println!("\n{side}: runner pods whose runner never came online, by workload:");
+    let mut by_mark: BTreeMap<usize, Vec<&(String, Instant, Instant)>> = BTreeMap::new();
+    for pod in &r.never_online {
+        let mark = r.marks.iter().rposition(|(_, t)| *t <= pod.1).unwrap_or(0);
+        by_mark.entry(mark).or_default().push(pod);
+    }
+    for (mark, pods) in by_mark {
+        let (what, t) = r.marks[mark];
+        println!(
+            "- {} first seen after \"{what}\" ({:.1} s):",
+            pods.len(),
+            at(t)
+        );
+        for (name, first, last) in pods.iter().take(10) {
+            println!(
+                "  - {name}: seen from {:.1} s to {:.1} s",
+                at(*first),
+                at(*last)
+            );
+        }
+    }
 }
 
 /// Whether `endpoint` (the fake's name of it) is one of the Actions service's

@@ -8,17 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::demand::scale_set::ScaleSets;
+use crate::kit::events::{EventType, Recorder};
 use crate::scaleset::HttpSettings;
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::PartialObjectMeta;
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use tokio::sync::Notify;
 
-use super::index::PoolIndex;
+use super::index::{PoolIndex, SecretEntry};
 use super::memory::{Leftovers, Memory};
 use crate::RunnerPool;
 use crate::demand::PoolDemand;
@@ -83,10 +81,10 @@ pub struct Context {
     pub github: Arc<dyn GitHubConnector>,
     pub settings: Settings,
     pub pods: Store<CachedPod>,
-    pub secrets: Store<PartialObjectMeta<Secret>>,
     /// The caches' pods and Secrets by pool.
     pub pod_index: Arc<PoolIndex>,
-    pub secret_index: Arc<PoolIndex>,
+    /// Runner Secrets: the index is all that is kept of them.
+    pub secret_index: Arc<PoolIndex<SecretEntry>>,
     pub recorder: Recorder,
     pub memory: Memory,
     /// Each pool's failures in a row and the problem last announced.
@@ -150,7 +148,7 @@ impl Context {
         }
         let ready = async {
             store_ready(&self.pods).await;
-            store_ready(&self.secrets).await;
+            self.secret_index.listed().await;
         };
         tokio::time::timeout(Duration::from_secs(60), ready)
             .await

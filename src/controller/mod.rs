@@ -47,7 +47,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -65,6 +64,7 @@ use crate::github::GitHubConnector;
 use crate::inventory::Inventories;
 use crate::kit::bound::finalize_within;
 use crate::kit::error::Error;
+use crate::kit::events::Recorder;
 use crate::kit::retry;
 use crate::metrics::Metrics;
 use crate::pod::cached::{self, CachedPod};
@@ -100,6 +100,8 @@ fn error_policy(pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Acti
     retry::error_policy(pool.as_ref(), error, &ctx.attempts)
 }
 
+/// Where `kubectl apply` (client-side) keeps the last object it applied.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The pool a runner pod or Secret belongs to, by its labels: runner pods
 /// carry no ownerReference to their pool (see [`crate::runner::POOL_UID_LABEL`]).
 fn pool_of<K: Resource>(object: K) -> Option<ObjectRef<RunnerPool>> {
@@ -161,23 +163,16 @@ pub async fn run(
     })
     .touched_objects()
     .default_backoff();
-    let (secret_store, secret_writer) = reflector::store();
-    let secret_index = Arc::new(index::PoolIndex::default());
-    let secret_events = reflector::reflector(
-        secret_writer,
-        watcher(secrets, managed).modify(|s| s.managed_fields_mut().clear()),
-    )
-    .inspect_ok({
-        let index = secret_index.clone();
-        move |event| index.observe(event)
-    })
-    .touched_objects()
-    .default_backoff();
+    // No store of Secrets: the index keeps what is read of them.
+    let secret_index = Arc::new(index::PoolIndex::of_secrets());
+    let secret_events = watcher(secrets, managed)
+        .inspect_ok({
+            let index = secret_index.clone();
+            move |event| index.observe(event)
+        })
+        .touched_objects()
+        .default_backoff();
 
-    let reporter = Reporter {
-        controller: "runnerpool-operator".to_string(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     // Pools whose demand changed (a queued job, a scale set's message) are
     // reconciled at once.
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
@@ -200,12 +195,11 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         releases: LatestReleases::new(settings.runner_version_refresh),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone()),
         client,
         github,
         settings,
         pods: pod_store.clone(),
-        secrets: secret_store.clone(),
         pod_index,
         secret_index,
         memory: Memory::default(),
@@ -221,12 +215,16 @@ pub async fn run(
         wake: trigger.clone(),
     });
 
-    // Pools are cached without their managed fields: nothing reads them, and
-    // as JSON trees they outweigh the rest of a pool many times over.
+    // Pools are cached without their managed fields and without the copy of
+    // themselves `kubectl apply` keeps in an annotation: nothing reads them,
+    // and they outweigh the rest of a pool many times over.
     let (pool_store, pool_writer) = reflector::store();
     let pool_events = reflector::reflector(
         pool_writer,
-        watcher(pools, watcher::Config::default()).modify(|p| p.managed_fields_mut().clear()),
+        watcher(pools, watcher::Config::default()).modify(|p| {
+            p.managed_fields_mut().clear();
+            p.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+        }),
     )
     .applied_objects();
     let mut controller = Controller::for_stream(pool_events, pool_store.clone()).with_config(
@@ -267,10 +265,11 @@ pub async fn run(
     background
         .0
         .push(tokio::spawn(sweep::run(ctx.clone(), pool_store.clone())));
+    let secrets_listed = ctx.clone();
     tokio::spawn(async move {
         store_ready(&pool_store).await;
         store_ready(&pod_store).await;
-        store_ready(&secret_store).await;
+        secrets_listed.secret_index.listed().await;
         info!("watch caches synced");
         ready.store(true, Ordering::Relaxed);
     });

@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::context::{Context, uid};
+use super::index::SecretEntry;
 use super::plan::{self, Inputs, PodPhase, PodView, SecretView};
 use super::scale_set;
 use super::scaling::scaling;
@@ -30,13 +30,13 @@ pub fn observe(pool: &RunnerPool, ctx: &Context) -> (Vec<PodView>, Vec<SecretVie
     let name = pool.name_any();
     let pods = pool_pods(pool, ctx).iter().map(|p| pod_view(p)).collect();
     // Through the per-pool indexes: O(the pool's objects), not the cache's.
+    let pool_uid = uid(pool);
     let secrets = ctx
         .secret_index
-        .names(&ns, &name)
+        .entries(&ns, &name)
         .into_iter()
-        .filter_map(|n| ctx.secrets.get(&ObjectRef::new(&n).within(&ns)))
-        .filter(|s| is_pools(pool, &s.metadata))
-        .map(|s| secret_view(&s))
+        .filter(|(_, s)| s.is_pools(&pool_uid))
+        .map(|(name, s)| secret_view(name, &s))
         .collect();
     (pods, secrets)
 }
@@ -92,10 +92,10 @@ pub fn pod_view(p: &CachedPod) -> PodView {
 }
 
 /// What the planner needs of a runner Secret.
-pub fn secret_view(s: &kube::api::PartialObjectMeta<Secret>) -> SecretView {
+pub fn secret_view(name: String, s: &SecretEntry) -> SecretView {
     SecretView {
-        name: s.name_any(),
-        runner_id: runner::runner_id_of(s),
+        name,
+        runner_id: s.runner_id,
     }
 }
 

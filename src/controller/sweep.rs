@@ -56,11 +56,11 @@ async fn sweep(ctx: &Context, pools: &Store<RunnerPool>) {
             entry.1.push(pod_view(&pod));
         }
     }
-    for secret in ctx.secrets.state() {
-        if let Some(uid) = pool_uid_of(secret.as_ref()).filter(|u| !live.contains(*u)) {
+    for (namespace, name, secret) in ctx.secret_index.all() {
+        if let Some(uid) = secret.pool_uid.as_deref().filter(|u| !live.contains(*u)) {
             let entry = left.entry(uid.to_string()).or_default();
-            entry.0 = secret.namespace().unwrap_or_default();
-            entry.2.push(secret_view(&secret));
+            entry.0 = namespace;
+            entry.2.push(secret_view(name, &secret));
         }
     }
     for (uid, leftover) in ctx.leftovers.all() {

@@ -52,7 +52,7 @@ pub struct Listener {
     /// on is busy there at once, until the next list says so itself.
     pub inventory: Arc<ScopeInventory>,
     pub metrics: Arc<Metrics>,
-    pub recorder: kube::runtime::events::Recorder,
+    pub recorder: crate::kit::events::Recorder,
     /// `X-ScaleSetMaxCapacity`: the pool's maxRunners.
     pub max_capacity: u32,
     /// The session owner the service shows (this replica's name).

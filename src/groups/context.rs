@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::kit::events::Recorder;
 use kube::Client;
-use kube::runtime::events::Recorder;
 
 use super::access::IdCache;
 use crate::controller::Settings;

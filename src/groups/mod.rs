@@ -18,7 +18,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 
 use context::Context;
 use kube::runtime::finalizer::Event as FinalizerEvent;
@@ -31,6 +30,7 @@ use crate::crd::RunnerGroup;
 use crate::github::GitHubConnector;
 use crate::kit::bound::finalize_within;
 use crate::kit::error::Error;
+use crate::kit::events::Recorder;
 use crate::kit::retry::{self, Attempts};
 
 pub const FINALIZER: &str = "actions.runnerpool.dev/runner-group";
@@ -66,12 +66,8 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let reporter = Reporter {
-        controller: "runnerpool-operator".to_string(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone()),
         client,
         github,
         settings,

@@ -6,15 +6,20 @@
 //! are never held: a `Pod` is 2.4 KB before any of its strings, this a sixth
 //! of that, which is most of the cache of thousands of runners.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
+
 use kube::api::ObjectMeta;
 use serde::Deserialize;
 
-use crate::runner::RUNNER_CONTAINER;
+use crate::pod::job_pod_template::JOB_POD_TEMPLATE_ANNOTATION;
+use crate::runner::{
+    LABELS_HASH_ANNOTATION, POOL_LABEL, POOL_UID_LABEL, RUNNER_CONTAINER, RUNNER_ID_LABEL,
+};
 
 /// A runner pod as the watch cache keeps it (read through an
 /// `Api<CachedPod>`, which lists and watches pods).
@@ -59,7 +64,51 @@ impl k8s_openapi::Metadata for CachedPod {
 
 /// Drops what the operator does not read of a cached pod's metadata.
 pub fn trim(pod: &mut CachedPod) {
-    pod.managed_fields_mut().clear();
+    trim_meta(&mut pod.metadata);
+}
+
+/// Keeps of a runner pod's metadata only what the operator reads: the name,
+/// namespace, creation and deletion times, the labels saying whose runner it
+/// is, and the annotations it wrote for itself (the labels hash, the job pod
+/// template). A template's own labels and annotations, the job annotations
+/// put on busy runners, UID, resource version and managed fields are never
+/// read back, and with thousands of runners are megabytes. Owner references
+/// are kept only on a pod without the pool-UID label (made by an older
+/// operator: its pool is known by them).
+fn trim_meta(meta: &mut ObjectMeta) {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(POOL_UID_LABEL));
+    let kept = ObjectMeta {
+        owner_references: if labelled {
+            None
+        } else {
+            meta.owner_references.take()
+        },
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        creation_timestamp: meta.creation_timestamp.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        labels: only(
+            meta.labels.take(),
+            &[POOL_LABEL, POOL_UID_LABEL, RUNNER_ID_LABEL],
+        ),
+        annotations: only(
+            meta.annotations.take(),
+            &[LABELS_HASH_ANNOTATION, JOB_POD_TEMPLATE_ANNOTATION],
+        ),
+        ..ObjectMeta::default()
+    };
+    *meta = kept;
+}
+
+fn only(map: Option<BTreeMap<String, String>>, keys: &[&str]) -> Option<BTreeMap<String, String>> {
+    let kept: BTreeMap<String, String> = map?
+        .into_iter()
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .collect();
+    (!kept.is_empty()).then_some(kept)
 }
 
 // The parts of a pod's status on the wire that are read; serde skips the rest
@@ -126,6 +175,7 @@ impl From<Option<StatusWire>> for RunnerPodStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     fn cached(json: serde_json::Value) -> CachedPod {
         serde_json::from_value(json).unwrap()
@@ -137,8 +187,19 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
                 "name": "ci-abc", "namespace": "ns",
-                "labels": {"actions.runnerpool.dev/runner-id": "42"},
-                "annotations": {"actions.runnerpool.dev/labels-hash": "h"},
+                "labels": {
+                    "actions.runnerpool.dev/runner-id": "42",
+                    "actions.runnerpool.dev/pool-uid": "p",
+                    "app.kubernetes.io/managed-by": "runnerpool-operator",
+                    "team": "infra"
+                },
+                "annotations": {
+                    "actions.runnerpool.dev/labels-hash": "h",
+                    "actions.runnerpool.dev/job-repository": "acme/app",
+                    "note": "kept by the template"
+                },
+                "uid": "u", "resourceVersion": "7",
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u2"}],
                 "creationTimestamp": "2026-12-07T00:00:00Z",
                 "managedFields": [{"manager": "x"}]
             },
@@ -168,10 +229,42 @@ mod tests {
             }
         );
         assert_eq!(pod.name_any(), "ci-abc");
-        assert_eq!(pod.labels().len(), 1);
-        assert_eq!(pod.annotations().len(), 1);
+        assert_eq!(pod.namespace().as_deref(), Some("ns"));
+        assert_eq!(
+            pod.labels().keys().collect::<Vec<_>>(),
+            [POOL_UID_LABEL, RUNNER_ID_LABEL]
+        );
+        assert_eq!(
+            pod.annotations().keys().collect::<Vec<_>>(),
+            [LABELS_HASH_ANNOTATION]
+        );
         assert!(pod.metadata.creation_timestamp.is_some());
-        assert!(pod.metadata.managed_fields.is_none_or(|m| m.is_empty()));
+        assert_eq!(
+            pod.metadata,
+            ObjectMeta {
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                creation_timestamp: pod.metadata.creation_timestamp.clone(),
+                labels: pod.metadata.labels.clone(),
+                annotations: pod.metadata.annotations.clone(),
+                ..ObjectMeta::default()
+            },
+            "nothing else is kept"
+        );
+    }
+
+    #[test]
+    fn a_pod_without_the_pool_uid_label_keeps_its_owners() {
+        let mut pod = cached(serde_json::json!({
+            "metadata": {
+                "name": "p",
+                "labels": {"actions.runnerpool.dev/pool": "ci"},
+                "ownerReferences": [{"apiVersion": "actions.runnerpool.dev/v1alpha1", "kind": "RunnerPool",
+                                     "name": "ci", "uid": "u", "controller": true}]
+            }
+        }));
+        trim(&mut pod);
+        assert_eq!(pod.owner_references().len(), 1);
     }
 
     #[test]

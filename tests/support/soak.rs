@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use fake_github::{Fault, JobStatus, Scope, SecondaryLimit};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -38,6 +38,9 @@ const POOLS: [(&str, &str); 2] = [("soak-a", "blue"), ("soak-b", "green")];
 const MAX_RUNNERS: u32 = 40;
 const IDLE_RUNNERS: u32 = 2;
 const TICK: Duration = Duration::from_millis(200);
+/// Jobs outside the faults that waited longer than this are listed, with
+/// what happened during their wait.
+const SLOW: Duration = Duration::from_secs(5);
 
 /// What one soak does.
 #[derive(Clone, Debug)]
@@ -128,6 +131,9 @@ pub struct Report {
     pub outside_faults_p50: Duration,
     pub outside_faults_p99: Duration,
     pub outside_faults_jobs: usize,
+    /// The jobs of `outside_faults` that waited longer than [`SLOW`],
+    /// slowest first.
+    pub slow_jobs: Vec<SlowJob>,
     pub apiserver_down: Duration,
     pub peak_rss_mib: f64,
     pub kills: usize,
@@ -280,9 +286,81 @@ impl Report {
         for (what, value) in rows {
             println!("| {what} | {value} |");
         }
+        if !self.slow_jobs.is_empty() {
+            let n = self.slow_jobs.len();
+            let count =
+                |f: &dyn Fn(&SlowJob) -> bool| self.slow_jobs.iter().filter(|j| f(j)).count();
+            println!(
+                "\nJobs outside the faults that waited over {} s: {n}; with their queued webhook lost: {}; \
+                 with a SIGKILL restart in their wait: {}; with a failed generate-jitconfig in their wait: {}; \
+                 with an eviction in their wait: {}; with none of these: {}\n",
+                SLOW.as_secs(),
+                count(&|j| j.queued_webhook_lost),
+                count(&|j| j.kills > 0),
+                count(&|j| j.jit_failures > 0),
+                count(&|j| j.evictions > 0),
+                count(&|j| !j.queued_webhook_lost
+                    && j.kills == 0
+                    && j.jit_failures == 0
+                    && j.evictions == 0),
+            );
+            println!("| job | queued at | waited | during its wait |");
+            println!("| --- | --- | --- | --- |");
+            for j in self.slow_jobs.iter().take(20) {
+                println!(
+                    "| {} | {:.1} s | {} | {} |",
+                    j.id,
+                    j.queued_at.as_secs_f64(),
+                    ms(j.waited),
+                    j.causes()
+                );
+            }
+        }
         println!("\noperator log: {}", self.log);
         for failure in self.failures() {
             println!("INVARIANT BROKEN: {failure}");
+        }
+    }
+}
+
+/// A job outside the faults that waited longer than [`SLOW`], and what
+/// happened while it waited.
+#[derive(Debug)]
+pub struct SlowJob {
+    pub id: u64,
+    /// Since the soak began.
+    pub queued_at: Duration,
+    pub waited: Duration,
+    /// Its `queued` webhook did not reach the operator (dropped, or sent
+    /// while no process listened): only the delivery log tells of it.
+    pub queued_webhook_lost: bool,
+    /// Operator SIGKILLs from a second before it was queued to its start.
+    pub kills: usize,
+    /// `generate-jitconfig` requests answered 5xx or cut, in its wait.
+    pub jit_failures: usize,
+    /// Runner pods evicted in its wait.
+    pub evictions: usize,
+}
+
+impl SlowJob {
+    fn causes(&self) -> String {
+        let mut c = vec![];
+        if self.queued_webhook_lost {
+            c.push("queued webhook lost".to_string());
+        }
+        if self.kills > 0 {
+            c.push(format!("{} SIGKILL restart(s)", self.kills));
+        }
+        if self.jit_failures > 0 {
+            c.push(format!("{} failed generate-jitconfig", self.jit_failures));
+        }
+        if self.evictions > 0 {
+            c.push(format!("{} eviction(s)", self.evictions));
+        }
+        if c.is_empty() {
+            "none of these".into()
+        } else {
+            c.join(", ")
         }
     }
 }
@@ -361,6 +439,7 @@ pub async fn run(soak: &Soak) -> Report {
     let mut evicted: BTreeSet<u64> = BTreeSet::new();
     let mut rng = rand::rng();
     let start = Instant::now();
+    let start_wall = SystemTime::now();
     let drain_limit = Duration::from_secs(600);
     let mut last_rss = Instant::now();
     loop {
@@ -415,6 +494,29 @@ pub async fn run(soak: &Soak) -> Report {
     // Outcomes of the jobs.
     let fake_jobs: BTreeMap<u64, fake_github::Job> =
         env.fake.jobs().into_iter().map(|j| (j.id, j)).collect();
+    // GitHub's own times of queueing and start, as instants of this clock:
+    // the soak's loop notices a start a tick late, or later while the API
+    // server it also lists pods from is slow.
+    let instant = |t: SystemTime| start + t.duration_since(start_wall).unwrap_or_default();
+    for (id, job) in jobs.iter_mut() {
+        let fake = fake_jobs.get(id);
+        if let Some(q) = fake.and_then(|j| j.queued_at()) {
+            job.queued = instant(q);
+        }
+        if let (Some(_), Some(s)) = (job.started, fake.and_then(|j| j.started_at())) {
+            job.started = Some(instant(s));
+        }
+    }
+    let deliveries = env.fake.webhook_deliveries();
+    let jit_failed: Vec<Instant> = env
+        .fake
+        .request_log()
+        .into_iter()
+        .filter(|r| {
+            r.endpoint.ends_with("/generate-jitconfig") && (r.status >= 500 || r.status == 0)
+        })
+        .map(|r| instant(SystemTime::UNIX_EPOCH + Duration::from_millis(r.at_ms)))
+        .collect();
     let mut latencies = vec![];
     let mut outside_outage = vec![];
     let mut outside_faults = vec![];
@@ -434,6 +536,22 @@ pub async fn run(soak: &Soak) -> Report {
                 outside_outage.push(s - job.queued);
                 if !chaos.rate_limited.iter().copied().any(overlaps) {
                     outside_faults.push(s - job.queued);
+                    if s - job.queued > SLOW {
+                        let within =
+                            |t: &&Instant| **t + Duration::from_secs(1) >= job.queued && **t <= s;
+                        report.slow_jobs.push(SlowJob {
+                            id: *id,
+                            queued_at: job.queued - start,
+                            waited: s - job.queued,
+                            queued_webhook_lost: deliveries
+                                .iter()
+                                .find(|d| d.job_id == *id && d.action == "queued")
+                                .is_none_or(|d| !d.status.is_some_and(|c| (200..300).contains(&c))),
+                            kills: chaos.killed_at.iter().filter(within).count(),
+                            jit_failures: jit_failed.iter().filter(within).count(),
+                            evictions: chaos.evicted_at.iter().filter(within).count(),
+                        });
+                    }
                 }
             }
         }
@@ -442,6 +560,9 @@ pub async fn run(soak: &Soak) -> Report {
     latencies.sort();
     outside_outage.sort();
     outside_faults.sort();
+    report
+        .slow_jobs
+        .sort_by_key(|j| std::cmp::Reverse(j.waited));
     if let Some(&worst) = latencies.last() {
         report.queued_to_started_p50 = percentile(&latencies, 0.5);
         report.queued_to_started_p99 = percentile(&latencies, 0.99);
@@ -641,6 +762,8 @@ struct Chaos {
     listener_from: Option<u64>,
     kills: usize,
     evictions: usize,
+    killed_at: Vec<Instant>,
+    evicted_at: Vec<Instant>,
     /// When each rate-limit window began and ended.
     rate_limited: Vec<(Instant, Instant)>,
     stopped: bool,
@@ -660,6 +783,8 @@ impl Chaos {
             listener_from: None,
             kills: 0,
             evictions: 0,
+            killed_at: Vec::new(),
+            evicted_at: Vec::new(),
             rate_limited: Vec::new(),
             stopped: false,
         }
@@ -671,6 +796,7 @@ impl Chaos {
                 .map(|m| m.len())
                 .unwrap_or(0);
             // SIGKILL, then a new process (as a Deployment would restart it).
+            self.killed_at.push(Instant::now());
             env.operator.restart();
             self.kills += 1;
             self.listener_from = Some(offset);
@@ -687,6 +813,7 @@ impl Chaos {
             if let Some(id) = self.evict_one(env).await {
                 evicted.insert(id);
                 self.evictions += 1;
+                self.evicted_at.push(Instant::now());
             }
         }
         if elapsed >= self.next_rate_limit {

@@ -262,6 +262,18 @@ pub struct Job {
     pub(crate) completed_at: Option<SystemTime>,
 }
 
+impl Job {
+    /// When the job was queued.
+    pub fn queued_at(&self) -> Option<SystemTime> {
+        self.created_at
+    }
+
+    /// When a runner took it.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.started_at
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct RunnerSet {
     pub runners: BTreeMap<u64, Runner>,
