@@ -135,6 +135,11 @@ pub struct Report {
     /// slowest first.
     pub slow_jobs: Vec<SlowJob>,
     pub apiserver_down: Duration,
+    /// From the start of the API server's restart until a pod created after
+    /// it ran again: the scheduler's and kwok's watches recover after the
+    /// API server answers (its authorizer refuses them for a moment, and
+    /// they back off). No operator can start a runner before.
+    pub pods_down: Duration,
     pub peak_rss_mib: f64,
     pub kills: usize,
     pub evictions: usize,
@@ -244,13 +249,14 @@ impl Report {
                 ),
             ),
             (
-                "the same, for jobs whose wait did not overlap the API server restart: jobs / p50 / p99 (the API server was down)",
+                "the same, for jobs whose wait did not overlap the API server restart or the cluster's recovery from it: jobs / p50 / p99 (the API server was down / no pod ran)",
                 format!(
-                    "{} / {} / {} ({})",
+                    "{} / {} / {} ({} / {})",
                     self.outside_outage_jobs,
                     ms(self.outside_outage_p50),
                     ms(self.outside_outage_p99),
-                    ms(self.apiserver_down)
+                    ms(self.apiserver_down),
+                    ms(self.pods_down)
                 ),
             ),
             (
@@ -521,7 +527,11 @@ pub async fn run(soak: &Soak) -> Report {
     let mut outside_outage = vec![];
     let mut outside_faults = vec![];
     let outage = chaos.apiserver_outage();
-    report.apiserver_down = outage.map(|(from, to)| to - from).unwrap_or_default();
+    report.apiserver_down = chaos
+        .apiserver_answering()
+        .map(|(from, to)| to - from)
+        .unwrap_or_default();
+    report.pods_down = outage.map(|(from, to)| to - from).unwrap_or_default();
     for (id, job) in &jobs {
         let conclusion = fake_jobs.get(id).and_then(|j| j.conclusion.clone());
         match (job.started, conclusion.as_deref()) {
@@ -757,6 +767,9 @@ struct Chaos {
     /// When the API server restart began, and when it answered again.
     apiserver_down_from: Option<Instant>,
     apiserver_down_to: Option<Instant>,
+    /// Creates a pod once the API server answers, and returns when it runs.
+    canary: Option<tokio::task::JoinHandle<Instant>>,
+    pods_back: Option<Instant>,
     /// Where in the operator's log to look for the webhook listener of the
     /// process started last, while it is not known yet.
     listener_from: Option<u64>,
@@ -780,6 +793,8 @@ impl Chaos {
             apiserver_done: false,
             apiserver_down_from: None,
             apiserver_down_to: None,
+            canary: None,
+            pods_back: None,
             listener_from: None,
             kills: 0,
             evictions: 0,
@@ -807,6 +822,12 @@ impl Chaos {
             && self.apiserver_down_to.is_none()
         {
             self.apiserver_down_to = Some(Instant::now());
+            self.canary = Some(tokio::spawn(pod_runs(env.pods())));
+        }
+        if self.canary.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(handle) = self.canary.take()
+        {
+            self.pods_back = handle.await.ok();
         }
         if elapsed >= self.next_evict {
             self.next_evict = elapsed + jitter(self.soak.evict_every);
@@ -902,14 +923,23 @@ impl Chaos {
 
     /// From the start of the API server's restart to the moment it answered
     /// again (the restart script waits for that).
-    fn apiserver_outage(&self) -> Option<(Instant, Instant)> {
+    fn apiserver_answering(&self) -> Option<(Instant, Instant)> {
         Some((self.apiserver_down_from?, self.apiserver_down_to?))
+    }
+
+    /// From the start of the API server's restart until a pod ran again.
+    fn apiserver_outage(&self) -> Option<(Instant, Instant)> {
+        let (from, answering) = self.apiserver_answering()?;
+        Some((from, self.pods_back.unwrap_or(answering).max(answering)))
     }
 
     async fn finish(&mut self, report: &mut Report) {
         if let Some(handle) = self.apiserver.take() {
             self.apiserver_done = handle.await.is_ok();
             self.apiserver_down_to.get_or_insert_with(Instant::now);
+        }
+        if let Some(handle) = self.canary.take() {
+            self.pods_back = handle.await.ok();
         }
         report.kills = self.kills;
         report.evictions = self.evictions;
@@ -918,6 +948,37 @@ impl Chaos {
         report.apiserver_restart_failed =
             self.soak.apiserver_restart_at.is_some() && !self.apiserver_done;
     }
+}
+
+/// Creates a pod (not a runner's) and waits until it runs: the moment the
+/// cluster schedules and starts pods again. Deletes it after.
+async fn pod_runs(pods: Api<Pod>) -> Instant {
+    let name = format!("soak-canary-{}", rand::rng().random_range(0..1_000_000));
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "canary", "image": "canary"}]}
+    }))
+    .expect("a pod");
+    let mut created = false;
+    let ran = loop {
+        // Tried again while the API server refuses.
+        if !created {
+            created = match pods.create(&Default::default(), &pod).await {
+                Ok(_) => true,
+                Err(kube::Error::Api(e)) => e.code == 409,
+                Err(_) => false,
+            };
+        }
+        if created
+            && let Ok(p) = pods.get(&name).await
+            && p.status.and_then(|s| s.phase).as_deref() == Some("Running")
+        {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = pods.delete(&name, &DeleteParams::default()).await;
+    ran
 }
 
 /// The `p` quantile of `sorted` (not empty), nearest rank.
