@@ -86,10 +86,7 @@ async fn sigkill_between_mint_and_pod_leaks_nothing_and_spares_busy_runners() {
         // The idle runners' pods go: the operator deregisters and replaces them.
         for pod in env.live_pods("ci").await {
             if runner_id(&pod).is_some_and(|id| !busy.contains(&id)) {
-                let _ = env
-                    .pods()
-                    .delete(&pod.name_any(), &DeleteParams::default())
-                    .await;
+                delete_pod(&env, &pod.name_any()).await;
             }
         }
         // SIGKILL as soon as a new runner is registered on GitHub.
@@ -158,4 +155,19 @@ async fn sigkill_between_mint_and_pod_leaks_nothing_and_spares_busy_runners() {
     }
     assert_eq!(counters.busy_delete_attempts, 0);
     env.assert_no_secret_leaked().await;
+}
+
+/// Deletes pod `name`, again while the API server refuses (a loaded one
+/// may): a deletion that silently did not happen would leave nothing to
+/// replace.
+async fn delete_pod(env: &Env, name: &str) {
+    for _ in 0..50 {
+        match env.pods().delete(name, &DeleteParams::default()).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(e) => eprintln!("deleting pod {name}: {e}; trying again"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("pod {name} could not be deleted");
 }
