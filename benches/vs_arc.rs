@@ -539,15 +539,14 @@ fn watch_for_killed_busy_runners(side: &Side) -> (Arc<AtomicUsize>, tokio::task:
     (killed, task)
 }
 
-/// Records the runner pods seen and the runners seen online (both by name:
-/// every side names a runner after its pod) until aborted; a runner that
-/// came and went between two looks is known by the job it ran
-/// ([`SeenRunners::never_online`]).
+/// Records the runner pods seen (by name: every side names a runner after
+/// its pod) until aborted; whether their runners came online is the fake's
+/// record ([`SeenRunners::never_online`]), which also knows a runner online
+/// for less than the time between two looks.
 fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) {
     let seen = SeenRunners::default();
     let pods = side.pods();
     let runners = ListParams::default().labels(side.runner_pod_label());
-    let fake = side.fake.clone();
     let record = seen.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -555,14 +554,8 @@ fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) 
                 let now = Instant::now();
                 let mut seen = record.0.lock().unwrap();
                 for name in list.items.into_iter().filter_map(|p| p.metadata.name) {
-                    seen.0.entry(name).or_insert((now, now)).1 = now;
+                    seen.entry(name).or_insert((now, now)).1 = now;
                 }
-                seen.1.extend(
-                    fake.all_runners()
-                        .into_iter()
-                        .filter(|r| r.status == RunnerStatus::Online)
-                        .map(|r| r.name),
-                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -570,22 +563,21 @@ fn watch_runner_pods(side: &Side) -> (SeenRunners, tokio::task::JoinHandle<()>) 
     (seen, task)
 }
 
-/// Runner pods seen (name → first and last seen), runner names seen online.
+/// Runner pods seen: name → first and last seen.
 #[derive(Clone, Default)]
-struct SeenRunners(Arc<std::sync::Mutex<SeenPods>>);
-
-type SeenPods = (BTreeMap<String, (Instant, Instant)>, BTreeSet<String>);
+struct SeenRunners(Arc<std::sync::Mutex<BTreeMap<String, (Instant, Instant)>>>);
 
 impl SeenRunners {
-    /// Runner pods seen whose runner was never seen online and ran no job:
-    /// name, first and last seen.
+    /// Runner pods seen whose runner never came online (by the fake's
+    /// record) and ran no job: name, first and last seen.
     fn never_online(&self, fake: &FakeGitHub) -> Vec<(String, Instant, Instant)> {
-        let mut seen = self.0.lock().unwrap();
-        seen.1
-            .extend(fake.jobs().into_iter().filter_map(|j| j.runner_name));
-        seen.0
+        let mut online = fake.runners_came_online();
+        online.extend(fake.jobs().into_iter().filter_map(|j| j.runner_name));
+        self.0
+            .lock()
+            .unwrap()
             .iter()
-            .filter(|(name, _)| !seen.1.contains(*name))
+            .filter(|(name, _)| !online.contains(*name))
             .map(|(name, (first, last))| (name.clone(), *first, *last))
             .collect()
     }

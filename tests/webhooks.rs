@@ -225,20 +225,8 @@ async fn deliveries_during_startup_are_held_not_refused() {
     env.apply_pool(&autoscaling_pool(&env, "ci", &["linux"], 0, 0))
         .await;
     wait_for_ready(&env, "ci").await;
-    let listeners = env.operator.listener_ports("webhook").len();
-    env.operator.restart();
     // Queued the moment the new listener is bound: before its caches sync.
-    let port = wait_for("the new webhook listener", T, || async {
-        env.operator
-            .listener_ports("webhook")
-            .get(listeners)
-            .copied()
-    })
-    .await;
-    env.fake.set_webhook(Some(fake_github::WebhookConfig {
-        url: format!("http://127.0.0.1:{port}/webhook"),
-        secret: Some(SECRET.into()),
-    }));
+    env.restart_operator_with_webhooks(SECRET).await;
     for _ in 0..3 {
         env.fake.queue_job("acme/app", &["linux"]).unwrap();
     }

@@ -65,7 +65,7 @@ use crate::inventory::Inventories;
 use crate::kit::bound::finalize_within;
 use crate::kit::error::Error;
 use crate::kit::events::Recorder;
-use crate::kit::retry;
+use crate::kit::retry::{self, WatchBackoff};
 use crate::metrics::Metrics;
 use crate::pod::cached::{self, CachedPod};
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL};
@@ -162,7 +162,7 @@ pub async fn run(
         move |event| index.observe(event)
     })
     .touched_objects()
-    .default_backoff();
+    .backoff(WatchBackoff::default());
     // No store of Secrets: the index keeps what is read of them.
     let secret_index = Arc::new(index::PoolIndex::of_secrets());
     let secret_events = watcher(secrets, managed)
@@ -171,7 +171,7 @@ pub async fn run(
             move |event| index.observe(event)
         })
         .touched_objects()
-        .default_backoff();
+        .backoff(WatchBackoff::default());
 
     // Pools whose demand changed (a queued job, a scale set's message) are
     // reconciled at once.
@@ -227,10 +227,12 @@ pub async fn run(
         }),
     )
     .applied_objects();
-    let mut controller = Controller::for_stream(pool_events, pool_store.clone()).with_config(
-        kube::runtime::controller::Config::default()
-            .concurrency(ctx.settings.reconcile_concurrency),
-    );
+    let mut controller = Controller::for_stream(pool_events, pool_store.clone())
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.settings.reconcile_concurrency),
+        )
+        .trigger_backoff(WatchBackoff::default());
     controller = controller.reconcile_on(triggered);
     // Tasks that act for this controller end with it, also when its future
     // is dropped (leadership lost): nothing keeps writing behind its back.

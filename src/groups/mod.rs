@@ -31,7 +31,7 @@ use crate::github::GitHubConnector;
 use crate::kit::bound::finalize_within;
 use crate::kit::error::Error;
 use crate::kit::events::Recorder;
-use crate::kit::retry::{self, Attempts};
+use crate::kit::retry::{self, Attempts, WatchBackoff};
 
 pub const FINALIZER: &str = "actions.runnerpool.dev/runner-group";
 
@@ -76,6 +76,7 @@ pub async fn run(
         unreachable_since: Default::default(),
     });
     Controller::new(groups, watcher::Config::default())
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -65,6 +65,47 @@ pub fn retry_delay(error: &Error, streak: u32) -> Duration {
     }
 }
 
+/// The first wait after a watch of the API server fails.
+pub const WATCH_RETRY_MIN: Duration = Duration::from_millis(250);
+
+/// The longest wait between attempts to watch again. kube's default grows to
+/// 30 s, so an API server back from a minute's outage could stay unseen for
+/// half a minute, and the controller's merged trigger stream (pool changes
+/// and demand alike) waits out the same backoff.
+pub const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Backoff for the watches (and a controller's trigger stream): from
+/// [`WATCH_RETRY_MIN`], doubling up to [`WATCH_RETRY_MAX`], jittered; reset
+/// by the first event after an error.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (wait * 2).min(WATCH_RETRY_MAX);
+        Some(jittered(wait))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_MIN;
+    }
+}
+
 /// Each object's failures in a row and the problem last announced, by key
 /// (the object's UID). In memory: a restart starts every streak afresh.
 #[derive(Default)]
@@ -135,6 +176,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_retry_within_two_seconds_and_start_over_after_an_event() {
+        use kube::runtime::utils::Backoff;
+        let mut b = WatchBackoff::default();
+        let waits: Vec<Duration> = b.by_ref().take(6).collect();
+        let bounds = [250, 500, 1000, 2000, 2000, 2000];
+        for (wait, ms) in waits.iter().zip(bounds) {
+            let base = Duration::from_millis(ms);
+            assert!(
+                *wait >= base.mul_f64(0.9) && *wait <= base.mul_f64(1.1),
+                "{wait:?} is not {base:?} jittered"
+            );
+        }
+        b.reset();
+        assert!(b.next().unwrap() <= WATCH_RETRY_MIN.mul_f64(1.1));
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_five_minutes() {

@@ -933,6 +933,29 @@ impl Env {
         }));
         (env, url)
     }
+
+    /// Kills the operator and starts it again, and points the fake's
+    /// `workflow_job` deliveries (signed with `secret`) at the new process's
+    /// webhook listener once it is bound (a new port), before its caches sync.
+    pub async fn restart_operator_with_webhooks(&mut self, secret: &str) {
+        let listeners = self.operator.listener_ports("webhook").len();
+        self.operator.restart();
+        let port = wait_for(
+            "the new webhook listener",
+            Duration::from_secs(30),
+            || async {
+                self.operator
+                    .listener_ports("webhook")
+                    .get(listeners)
+                    .copied()
+            },
+        )
+        .await;
+        self.fake.set_webhook(Some(fake_github::WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/webhook"),
+            secret: Some(secret.into()),
+        }));
+    }
 }
 
 /// `n` PersistentVolumes of StorageClass name `class` (no StorageClass object:

@@ -502,6 +502,11 @@ impl FakeGitHub {
         Ok(self.lock().model.finish_job(job_id, conclusion)?)
     }
 
+    /// Names of the runners that ever came online, removed ones included.
+    pub fn runners_came_online(&self) -> std::collections::HashSet<String> {
+        self.lock().model.came_online.clone()
+    }
+
     pub fn jobs(&self) -> Vec<Job> {
         self.lock().model.jobs.values().cloned().collect()
     }

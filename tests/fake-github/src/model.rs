@@ -2,7 +2,7 @@
 //! GitHub applies to them. Everything here is synchronous and runs under the
 //! one state lock; the HTTP layer only parses requests and formats answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -372,6 +372,9 @@ pub(crate) struct Model {
     pub list_cache: HashMap<ListKey, CachedPage>,
     /// The Actions service side of runner scale sets.
     pub actions: crate::actions::Service,
+    /// Names of the runners that ever came online, removed ones included
+    /// (a benchmark's record; a runner online for a moment is in it too).
+    pub came_online: HashSet<String>,
 }
 
 pub(crate) type ListKey = (ScopeKey, Option<String>, usize, usize);
@@ -403,6 +406,7 @@ impl Model {
             orgs: HashMap::new(),
             repos: HashMap::new(),
             runner_scope: HashMap::new(),
+            came_online: HashSet::new(),
             jobs: BTreeMap::new(),
             queue: VecDeque::new(),
             label_ids: HashMap::new(),
@@ -1328,6 +1332,7 @@ impl Model {
         }
         let out = r.clone();
         if online {
+            self.came_online.insert(out.name.clone());
             self.assign_jobs();
         }
         Ok(self.runner_by_id(id).cloned().unwrap_or(out))
