@@ -232,6 +232,10 @@ pub async fn run(
             kube::runtime::controller::Config::default()
                 .concurrency(ctx.settings.reconcile_concurrency),
         )
+        // Each watch also backs off on its own (above): it then sleeps alone,
+        // and the merged stream, demand triggers included, keeps being polled
+        // (with only this backoff a job queued as the API server came back
+        // waited 2.0 s for its pod, with both 31 ms and 109 ms in two runs).
         .trigger_backoff(WatchBackoff::default());
     controller = controller.reconcile_on(triggered);
     // Tasks that act for this controller end with it, also when its future
