@@ -82,9 +82,14 @@ async fn queue_and_wait_for_pod(env: &Env, n: usize, timeout: Duration) -> Durat
     env.fake
         .queue_job("acme/app", &["self-hosted", "linux"])
         .expect("queueing a job");
-    wait_for("the job's runner pod", timeout, || async {
-        (env.live_pods(POOL).await.len() >= n).then_some(())
-    })
-    .await;
+    while env.live_pods(POOL).await.len() < n {
+        if queued.elapsed() >= timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for runner pod {n}; {}",
+                env.story(40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     queued.elapsed()
 }

@@ -50,7 +50,8 @@ async fn wait_for_ready(env: &Env, pool: &str) {
     env.wait_for_ready(pool, T).await;
 }
 
-/// Waits until `n` jobs run; on timeout, shows what each delivery was answered.
+/// Waits until `n` jobs run; on timeout, shows what each delivery was
+/// answered and the end of the operator's log.
 async fn wait_for_jobs_running(env: &Env, n: usize) {
     let deadline = std::time::Instant::now() + T;
     loop {
@@ -63,18 +64,7 @@ async fn wait_for_jobs_running(env: &Env, n: usize) {
             return;
         }
         if std::time::Instant::now() >= deadline {
-            let answers: Vec<String> = env
-                .fake
-                .webhook_deliveries()
-                .iter()
-                .map(|d| {
-                    format!(
-                        "job {} {}: {:?} {:?}",
-                        d.job_id, d.action, d.status, d.error
-                    )
-                })
-                .collect();
-            panic!("{running} of {n} jobs run after {T:?}; deliveries: {answers:#?}");
+            panic!("{running} of {n} jobs run after {T:?}; {}", env.story(20));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -150,6 +140,46 @@ async fn a_burst_of_jobs_scales_a_pool_from_zero_and_back_to_zero() {
         "queued, in_progress and completed for each job"
     );
     env.assert_no_secret_leaked().await;
+}
+
+/// A job whose delivery comes before any pool fits it (queued, then the pool
+/// applied; or a pool applied just before, which the operator's cache has not
+/// seen yet) gets a runner once a pool that fits is there. A job no pool
+/// fits (a GitHub-hosted one) gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_before_its_pool_exists_gets_a_runner_once_the_pool_is_applied() {
+    let (env, _) = start("early", "120").await;
+    let early = env
+        .fake
+        .queue_job("acme/app", &["self-hosted", "linux"])
+        .unwrap();
+    env.fake.queue_job("acme/app", &["ubuntu-latest"]).unwrap();
+    wait_for("both jobs to be matched to no pool", T, || async {
+        let m = env.metrics().await;
+        (sample(&m, "runnerpool_webhook_unmatched_jobs_total") == 2.0).then_some(())
+    })
+    .await;
+    assert_every_delivery_taken(&env);
+
+    env.apply_pool(&autoscaling_pool(
+        &env,
+        "ci",
+        &["self-hosted", "linux"],
+        0,
+        0,
+    ))
+    .await;
+    wait_for_jobs_running(&env, 1).await;
+    let job = env.fake.job(early).unwrap();
+    assert_eq!(job.status, fake_github::JobStatus::InProgress, "{job:?}");
+    env.wait_for_a_fresh_pass("ci").await;
+    assert_eq!(
+        env.live_pods("ci").await.len(),
+        1,
+        "one runner, for the job"
+    );
+    assert_eq!(env.calls("generate-jitconfig"), 1);
+    assert_eq!(queued_jobs_status(&env, "ci").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

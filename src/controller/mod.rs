@@ -51,6 +51,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Notify;
 use tracing::{info, instrument};
 
 pub use context::{Context, Settings};
@@ -219,6 +220,10 @@ pub async fn run(
     // themselves `kubectl apply` keeps in an annotation: nothing reads them,
     // and they outweigh the rest of a pool many times over.
     let (pool_store, pool_writer) = reflector::store();
+    // Told of every pool event once the cache holds it: queued jobs no pool
+    // matched are matched again when a pool was added or edited.
+    let pools_changed = Arc::new(Notify::new());
+    let changed = pools_changed.clone();
     let pool_events = reflector::reflector(
         pool_writer,
         watcher(pools, watcher::Config::default()).modify(|p| {
@@ -226,7 +231,8 @@ pub async fn run(
             p.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
         }),
     )
-    .applied_objects();
+    .applied_objects()
+    .inspect(move |_| changed.notify_one());
     let mut controller = Controller::for_stream(pool_events, pool_store.clone())
         .with_config(
             kube::runtime::controller::Config::default()
@@ -256,6 +262,7 @@ pub async fn run(
             pod_store.clone(),
             ctx.clone(),
             trigger,
+            pools_changed,
         );
         background.0.push(tokio::spawn(router));
         background.0.push(tokio::spawn(recheck));

@@ -6,6 +6,8 @@
 //! - [`store`]: queued jobs and busy runners learnt from webhooks, per pool;
 //! - [`matching`]: which pool a queued job belongs to (pure, documented rule);
 //! - [`routing`]: applies each webhook event to the store and wakes the pool;
+//! - [`strays`]: queued jobs no pool matched yet, matched again when the
+//!   pools change;
 //! - [`recheck`]: reads jobs queued long (or learnt after a restart) from
 //!   GitHub, the only way besides a delivery that a queued job leaves demand.
 //!
@@ -25,6 +27,7 @@ pub mod recheck;
 pub mod routing;
 pub mod scale_set;
 pub mod store;
+pub mod strays;
 
 /// What a pool's reconcile asks of a source of demand, by the pool's UID.
 pub trait PoolDemand: Send + Sync {

@@ -13,11 +13,13 @@ use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tracing::{debug, info};
 
 use super::matching::{self, Candidate};
 use super::store::WebhookDemand;
+use super::strays::{self, Strays};
 use crate::RunnerPool;
 use crate::connection;
 use crate::controller::context::{Context, store_ready, uid};
@@ -44,7 +46,9 @@ pub struct WebhookFeed {
 }
 
 /// Applies events until the receiver closes; every pool whose demand or busy
-/// runners changed is sent to `trigger` for an immediate reconcile.
+/// runners changed is sent to `trigger` for an immediate reconcile. Queued
+/// jobs no pool matched are matched again when `pools_changed` is notified
+/// (see [`super::strays`]).
 pub async fn route_jobs(
     mut events: Receiver<JobEvent>,
     demand: Arc<WebhookDemand>,
@@ -52,6 +56,7 @@ pub async fn route_jobs(
     pods: Store<CachedPod>,
     ctx: Arc<Context>,
     trigger: UnboundedSender<ObjectRef<RunnerPool>>,
+    pools_changed: Arc<Notify>,
 ) {
     // Deliveries are accepted from the start; they wait here until the pools
     // and runners they name are known, rather than being matched to nothing.
@@ -59,14 +64,34 @@ pub async fn route_jobs(
     let restored = restore(&pools, &demand);
     wake(&pools, &trigger, restored);
     store_ready(&pods).await;
-    while let Some(event) = events.recv().await {
+    let mut strays = Strays::default();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            () = pools_changed.notified(), if !strays.is_empty() => {
+                let touched = match_strays(&mut strays, &pools, &demand, &ctx);
+                wake(&pools, &trigger, touched);
+                continue;
+            }
+        };
         let now = Instant::now();
         let touched: Vec<String> = match event.action {
             JobAction::Waiting => vec![],
-            JobAction::Queued => queued(&event, &pools, &demand, &ctx, now)
-                .into_iter()
-                .collect(),
+            JobAction::Queued => match queued(&event, &pools, &demand, &ctx, now) {
+                Routed::To(pool) => vec![pool],
+                Routed::Known => vec![],
+                Routed::Unmatched => {
+                    ctx.metrics.webhook_unmatched_jobs.inc();
+                    info!(job_id = event.job_id, repository = %event.repository, labels = ?event.labels, "no RunnerPool matches the queued job (yet)");
+                    strays.add(event, now);
+                    vec![]
+                }
+            },
             JobAction::InProgress => {
+                strays.settle(event.job_id);
                 record_on_pod(&event, &pods, &ctx);
                 let runner = event.runner_id.and_then(|id| {
                     runner_pool(&pods, id, event.runner_name.as_deref()).map(|p| (id, p))
@@ -96,6 +121,7 @@ pub async fn route_jobs(
                     .collect()
             }
             JobAction::Completed => {
+                strays.settle(event.job_id);
                 record_on_pod(&event, &pods, &ctx);
                 let ran_on = event
                     .runner_id
@@ -113,6 +139,41 @@ pub async fn route_jobs(
         };
         wake(&pools, &trigger, touched);
     }
+}
+
+/// Offers the unmatched queued jobs to the pools again when these changed;
+/// returns the pools that took some.
+fn match_strays(
+    strays: &mut Strays,
+    pools: &Store<RunnerPool>,
+    demand: &WebhookDemand,
+    ctx: &Context,
+) -> Vec<String> {
+    let now = Instant::now();
+    let mut touched = Vec::new();
+    let shape = strays::shape(&pools.state());
+    let taken = strays.retry(shape, now, |event| {
+        match queued(event, pools, demand, ctx, now) {
+            Routed::To(pool) => {
+                debug!(
+                    job_id = event.job_id,
+                    "queued job matched a pool that came after it"
+                );
+                touched.push(pool);
+                true
+            }
+            Routed::Known => true,
+            Routed::Unmatched => false,
+        }
+    });
+    if taken > 0 {
+        info!(
+            jobs = taken,
+            waiting = strays.len(),
+            "queued jobs no pool matched went to a pool that changed since"
+        );
+    }
+    touched
 }
 
 /// Reads back the queued jobs each pool's status kept (an earlier leader
@@ -211,15 +272,24 @@ fn count_job(event: &JobEvent, pools: &Store<RunnerPool>, ctx: &Context, pool_ui
     }
 }
 
-/// The pool a queued job goes to, by the rule in [`matching`]; `None` (and
-/// counted) when no pool matches, or when the job was already known.
+/// Where a queued job went.
+enum Routed {
+    /// Demand of the pool of this UID.
+    To(String),
+    /// Known already (queued before, or started or completed since).
+    Known,
+    /// No pool matches it.
+    Unmatched,
+}
+
+/// The pool a queued job goes to, by the rule in [`matching`].
 fn queued(
     event: &JobEvent,
     pools: &Store<RunnerPool>,
     demand: &WebhookDemand,
     ctx: &Context,
     now: Instant,
-) -> Option<String> {
+) -> Routed {
     let queued = demand.queued_by_pool(now);
     let candidates: Vec<Candidate<String>> = pools
         .state()
@@ -236,16 +306,17 @@ fn queued(
         labels: &event.labels,
     };
     let Some(chosen) = matching::choose(&job, &candidates) else {
-        ctx.metrics.webhook_unmatched_jobs.inc();
-        info!(job_id = event.job_id, repository = %event.repository, labels = ?event.labels, "no RunnerPool matches the queued job");
-        return None;
+        return Routed::Unmatched;
     };
     debug!(job_id = event.job_id, namespace = %chosen.namespace, pool = %chosen.name, "queued job matched");
     let added = match event.recovered {
         true => demand.recovered(event.job_id, &chosen.key, &event.repository, now),
         false => demand.queued(event.job_id, &chosen.key, &event.repository, now),
     };
-    added.then(|| chosen.key.clone())
+    match added {
+        true => Routed::To(chosen.key.clone()),
+        false => Routed::Known,
+    }
 }
 
 /// Whether the runner group of pool `pool_uid` admits jobs of `repository`:

@@ -304,6 +304,28 @@ impl Env {
         .await;
     }
 
+    /// What went on, for a failure message: the answer to each webhook
+    /// delivery and the last `lines` lines of the operator's log (which
+    /// never holds a secret: see [`Env::assert_no_secret_leaked`]).
+    #[allow(dead_code)]
+    pub fn story(&self, lines: usize) -> String {
+        let deliveries: Vec<String> = self
+            .fake
+            .webhook_deliveries()
+            .iter()
+            .map(|d| {
+                format!(
+                    "job {} {}: {:?} {:?}",
+                    d.job_id, d.action, d.status, d.error
+                )
+            })
+            .collect();
+        let logs = self.operator.logs();
+        let all: Vec<&str> = logs.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!("deliveries: {deliveries:#?}\noperator log, last {lines} lines:\n{tail}")
+    }
+
     /// Waits until the operator's log says `what` (e.g. `reconcile_timeout`,
     /// `controller stopped`).
     #[allow(dead_code)]
