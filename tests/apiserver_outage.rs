@@ -25,6 +25,7 @@ const WITHIN: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_queued_after_an_api_server_outage_gets_its_pod_within_seconds() {
     let dir = cluster::use_own_cluster("outage-cluster");
+    let _stop = cluster::StopOwnClusterOnDrop;
     let (mut env, _) = Env::start_with_webhooks("outage", SECRET, "120", &[]).await;
     let yaml = pool_yaml(
         POOL,
@@ -71,8 +72,6 @@ async fn a_job_queued_after_an_api_server_outage_gets_its_pod_within_seconds() {
         waited <= WITHIN,
         "the job queued after the API server came back waited {waited:?} for its pod (at most {WITHIN:?})"
     );
-    drop(env);
-    cluster::stop_own_cluster();
 }
 
 /// Queues a job for the pool and waits for its `n`-th runner pod (pods are

@@ -11,9 +11,9 @@ use support::soak::{self, Soak};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_minute_chaos_soak_serves_every_job_and_leaks_nothing() {
+    let _stop = support::cluster::StopOwnClusterOnDrop;
     let report = soak::run(&Soak::for_minutes(1.0)).await;
     report.print();
-    support::cluster::stop_own_cluster();
     let failures = report.failures();
     assert!(failures.is_empty(), "invariants broken: {failures:#?}");
     // The chaos happened.

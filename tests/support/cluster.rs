@@ -111,21 +111,45 @@ pub fn use_own_cluster(name: &str) -> PathBuf {
 
 /// Stops the cluster of [`use_own_cluster`], if any.
 pub fn stop_own_cluster() {
-    if let Some(dir) = OWN_CLUSTER_DIR.get() {
-        // `down` prints nothing on stdout: not through run_cluster_sh.
-        let out = Command::new("bash")
-            .arg(cluster_sh())
-            .arg("down")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running cluster.sh down");
-        assert!(
-            out.status.success(),
+    if let Err(e) = own_cluster_down() {
+        panic!("{e}");
+    }
+}
+
+/// Stops the cluster of [`use_own_cluster`] when dropped, also when the test
+/// panics (a cluster left running holds ports and two cores' worth of work
+/// for whatever runs next). Declare it first, so it drops last.
+#[allow(dead_code)]
+pub struct StopOwnClusterOnDrop;
+
+impl Drop for StopOwnClusterOnDrop {
+    fn drop(&mut self) {
+        // Never a panic here: it would abort a test already unwinding.
+        if let Err(e) = own_cluster_down() {
+            eprintln!("{e}");
+        }
+    }
+}
+
+fn own_cluster_down() -> Result<(), String> {
+    let Some(dir) = OWN_CLUSTER_DIR.get() else {
+        return Ok(());
+    };
+    // `down` prints nothing on stdout: not through run_cluster_sh.
+    let out = Command::new("bash")
+        .arg(cluster_sh())
+        .arg("down")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running cluster.sh down {}: {e}", dir.display()))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
             "cluster.sh down {} failed:\n{}",
             dir.display(),
             String::from_utf8_lossy(&out.stderr)
-        );
+        )),
     }
 }
 
