@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::{Context, uid};
 use super::index::SecretEntry;
-use super::plan::{self, Inputs, PodPhase, PodView, SecretView};
+use super::plan::{self, Inputs, PodPhase, PodView, SecretView, Waiting};
 use super::scale_set;
 use super::scaling::scaling;
 use crate::RunnerPool;
@@ -131,11 +131,14 @@ pub fn make_plan(
         .collect();
     let github = last_inventory(&pool_uid, ctx).and_then(|inv| inv.pool_view(&named, ownership));
     // A scale-set pool's demand is its scale set's; the others' the webhooks'.
-    let (demand, queued): (&dyn PoolDemand, u32) = match pool.spec.scale_set {
-        Some(_) => (ctx.scale_sets.as_ref(), scale_set::waiting_jobs(pool, ctx)),
+    let (demand, waiting): (&dyn PoolDemand, Waiting) = match pool.spec.scale_set {
+        Some(_) => (
+            ctx.scale_sets.as_ref(),
+            Waiting::Assigned(scale_set::assigned_jobs(pool, ctx)),
+        ),
         None => (
             ctx.demand.as_ref(),
-            ctx.demand.queued_for(&pool_uid, Instant::now()),
+            Waiting::Queued(ctx.demand.queued_for(&pool_uid, Instant::now())),
         ),
     };
     demand.retain_busy(&pool_uid, &runner_ids);
@@ -175,7 +178,7 @@ pub fn make_plan(
             removing: &m.removing(),
             vanished: &vanished,
             surplus_since: m.surplus_since,
-            queued,
+            waiting,
             known_busy: &known_busy,
             release_consumed_secrets: pool.container_mode() == ContainerMode::Kubernetes,
         })

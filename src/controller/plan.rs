@@ -82,6 +82,21 @@ pub enum Scaling {
     },
 }
 
+/// The jobs a pool's source of demand says it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// Jobs queued for the pool that no runner was created for yet
+    /// (webhooks).
+    Queued(u32),
+    /// Jobs GitHub's Actions service assigned to the pool's scale set,
+    /// running or not. Each busy runner runs one, so the jobs still waiting
+    /// are those beyond the busy runners. (Subtracting the service's running
+    /// jobs instead counted a job twice whenever the runner list showed its
+    /// runner busy before the statistics did: a burst of 200 made 7 extra
+    /// runners.)
+    Assigned(u32),
+}
+
 pub struct Inputs<'a> {
     pub now: Timestamp,
     pub scaling: Scaling,
@@ -102,8 +117,8 @@ pub struct Inputs<'a> {
     pub vanished: &'a [SecretView],
     /// Since when the pool has had more idle runners than it wants.
     pub surplus_since: Option<Timestamp>,
-    /// Jobs queued for the pool (from webhooks) that no runner has taken yet.
-    pub queued: u32,
+    /// The jobs the pool's source of demand says it has.
+    pub waiting: Waiting,
     /// Runners a job started on (from webhooks), busy whatever the GitHub
     /// view, which may be older, says.
     pub known_busy: &'a BTreeSet<u64>,
@@ -358,7 +373,11 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
 
-    plan.counts.queued = input.queued;
+    let queued = match input.waiting {
+        Waiting::Queued(n) => n,
+        Waiting::Assigned(n) => n.saturating_sub(plan.counts.busy),
+    };
+    plan.counts.queued = queued;
     let (desired, delay) = match input.scaling {
         Scaling::Fixed(n) => (n, Duration::ZERO),
         Scaling::Auto {
@@ -367,12 +386,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             idle,
             scale_down_delay,
         } => (
-            (plan
-                .counts
-                .busy
-                .saturating_add(input.queued)
-                .saturating_add(idle))
-            .clamp(min, max.max(min)),
+            (plan.counts.busy.saturating_add(queued).saturating_add(idle)).clamp(min, max.max(min)),
             scale_down_delay,
         ),
     };
@@ -531,7 +545,7 @@ mod tests {
         vanished: Vec<SecretView>,
         surplus_since: Option<Timestamp>,
         now: Timestamp,
-        queued: u32,
+        waiting: Waiting,
         known_busy: BTreeSet<u64>,
         release_consumed_secrets: bool,
     }
@@ -548,7 +562,7 @@ mod tests {
                 vanished: vec![],
                 surplus_since: None,
                 now: at(100),
-                queued: 0,
+                waiting: Waiting::Queued(0),
                 known_busy: BTreeSet::new(),
                 release_consumed_secrets: false,
             }
@@ -591,7 +605,7 @@ mod tests {
                 removing: &self.removing,
                 vanished: &self.vanished,
                 surplus_since: self.surplus_since,
-                queued: self.queued,
+                waiting: self.waiting,
                 known_busy: &self.known_busy,
                 release_consumed_secrets: self.release_consumed_secrets,
             })
@@ -891,13 +905,13 @@ mod tests {
     fn queued_jobs_scale_a_pool_from_zero_within_its_bounds() {
         let mut case = Case::new(FROM_ZERO);
         assert_eq!(case.plan().create, 0, "no demand, no runner");
-        case.queued = 3;
+        case.waiting = Waiting::Queued(3);
         let plan = case.plan();
         assert_eq!(
             (plan.create, plan.counts.desired, plan.counts.queued),
             (3, 3, 3)
         );
-        case.queued = 30;
+        case.waiting = Waiting::Queued(30);
         assert_eq!(case.plan().create, 10, "never above maxRunners");
         case.scaling = Scaling::Auto {
             min: 0,
@@ -905,14 +919,34 @@ mod tests {
             idle: 2,
             scale_down_delay: Duration::from_secs(0),
         };
-        case.queued = 1;
+        case.waiting = Waiting::Queued(1);
         let case = case.with_runner("a", 1, PodPhase::Running, true, true);
         assert_eq!(case.plan().counts.desired, 4, "busy + queued + idle");
         let fixed = Case {
-            queued: 5,
+            waiting: Waiting::Queued(5),
             ..Case::new(Scaling::Fixed(2))
         };
         assert_eq!(fixed.plan().create, 2, "a fixed pool ignores demand");
+    }
+
+    #[test]
+    fn a_scale_set_job_whose_runner_shows_busy_is_not_counted_twice() {
+        // The service assigned 3 jobs; the runner list already shows two
+        // runners busy with them, its statistics do not yet.
+        let mut case = Case::new(FROM_ZERO)
+            .with_runner("a", 1, PodPhase::Running, true, true)
+            .with_runner("b", 2, PodPhase::Running, true, true);
+        case.waiting = Waiting::Assigned(3);
+        let plan = case.plan();
+        assert_eq!(
+            (plan.create, plan.counts.desired, plan.counts.queued),
+            (1, 3, 1)
+        );
+        // Statistics older still (one job assigned): the busy runners stay.
+        case.waiting = Waiting::Assigned(1);
+        let plan = case.plan();
+        assert_eq!((plan.create, plan.counts.desired), (0, 2));
+        assert!(plan.remove.is_empty(), "{:?}", reasons(&plan));
     }
 
     #[test]

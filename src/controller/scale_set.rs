@@ -18,7 +18,7 @@ use super::context::{Context, uid};
 use crate::RunnerPool;
 use crate::connection::Target;
 use crate::demand::listener::{Listener, write_status};
-use crate::demand::scale_set::{Observed, Served, waiting};
+use crate::demand::scale_set::{Observed, Served};
 use crate::github::{GitHubError, JitConfig};
 use crate::kit::error::Error;
 use crate::kit::problem::{Blocked, Problem};
@@ -162,15 +162,15 @@ fn max_capacity(pool: &RunnerPool) -> u32 {
     }
 }
 
-/// Jobs assigned to the pool's scale set that no runner runs yet: from the
+/// Jobs assigned to the pool's scale set, running or not: from the
 /// listener, else (before its session opened) from the pool's status.
-pub fn waiting_jobs(pool: &RunnerPool, ctx: &Context) -> u32 {
-    ctx.scale_sets.waiting_for(&uid(pool)).unwrap_or_else(|| {
+pub fn assigned_jobs(pool: &RunnerPool, ctx: &Context) -> u32 {
+    ctx.scale_sets.assigned_for(&uid(pool)).unwrap_or_else(|| {
         pool.status
             .as_ref()
             .and_then(|s| s.scale_set.as_ref())
             .and_then(|s| s.statistics)
-            .map(|s| waiting(s.assigned_jobs, s.running_jobs))
+            .map(|s| s.assigned_jobs.clamp(0, u32::MAX as i64) as u32)
             .unwrap_or(0)
     })
 }

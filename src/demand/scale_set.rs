@@ -185,8 +185,15 @@ impl ScaleSets {
         Some(f(&mut observed))
     }
 
-    /// Jobs assigned to the pool's scale set that no runner runs yet, from
-    /// its listener; `None` before the listener has statistics.
+    /// Jobs assigned to the pool's scale set, running or not, from its
+    /// listener; `None` before the listener has statistics.
+    pub fn assigned_for(&self, pool: &str) -> Option<u32> {
+        self.with(pool, |o| o.statistics.map(|s| s.total_assigned_jobs))
+            .flatten()
+    }
+
+    /// Jobs assigned to the pool's scale set that no runner runs yet, by the
+    /// service's own count; `None` before the listener has statistics.
     pub fn waiting_for(&self, pool: &str) -> Option<u32> {
         self.with(pool, |o| {
             o.statistics
